@@ -1,0 +1,62 @@
+"""imreg_lib: affine image registration with automatic differentiation.
+
+The library behind the executable companion of *Applications of Automatic Differentiation in Image
+Registration* (Watson, Cherry, Lang, 2024). Data flow: grid -> spline image model -> transformation ->
+distance -> objective -> optimizer -> multi-scale driver. All computation is float64 by default.
+"""
+
+from .data import HAND_MOTION, ImagePair, hand_phantom, load_image, load_pair, synthetic_hand_pair
+from .derivatives import TaylorResult, taylor_test
+from .device import DEFAULT_DTYPE, resolve_device, resolve_dtype, synchronize
+from .distances import ssd
+from .grid import PAPER_OMEGA, Grid
+from .multiscale import MultiscaleResult, ScaleRecord, check_schedule, predictor_corrector, single_scale
+from .objective import ScaleObjective, SSDObjective
+from .optimizers import NewtonResult, newton_trust_exact
+from .spline import (
+    WINDOWS,
+    SplineImage,
+    spline_basis_matrices,
+    spline_coefficients,
+    spline_derivatives,
+    spline_evaluate,
+)
+from .transformations import Affine, affine, affine_from_geometry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_DTYPE",
+    "HAND_MOTION",
+    "PAPER_OMEGA",
+    "WINDOWS",
+    "Affine",
+    "Grid",
+    "ImagePair",
+    "MultiscaleResult",
+    "NewtonResult",
+    "SSDObjective",
+    "ScaleObjective",
+    "ScaleRecord",
+    "SplineImage",
+    "TaylorResult",
+    "affine",
+    "affine_from_geometry",
+    "check_schedule",
+    "hand_phantom",
+    "load_image",
+    "load_pair",
+    "newton_trust_exact",
+    "predictor_corrector",
+    "resolve_device",
+    "resolve_dtype",
+    "single_scale",
+    "spline_basis_matrices",
+    "spline_coefficients",
+    "spline_derivatives",
+    "spline_evaluate",
+    "ssd",
+    "synchronize",
+    "synthetic_hand_pair",
+    "taylor_test",
+]

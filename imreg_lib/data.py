@@ -1,0 +1,275 @@
+r"""Image data: the project's synthetic hand pair and a loader for the user's own images.
+
+Synthetic pair
+--------------
+The paper registers two hand radiographs (FAIR's "hands", which this project cannot ship). The default data
+are a phantom drawn by :func:`hand_phantom`: a forearm with radius and ulna, carpal bones, a palm with five
+metacarpals, four fingers with three phalanges each and a thumb with two, in soft tissue, on a black
+background, on the paper's 0-255 scale and domain :math:`(0, 20) \times (0, 25)`. It is a continuous
+function of position, averaged over ``supersample²`` points per cell, so any resolution ``m`` samples the
+same picture.
+
+The template is the reference seen through a known affine motion :math:`y^*` (a rotation near 180° with
+some anisotropic scaling and a shift, as in the paper's Fig. 2 where the template is rotated by 180°) and a
+mild intensity change: :math:`T(x) = g(R(y^{*-1}(x)))`, so that :math:`T(y^*(x)) = g(R(x))` and :math:`w^*`
+(the parameters of :math:`y^*`) is the ground truth of the registration.
+
+Image files
+-----------
+:func:`load_image` reads a greyscale PNG/JPEG with Pillow, optionally resizes it (bicubic, Pillow's default
+for greyscale, as the authors did) and returns float64 values 0-255 on the paper's convention
+``X[i, j] = A[m-1-j, i]`` (i along x, j along y from bottom to top), so the picture is upright.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .device import DEFAULT_DTYPE, resolve_device
+from .grid import PAPER_OMEGA, Grid
+from .transformations import affine, affine_from_geometry
+
+__all__ = [
+    "HAND_MOTION",
+    "ImagePair",
+    "hand_phantom",
+    "load_image",
+    "load_pair",
+    "synthetic_hand_pair",
+]
+
+#: The known motion of the default template: (angle in degrees, (scale_x, scale_y), shift) about the centre.
+HAND_MOTION = {"angle_deg": 172.0, "scale": (1.06, 0.94), "shift": (0.35, -0.5)}
+
+_SOFT, _BONE = 52.0, 150.0  # grey levels of soft tissue and of the extra brightness of bone
+_EDGE = 0.12  # edge width (physical units) of the smooth occupancy
+
+
+# (start, end, radius) capsules in physical coordinates of the (0, 20) x (0, 25) domain
+def _finger(base, tip, radius, n_bones, gap=0.62, bone_radius=None):
+    """Soft-tissue capsule and ``n_bones`` phalanges separated by joint gaps along base -> tip."""
+    bx, by = base
+    tx, ty = tip
+    length = math.hypot(tx - bx, ty - by)
+    ux, uy = (tx - bx) / length, (ty - by) / length
+    fractions = {2: (0.55, 0.45), 3: (0.43, 0.32, 0.25)}[n_bones]
+    bones, s = [], 0.1
+    usable = length - 0.55 - gap * n_bones
+    for f in fractions:
+        a = s + 0.5 * gap
+        b = a + f * usable
+        bones.append(((bx + a * ux, by + a * uy), (bx + b * ux, by + b * uy), bone_radius or 0.42 * radius))
+        s = b + 0.5 * gap
+    return (base, tip, radius), bones
+
+
+def _hand_geometry():
+    soft = [((10.0, -3.0), (10.0, 6.5), 3.1),  # forearm
+            ((8.3, 8.6), (12.0, 9.0), 2.5),  # palm
+            ((7.7, 11.0), (12.9, 11.3), 1.9),  # knuckles
+            ((9.9, 6.6), (10.3, 6.6), 2.9)]  # wrist / heel of the hand
+    bones = [((8.6, -2.0), (8.9, 5.4), 0.78),  # radius
+             ((11.5, -2.0), (11.3, 5.5), 0.62)]  # ulna
+    for cx, cy, r in [(8.4, 6.7, 0.55), (9.6, 6.5, 0.55), (10.8, 6.6, 0.5), (11.9, 6.9, 0.45),
+                      (8.9, 7.8, 0.5), (10.1, 7.8, 0.55), (11.2, 7.9, 0.5), (12.3, 8.1, 0.45)]:
+        bones.append(((cx, cy), (cx, cy), r))  # carpals
+    fingers = [  # (metacarpal start, finger base, tip, radius)
+        ((8.3, 8.6), (7.0, 12.6), (5.6, 20.3), 0.86),  # index
+        ((9.6, 8.7), (9.2, 13.1), (8.9, 22.3), 0.9),  # middle
+        ((10.9, 8.8), (11.3, 12.9), (12.0, 21.4), 0.86),  # ring
+        ((12.1, 8.9), (13.2, 12.2), (14.8, 18.6), 0.76),  # little
+    ]
+    for start, base, tip, radius in fingers:
+        s, bs = _finger(base, tip, radius, 3)
+        soft.append(s)
+        bones.extend(bs)
+        bones.append((start, (base[0] + 0.05 * (start[0] - base[0]), base[1] - 0.35), 0.34))  # metacarpal
+    # thumb: from the radial side of the wrist, pointing up and out
+    s, bs = _finger((6.9, 8.4), (3.2, 14.3), 1.0, 2)
+    soft.append(s)
+    soft.append(((8.0, 7.2), (6.7, 8.9), 1.35))  # thenar
+    bones.extend(bs)
+    bones.append(((8.6, 7.2), (7.1, 8.6), 0.4))  # first metacarpal
+    return soft, bones
+
+
+_SOFT_CAPSULES, _BONE_CAPSULES = _hand_geometry()
+
+
+def _occupancy(px: np.ndarray, py: np.ndarray, capsules) -> np.ndarray:
+    """Smooth union (max) of capsule indicators, edge width ``_EDGE``."""
+    occ = np.zeros_like(px)
+    for (ax, ay), (bx, by), r in capsules:
+        dx, dy = bx - ax, by - ay
+        L2 = dx * dx + dy * dy
+        s = np.zeros_like(px) if L2 == 0 else np.clip(((px - ax) * dx + (py - ay) * dy) / L2, 0.0, 1.0)
+        dist = np.hypot(px - ax - s * dx, py - ay - s * dy) - r
+        occ = np.maximum(occ, 0.5 * (1.0 - np.tanh(dist / _EDGE)))
+    return occ
+
+
+def hand_phantom(points: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Grey values (0-255) of the hand phantom at physical points (N, 2) in the paper's domain."""
+    p = np.asarray(points.detach().cpu() if isinstance(points, torch.Tensor) else points, dtype=np.float64)
+    px, py = p[:, 0], p[:, 1]
+    soft = _occupancy(px, py, _SOFT_CAPSULES)
+    bone = _occupancy(px, py, _BONE_CAPSULES)
+    # bone is brighter at its cortical rim; soft tissue is a little thicker towards the palm centre
+    thickness = 1.0 + 0.15 * np.exp(-((px - 10.0) ** 2 + (py - 10.0) ** 2) / 18.0)
+    return np.clip(_SOFT * soft * thickness + _BONE * bone * (0.85 + 0.3 * (1.0 - bone)), 0.0, 255.0)
+
+
+def _sample(grid: Grid, fn, supersample: int) -> np.ndarray:
+    """Cell averages of ``fn`` over ``supersample²`` sub-points per cell, shape ``grid.m``."""
+    fine = Grid(grid.omega, tuple(k * supersample for k in grid.m))
+    vals = fn(fine.cell_centers(dtype=torch.float64).numpy()).reshape(fine.m)
+    m0, m1 = grid.m
+    return vals.reshape(m0, supersample, m1, supersample).mean(axis=(1, 3))
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """A template/reference pair on a common grid, with the ground truth if it is known.
+
+    Attributes
+    ----------
+    template, reference
+        Float tensors of shape ``grid.m`` on the paper's ``X[i, j]`` convention.
+    grid
+        The common grid.
+    w_true
+        Parameters with ``T(y(w_true, x)) ≈ R(x)`` (``None`` for user images).
+    source
+        ``"synthetic hand"`` or the file names.
+    """
+
+    template: torch.Tensor
+    reference: torch.Tensor
+    grid: Grid
+    w_true: torch.Tensor | None
+    source: str
+
+
+def synthetic_hand_pair(m: int | Sequence[int] = 32, omega: Sequence[float] = PAPER_OMEGA, *,
+                        supersample: int = 4, motion: dict | None = None, device: str | torch.device = "auto",
+                        dtype: torch.dtype = DEFAULT_DTYPE) -> ImagePair:
+    """The default data: the hand phantom (reference) and its moved copy (template), deterministic.
+
+    Parameters
+    ----------
+    m
+        Cells per dimension (>= 4).
+    omega
+        Domain; the phantom is drawn in the paper's domain.
+    supersample
+        Sub-samples per cell and dimension (anti-aliasing), >= 1.
+    motion
+        Overrides of :data:`HAND_MOTION` (``angle_deg``, ``scale``, ``shift``).
+    device, dtype
+        Where and in which precision to return the tensors.
+    """
+    grid = Grid(omega, m)
+    if grid.dim != 2 or min(grid.m) < 4:
+        raise ValueError(f"m must describe a 2D grid with at least 4 cells per dimension, got m={m!r}")
+    if not isinstance(supersample, int) or supersample < 1:
+        raise ValueError(f"supersample must be a positive integer, got {supersample!r}")
+    motion = {**HAND_MOTION, **(motion or {})}
+    unknown = set(motion) - set(HAND_MOTION)
+    if unknown:
+        raise ValueError(f"motion has unknown keys {sorted(unknown)}; allowed: {sorted(HAND_MOTION)}")
+    dev = resolve_device(device)
+    w_true = affine_from_geometry(center=grid.center(), dtype=torch.float64, **motion)
+    A = w_true[:4].reshape(2, 2)
+    inv = torch.cat([torch.linalg.inv(A).reshape(-1), -torch.linalg.solve(A, w_true[4:])])
+
+    def moved(points: np.ndarray) -> np.ndarray:
+        z = affine(inv, torch.from_numpy(points)).numpy()
+        v = hand_phantom(z)
+        return 255.0 * 0.93 * (v / 255.0) ** 0.92  # mild exposure difference
+
+    reference = _sample(grid, hand_phantom, supersample)
+    template = _sample(grid, moved, supersample)
+    as_t = lambda a: torch.as_tensor(a, dtype=dtype).to(dev)  # noqa: E731
+    return ImagePair(as_t(template), as_t(reference), grid, w_true.to(device=dev, dtype=dtype), "synthetic hand")
+
+
+def load_image(path: str | os.PathLike, m: int | Sequence[int] | None = None, *,
+               device: str | torch.device = "auto", dtype: torch.dtype = DEFAULT_DTYPE) -> torch.Tensor:
+    """Load a greyscale image file as a tensor on the paper's convention (upright, 0-255).
+
+    Parameters
+    ----------
+    path
+        PNG or JPEG (anything Pillow reads) holding a greyscale image (RGB files whose three channels are
+        equal are accepted).
+    m
+        Resize to ``m`` cells (an int for a square, or ``(m_x, m_y)``) with bicubic resampling, as the
+        paper does; ``None`` keeps the file's size.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(m_x, m_y)`` with ``X[i, j] = A[m_y - 1 - j, i]`` for the pixel array ``A[row, column]``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is not an image Pillow can read, is in colour, or ``m`` is invalid.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if m is not None:
+        if isinstance(m, bool) or not (isinstance(m, int) or (isinstance(m, (tuple, list)) and len(m) == 2)):
+            raise ValueError(f"m must be None, a positive integer or a pair of positive integers, got {m!r}")
+        size = (m, m) if isinstance(m, int) else tuple(m)
+        if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 4 for k in size):
+            raise ValueError(f"m must be at least 4 cells per dimension, got {m!r}")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image file not found: {path!r}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            img = im
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"could not read {path!r} as an image ({err})") from None
+    if img.mode in ("RGB", "RGBA"):
+        arr = np.asarray(img.convert("RGB"), dtype=np.int16)
+        if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
+            raise ValueError(f"{path!r} is a colour image ({img.mode}); convert it to greyscale first, e.g. "
+                             "Image.open(p).convert('L').save(q)")
+        img = img.convert("L")
+    elif img.mode not in ("L", "I;16", "I", "F"):
+        raise ValueError(f"{path!r} has image mode {img.mode!r}; a greyscale image (mode 'L') is required")
+    if m is not None:
+        img = img.resize(size)  # Pillow's default for greyscale: bicubic, as in the paper
+    A = np.asarray(img, dtype=np.float64)  # A[row, column], row 0 at the top
+    X = np.ascontiguousarray(A[::-1, :].T)  # X[i, j] = A[rows-1-j, i]
+    return torch.as_tensor(X, dtype=dtype).to(resolve_device(device))
+
+
+def load_pair(reference_path: str | os.PathLike, template_path: str | os.PathLike,
+              m: int | Sequence[int] | None = None, omega: Sequence[float] = PAPER_OMEGA, *,
+              device: str | torch.device = "auto", dtype: torch.dtype = DEFAULT_DTYPE) -> ImagePair:
+    """Load a user's reference and template files as an :class:`ImagePair` (no ground truth).
+
+    Raises
+    ------
+    ValueError
+        If the two images do not have the same size after resizing.
+    """
+    R = load_image(reference_path, m, device=device, dtype=dtype)
+    T = load_image(template_path, m, device=device, dtype=dtype)
+    if R.shape != T.shape:
+        raise ValueError(f"reference_path and template_path have different sizes {tuple(R.shape)} and "
+                         f"{tuple(T.shape)}; pass m to resize both")
+    names = f"{os.path.basename(os.fspath(reference_path))} / {os.path.basename(os.fspath(template_path))}"
+    return ImagePair(T, R, Grid(omega, tuple(R.shape)), None, names)

@@ -1,0 +1,94 @@
+r"""Taylor tests of derivatives (FAIR's ``checkDerivative``, returning numbers that tests can assert).
+
+For a smooth :math:`f`, a direction :math:`v` and steps :math:`h`,
+
+.. math::
+    E_0(h) = \|f(x + hv) - f(x)\|, \quad
+    E_1(h) = \|f(x + hv) - f(x) - h\, f'(x)v\|, \quad
+    E_2(h) = \|f(x + hv) - f(x) - h\, f'(x)v - \tfrac{h^2}{2} v^\top f''(x) v\|
+
+decay like :math:`h`, :math:`h^2` and :math:`h^3` when the derivatives are right. A wrong first derivative
+leaves :math:`E_1 = O(h)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["TaylorResult", "taylor_test"]
+
+
+@dataclass(frozen=True)
+class TaylorResult:
+    """Errors of a Taylor test and their observed orders of decay.
+
+    Attributes
+    ----------
+    h
+        Step sizes (decreasing).
+    errors
+        ``errors[k]`` is :math:`E_k(h)` for ``k = 0, 1[, 2]``.
+    orders
+        ``orders[k][i] = log(E_k[i] / E_k[i+1]) / log(h[i] / h[i+1])``.
+    """
+
+    h: tuple[float, ...]
+    errors: tuple[tuple[float, ...], ...]
+    orders: tuple[tuple[float, ...], ...]
+
+    def order(self, k: int, floor: float = 1e-11) -> float:
+        """Median observed order of :math:`E_k` over the steps where both errors exceed ``floor`` times
+        :math:`E_0` at the largest step (below that, round-off dominates)."""
+        scale = self.errors[0][0] or 1.0
+        e = self.errors[k]
+        usable = [self.orders[k][i] for i in range(len(self.h) - 1)
+                  if e[i] > floor * scale and e[i + 1] > floor * scale]
+        if not usable:
+            return float("nan")
+        usable.sort()
+        return usable[len(usable) // 2]
+
+
+def taylor_test(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, v: torch.Tensor,
+                df_v: torch.Tensor, d2f_v: torch.Tensor | None = None,
+                h: tuple[float, ...] = tuple(10.0 ** -k for k in range(0, 8))) -> TaylorResult:
+    r"""Taylor test of the directional derivatives of ``f`` at ``x`` along ``v``.
+
+    Parameters
+    ----------
+    f
+        Function of one tensor (scalar or tensor valued).
+    x, v
+        Point and direction (same shape).
+    df_v
+        The claimed first directional derivative :math:`f'(x)v` (shape of ``f(x)``).
+    d2f_v
+        The claimed second directional derivative :math:`v^\top f''(x) v`, optional.
+    h
+        Decreasing step sizes.
+    """
+    if tuple(v.shape) != tuple(x.shape):
+        raise ValueError(f"v must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}")
+    with torch.no_grad():
+        f0 = f(x)
+        errs: list[list[float]] = [[], []] + ([[]] if d2f_v is not None else [])
+        for hk in h:
+            diff = f(x + hk * v) - f0
+            errs[0].append(float(torch.linalg.vector_norm(diff)))
+            diff = diff - hk * df_v
+            errs[1].append(float(torch.linalg.vector_norm(diff)))
+            if d2f_v is not None:
+                errs[2].append(float(torch.linalg.vector_norm(diff - 0.5 * hk * hk * d2f_v)))
+    orders = []
+    for e in errs:
+        o = []
+        for i in range(len(h) - 1):
+            if e[i] > 0 and e[i + 1] > 0:
+                o.append(float(torch.log(torch.tensor(e[i] / e[i + 1])) / torch.log(torch.tensor(h[i] / h[i + 1]))))
+            else:
+                o.append(float("nan"))
+        orders.append(tuple(o))
+    return TaylorResult(tuple(h), tuple(tuple(e) for e in errs), tuple(orders))

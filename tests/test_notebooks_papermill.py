@@ -1,0 +1,41 @@
+"""The notebooks run under papermill with their parameters and write their results JSON."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("notebook", ["00_data"])
+def test_papermill_parameters(tmp_path, notebook):
+    pm = pytest.importorskip("papermill")
+    out = tmp_path / "results.json"
+    pm.execute_notebook(str(ROOT / "notebooks" / f"{notebook}.ipynb"), str(tmp_path / "out.ipynb"),
+                        parameters={"m": 16, "m_scale_space": 32, "device": "cpu", "results_path": str(out)},
+                        cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3")
+    res = json.loads(out.read_text())
+    assert res["m"] == [16, 16]
+    assert res["gradient_rel_diff_ad"] < 1e-10 and res["hessian_rel_diff_ad"] < 1e-10
+    assert res["taylor_order_gradient"] > 1.9
+
+
+def test_user_images(tmp_path):
+    pm = pytest.importorskip("papermill")
+    import numpy as np
+    from PIL import Image
+
+    import imreg_lib as il
+
+    pair = il.synthetic_hand_pair(24, device="cpu")
+    for name, img in (("r.png", pair.reference), ("t.png", pair.template)):
+        Image.fromarray(np.clip(img.numpy().T[::-1], 0, 255).astype(np.uint8)).save(tmp_path / name)
+    out = tmp_path / "res.json"
+    pm.execute_notebook(str(ROOT / "notebooks" / "00_data.ipynb"), str(tmp_path / "out.ipynb"),
+                        parameters={"m": 16, "m_scale_space": 24, "device": "cpu", "results_path": str(out),
+                                    "reference_path": os.fspath(tmp_path / "r.png"),
+                                    "template_path": os.fspath(tmp_path / "t.png")},
+                        cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3")
+    res = json.loads(out.read_text())
+    assert res["source"] == "r.png / t.png" and "w_true" not in res

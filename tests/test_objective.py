@@ -1,0 +1,103 @@
+"""Objective: structured derivatives = AD, Taylor tests in w (gradient, Hessian, HVP) and in θ."""
+import pytest
+import torch
+from torch.func import grad, hessian, jvp
+
+import imreg_lib as il
+
+W0 = torch.tensor([0.97, 0.05, -0.04, 1.02, 0.3, -0.2], dtype=torch.float64)
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("theta", [1e-3, 1.0, 1e2])
+def test_structured_derivatives_equal_ad(objective32, theta):
+    scale = objective32.at_scale(theta)
+    J, dJ, H = scale.derivatives(W0)
+    assert float(J) == pytest.approx(float(scale.loss(W0)), rel=1e-13)
+    assert _rel(dJ, grad(scale.loss)(W0)) < 1e-10
+    assert _rel(H, hessian(scale.loss)(W0)) < 1e-10
+    # Gauss-Newton: the Hessian without the second-order term
+    _, _, Hgn = scale.derivatives(W0, "gauss_newton")
+    Jr = torch.func.jacfwd(scale.residual)(W0)
+    assert _rel(Hgn, 2 * Jr.T @ Jr) < 1e-10
+    assert scale.derivatives(W0, "none")[2] is None
+
+
+def test_taylor_test_of_J_in_w(objective32, rng):
+    scale = objective32.at_scale(1e-2)
+    v = torch.randn(6, generator=rng, dtype=torch.float64) * torch.tensor([0.05] * 4 + [0.5] * 2)
+    J, dJ, H = scale.derivatives(W0)
+    res = il.taylor_test(scale.loss, W0, v, dJ @ v, v @ H @ v, h=tuple(10.0 ** -k for k in range(0, 6)))
+    assert res.order(0) == pytest.approx(1.0, abs=0.1)
+    assert res.order(1) > 1.9 and res.order(2) > 2.9
+    # Hessian-vector products by forward-over-reverse AD: Taylor test of the gradient map
+    hvp = jvp(grad(scale.loss), (W0,), (v,))[1]
+    torch.testing.assert_close(hvp, H @ v, rtol=1e-10, atol=1e-8)
+    res_g = il.taylor_test(grad(scale.loss), W0, v, hvp, h=tuple(10.0 ** -k for k in range(0, 6)))
+    assert res_g.order(1) > 1.9
+
+
+def test_wrong_derivative_is_detected(objective32, rng):
+    """The Taylor test must fail for a wrong derivative (here: the Gauss-Newton matrix as 'Hessian')."""
+    scale = objective32.at_scale(1e-2)
+    v = torch.randn(6, generator=rng, dtype=torch.float64) * 0.1
+    _, dJ, Hgn = scale.derivatives(W0, "gauss_newton")
+    res = il.taylor_test(scale.loss, W0, v, dJ @ v, v @ Hgn @ v, h=tuple(10.0 ** -k for k in range(0, 6)))
+    assert res.order(2) < 2.5
+    res1 = il.taylor_test(scale.loss, W0, v, 1.01 * (dJ @ v), h=tuple(10.0 ** -k for k in range(0, 6)))
+    assert res1.order(1) < 1.5
+
+
+def test_theta_derivative_of_gradient(objective32):
+    th = 0.5
+    rhs = objective32.theta_derivative_of_gradient(W0, th)
+    g = lambda t: objective32.at_scale(t).derivatives(W0, "none")[1]  # noqa: E731
+    eps = 1e-5
+    fd = (g(th + eps) - g(th - eps)) / (2 * eps)
+    torch.testing.assert_close(rhs, fd, rtol=1e-6, atol=1e-4)
+    # the tensor-θ path is the same function as the cached one
+    t = torch.tensor(th, dtype=torch.float64)
+    assert float(objective32.loss(W0, t)) == pytest.approx(float(objective32.loss(W0, th)), rel=1e-12)
+
+
+def test_3d_objective():
+    gen = torch.Generator().manual_seed(3)
+    g = il.Grid((0, 4, 0, 5, 0, 6), (6, 7, 8))
+    base = torch.rand(g.m, generator=gen, dtype=torch.float64)
+    T = il.SplineImage(base, g)
+    R = il.SplineImage(torch.roll(base, 1, 0), g)
+    obj = il.SSDObjective(T, R, il.Affine(3))
+    w = obj.identity() + 0.01 * torch.randn(12, generator=gen, dtype=torch.float64)
+    scale = obj.at_scale(1e-2)
+    J, dJ, H = scale.derivatives(w)
+    assert H.shape == (12, 12)
+    assert _rel(dJ, grad(scale.loss)(w)) < 1e-10 and _rel(H, hessian(scale.loss)(w)) < 1e-10
+
+
+def test_regularizer_hook(objective32):
+    alpha = 3.0
+    w_ref = objective32.identity()
+    reg = lambda w: 0.5 * alpha * torch.sum((w - w_ref) ** 2)  # noqa: E731
+    obj = il.SSDObjective(objective32.template, objective32.reference, regularizer=reg)
+    scale, plain = obj.at_scale(1e-2), objective32.at_scale(1e-2)
+    J, dJ, H = scale.derivatives(W0)
+    J0, dJ0, H0 = plain.derivatives(W0)
+    assert float(J - J0) == pytest.approx(float(reg(W0)))
+    torch.testing.assert_close(dJ - dJ0, alpha * (W0 - w_ref))
+    torch.testing.assert_close(H - H0, alpha * torch.eye(6, dtype=torch.float64))
+    assert float(scale.loss(W0)) == pytest.approx(float(J))
+
+
+def test_objective_bad_input(hand32):
+    g = hand32.grid
+    T = il.SplineImage(hand32.template, g)
+    small = il.synthetic_hand_pair(16, device="cpu")
+    with pytest.raises(ValueError, match="same size"):
+        il.SSDObjective(T, il.SplineImage(small.reference, small.grid))
+    with pytest.raises(ValueError, match="3D"):
+        il.SSDObjective(T, il.SplineImage(hand32.reference, g), il.Affine(3))
+    with pytest.raises(ValueError, match="hessian_kind"):
+        il.SSDObjective(T, il.SplineImage(hand32.reference, g)).at_scale(1.0).derivatives(W0, "bfgs")

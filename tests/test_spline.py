@@ -1,0 +1,192 @@
+"""Spline image model: definition (spec §1.3), exactness, smoothing, derivatives under every transform."""
+import pytest
+import torch
+from torch.func import grad, hessian, jacfwd, jacrev, jvp, vmap
+
+import imreg_lib as il
+from imreg_lib.spline import spline_basis_matrices
+
+OMEGA3 = (0.0, 4.0, 0.0, 5.0, 0.0, 6.0)
+
+
+def _reference_coefficients(data, theta):
+    """The authors' route: dense solves of (BᵀB + θP) c = Bᵀt along every dimension."""
+    C = data
+    for axis, m in enumerate(data.shape):
+        B, P = spline_basis_matrices(m)
+        M = B.T @ B + theta * P
+        C = torch.movedim(torch.tensordot(torch.linalg.solve(M, B.T), C, dims=([1], [axis])), 0, axis)
+    return C
+
+
+def test_basis_matrices():
+    B, P = spline_basis_matrices(6)
+    assert B[0, :3].tolist() == [4, 1, 0]
+    assert P[0, :5].tolist() == [96, -54, 0, 6, 0]
+    torch.testing.assert_close(P, P.T)
+    assert torch.linalg.eigvalsh(P).min() > -1e-9  # positive semi-definite
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (4, 5, 6)])
+@pytest.mark.parametrize("theta", [0.0, 1e-3, 1.0, 1e3])
+def test_coefficients_match_direct_solves(shape, theta, rng):
+    data = torch.rand(shape, generator=rng, dtype=torch.float64) * 255
+    torch.testing.assert_close(il.spline_coefficients(data, theta), _reference_coefficients(data, theta),
+                               rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.parametrize("omega, m", [(il.PAPER_OMEGA, (8, 11)), (OMEGA3, (5, 6, 7))])
+def test_interpolation_reproduces_data_at_cell_centres(omega, m, rng):
+    g = il.Grid(omega, m)
+    data = torch.rand(m, generator=rng, dtype=torch.float64) * 255
+    torch.testing.assert_close(il.SplineImage(data, g).on_grid(0.0), data, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("omega, m, margin", [(il.PAPER_OMEGA, 32, 9), (OMEGA3, 20, 7)])
+def test_constants_and_linear_functions_in_the_interior(omega, m, margin, rng):
+    """Away from the boundary (whose effect decays like (2 - sqrt 3)^k with the distance k in cells)."""
+    g = il.Grid(omega, m)
+    xc = g.cell_centers()
+    slope = torch.arange(1, g.dim + 1, dtype=torch.float64)
+    lin = (3.0 + xc @ slope).reshape(g.m)
+    img = il.SplineImage(lin, g)
+    lo, hi = torch.tensor(g.lower), torch.tensor(g.upper)
+    h = torch.tensor(g.h)
+    x = lo + margin * h + (hi - lo - 2 * margin * h) * torch.rand(50, g.dim, generator=rng, dtype=torch.float64)
+    # interior: far from the boundary where the zero padding of the coefficients is felt
+    torch.testing.assert_close(img(x), 3.0 + x @ slope, rtol=1e-3, atol=0)
+    const = il.SplineImage(torch.full(g.m, 7.0, dtype=torch.float64), g)
+    torch.testing.assert_close(const(x), torch.full((50,), 7.0, dtype=torch.float64), rtol=1e-3, atol=0)
+    torch.testing.assert_close(img(x, order=1), slope.expand(50, -1), rtol=0, atol=2e-2)
+
+
+def test_large_theta_smooths(hand32):
+    img = il.SplineImage(hand32.reference, hand32.grid)
+
+    def roughness(u):
+        return float((u[1:] - u[:-1]).abs().sum() + (u[:, 1:] - u[:, :-1]).abs().sum())
+
+    r = [roughness(img.on_grid(t)) for t in (1e-3, 1e1, 1e3)]
+    assert r[0] > r[1] > r[2]
+    assert r[2] < 0.2 * r[0]
+
+
+def test_window_zero_outside():
+    g = il.Grid(il.PAPER_OMEGA, 8)
+    img = il.SplineImage(torch.ones(8, 8, dtype=torch.float64) * 10, g)
+    h0 = g.h[0]
+    # xi = x / h - 0.5: xi = -1.5 is inside the paper window (-2, m) but outside FAIR's (-1, m)
+    x = torch.tensor([[-1.0 * h0, 12.0], [(8 + 0.7) * h0, 12.0], [-5.0, 12.0]], dtype=torch.float64)
+    paper = img(x)
+    fair = il.SplineImage(img.data, g, window="fair")(x)
+    assert paper[0] > 0 and fair[0] == 0 and paper[2] == 0 and paper[1] == 0
+    assert (img(x, order=1)[2] == 0).all()
+    with pytest.raises(ValueError, match="window"):
+        il.SplineImage(img.data, g, window="symmetric")
+
+
+@pytest.fixture(scope="module", params=["2d", "3d"])
+def model(request):
+    gen = torch.Generator().manual_seed(7)
+    if request.param == "2d":
+        g = il.Grid(il.PAPER_OMEGA, (9, 10))
+    else:
+        g = il.Grid(OMEGA3, (5, 6, 7))
+    img = il.SplineImage(torch.rand(g.m, generator=gen, dtype=torch.float64) * 255, g)
+    x = g.cell_centers()[::7][:12] + 0.37 * torch.tensor(g.h)
+    return img, x
+
+
+def test_taylor_test_with_respect_to_points(model, rng):
+    img, x = model
+    f = lambda z: img(z, 1e-2)  # noqa: E731
+    v = torch.randn(x.shape, generator=rng, dtype=torch.float64)
+    d1 = (img(x, 1e-2, order=1) * v).sum(-1)
+    d2 = torch.einsum("ni,nij,nj->n", v, img(x, 1e-2, order=2), v)
+    res = il.taylor_test(f, x, v, d1, d2, h=tuple(10.0 ** -k for k in range(1, 6)))
+    assert res.order(1) > 1.9 and res.order(2) > 2.9
+
+
+def test_taylor_test_with_respect_to_theta(model):
+    img, x = model
+    th = torch.tensor(0.3, dtype=torch.float64)
+    f = lambda t: img(x, t)  # noqa: E731
+    d1 = jacfwd(f)(th)
+    d2 = jacfwd(jacfwd(f))(th)
+    res = il.taylor_test(f, th, torch.tensor(1.0, dtype=torch.float64), d1, d2,
+                         h=tuple(0.1 * 2.0 ** -k for k in range(6)))
+    assert res.order(1) > 1.9 and res.order(2) > 2.8
+    # and the exact derivative of the coefficients, dc/dθ = -M⁻¹ P c (per dimension), agrees with AD
+    dc = jvp(img.coefficients, (th,), (torch.ones_like(th),))[1]
+    eps = 1e-6
+    fd = (img.coefficients(0.3 + eps) - img.coefficients(0.3 - eps)) / (2 * eps)
+    torch.testing.assert_close(dc, fd, rtol=1e-6, atol=1e-6)
+
+
+def test_all_ad_transforms_agree(model):
+    img, x = model
+    n, d = x.shape
+    f = lambda z: img(z, 1e-3).sum()  # noqa: E731
+    expected_g = img(x, 1e-3, order=1)
+    expected_h = img(x, 1e-3, order=2)
+    for gfun in (grad(f), jacrev(f), jacfwd(f)):
+        torch.testing.assert_close(gfun(x), expected_g, rtol=1e-12, atol=1e-10)
+    for hfun in (hessian(f), jacrev(jacrev(f)), jacfwd(jacfwd(f)), jacrev(jacfwd(f)), jacfwd(jacrev(f))):
+        Hfull = hfun(x)  # (n, d, n, d); points are independent
+        torch.testing.assert_close(torch.einsum("iaib->iab", Hfull), expected_h, rtol=1e-12, atol=1e-9)
+        assert torch.einsum("iajb->ij", Hfull.abs()).fill_diagonal_(0).max() == 0
+    # vmap over points and jvp
+    v = torch.ones_like(x)
+    torch.testing.assert_close(jvp(lambda z: img(z, 1e-3), (x,), (v,))[1], expected_g.sum(-1))
+    per_point = vmap(lambda p: img(p[None], 1e-3)[0])(x)
+    torch.testing.assert_close(per_point, img(x, 1e-3))
+    # fused orders from one gather
+    T, dT, d2T = il.spline_derivatives(img.coefficients(1e-3), x, img.grid)
+    torch.testing.assert_close(dT, expected_g) and torch.testing.assert_close(d2T, expected_h)
+    torch.testing.assert_close(T, img(x, 1e-3))
+
+
+def test_linear_in_data_and_vmap_over_images(model, rng):
+    img, x = model
+    g = img.grid
+    c1 = torch.randn(g.m, generator=rng, dtype=torch.float64)
+    c2 = torch.randn(g.m, generator=rng, dtype=torch.float64)
+    e = lambda c: il.spline_evaluate(c, x, g)  # noqa: E731
+    torch.testing.assert_close(e(2 * c1 - 3 * c2), 2 * e(c1) - 3 * e(c2))
+    torch.testing.assert_close(vmap(e)(torch.stack([c1, c2])), torch.stack([e(c1), e(c2)]))
+    # adjoint identity and forward-mode AD of the adjoint in the points (the SR operator needs both)
+    u = torch.randn(x.shape[0], generator=rng, dtype=torch.float64)
+    adj = lambda z: torch.func.vjp(lambda c: il.spline_evaluate(c, z, g), c1)[1](u)[0]  # noqa: E731
+    torch.testing.assert_close((adj(x) * c2).sum(), (u * e(c2)).sum())
+    torch.testing.assert_close(jacfwd(adj)(x), jacrev(adj)(x), rtol=1e-10, atol=1e-9)
+
+
+def test_caches_hold_plain_tensors(hand32):
+    img = il.SplineImage(hand32.reference, hand32.grid)
+    x = hand32.grid.cell_centers()[:10]
+    hessian(lambda z: img(z, 0.5).sum())(x)  # fills the cache inside a transform
+    c = img.coefficients(0.5)
+    assert not torch._C._functorch.is_functorch_wrapped_tensor(c)
+    assert img.coefficients(0.5) is c  # cached once per (image, θ)
+    img(x, 0.5)  # usable outside the transform
+
+
+@pytest.mark.parametrize("theta, match", [(-1.0, "theta"), (float("nan"), "theta"), ("1", "theta"),
+                                          (torch.ones(2), "scalar")])
+def test_bad_theta(theta, match, hand32):
+    img = il.SplineImage(hand32.reference, hand32.grid)
+    with pytest.raises(ValueError, match=match):
+        img.coefficients(theta)
+
+
+def test_bad_shapes(hand32):
+    g = hand32.grid
+    with pytest.raises(ValueError, match="grid.m"):
+        il.SplineImage(torch.zeros(5, 5, dtype=torch.float64), g)
+    with pytest.raises(ValueError, match="floating"):
+        il.SplineImage(torch.zeros(g.m, dtype=torch.int64), g)
+    img = il.SplineImage(hand32.reference, g)
+    with pytest.raises(ValueError, match="x must have shape"):
+        img(torch.zeros(4, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="order"):
+        img(torch.zeros(4, 2, dtype=torch.float64), order=-1)
