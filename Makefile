@@ -49,6 +49,7 @@ notebooks: $(STAMP)
 test: unit nbval
 
 unit: $(STAMP)
+	$(PY) -m ruff check imreg_lib tests benchmarks
 	$(PY) -m pytest tests -q
 
 nbval: $(STAMP)

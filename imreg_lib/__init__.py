@@ -21,6 +21,7 @@ from .spline import (
     spline_derivatives,
     spline_evaluate,
 )
+from .timing import Timing, time_function
 from .transformations import Affine, affine, affine_from_geometry
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ __all__ = [
     "ScaleRecord",
     "SplineImage",
     "TaylorResult",
+    "Timing",
     "affine",
     "affine_from_geometry",
     "check_schedule",
@@ -59,4 +61,5 @@ __all__ = [
     "synchronize",
     "synthetic_hand_pair",
     "taylor_test",
+    "time_function",
 ]

@@ -8,7 +8,9 @@ differentiating in :math:`\theta` gives the ODE
 The **predictor-corrector** method takes one forward-Euler step of it from :math:`\theta_{n}` to
 :math:`\theta_{n+1}`,
 
-.. math::  w_{pred} = w^*_n + (\theta_{n+1} - \theta_n)\, \Big(-H_n^{-1}\, \partial_\theta \nabla_w J(w^*_n; \theta_n)\Big),
+.. math::
+    w_{pred} = w^*_n + (\theta_{n+1} - \theta_n)\,
+    \Big(-H_n^{-1}\, \partial_\theta \nabla_w J(w^*_n; \theta_n)\Big),
 
 (the sign of the authors' code; the paper's eq. 5 writes :math:`\theta_n - \theta_{n+1}`), with :math:`H_n` the
 exact Hessian at the accepted iterate (reused, no extra Hessian) and a least-squares solve that tolerates an

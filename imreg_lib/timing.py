@@ -1,0 +1,48 @@
+"""Timing of functions the way derivative costs should be reported: warm-up, synchronisation on CUDA,
+several repeats, mean, standard deviation and median."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .device import synchronize
+
+__all__ = ["Timing", "time_function"]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock statistics in milliseconds over ``n_runs`` calls."""
+
+    mean_ms: float
+    std_ms: float
+    median_ms: float
+    min_ms: float
+    n_runs: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def time_function(fn: Callable[[], object], n_runs: int = 100, warmup: int = 5,
+                  device: torch.device | str = "cpu") -> Timing:
+    """Time ``fn()`` (no arguments) ``n_runs`` times after ``warmup`` untimed calls."""
+    if not isinstance(n_runs, int) or n_runs < 2:
+        raise ValueError(f"n_runs must be an integer >= 2, got {n_runs!r}")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(n_runs):
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(1e3 * (time.perf_counter() - t0))
+    return Timing(statistics.fmean(times), statistics.stdev(times), statistics.median(times), min(times), n_runs)
