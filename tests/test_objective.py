@@ -58,6 +58,11 @@ def test_theta_derivative_of_gradient(objective32):
     eps = 1e-5
     fd = (g(th + eps) - g(th - eps)) / (2 * eps)
     torch.testing.assert_close(rhs, fd, rtol=1e-6, atol=1e-4)
+    # structured (exact dc/dθ, one spline pass) and AD through the coefficient solve agree
+    ad = objective32.theta_derivative_of_gradient(W0, th, method="ad")
+    assert _rel(rhs, ad) < 1e-10
+    with pytest.raises(ValueError, match="method"):
+        objective32.theta_derivative_of_gradient(W0, th, method="fd")
     # the tensor-θ path is the same function as the cached one
     t = torch.tensor(th, dtype=torch.float64)
     assert float(objective32.loss(W0, t)) == pytest.approx(float(objective32.loss(W0, th)), rel=1e-12)
