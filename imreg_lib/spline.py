@@ -33,7 +33,10 @@ Implementation
   compositions work (no ``grid_sample``, which has neither forward-mode AD nor a double backward).
   :func:`spline_derivatives` returns :math:`T`, :math:`\nabla T` and :math:`\nabla^2 T` from **one** gather
   (FAIR's ``[Tc, dT]``, continued to second order), which the objective composes with AD derivatives of
-  the transformation for cheap exact Hessians.
+  the transformation for cheap exact Hessians. (A custom ``torch.autograd.Function`` with analytic rules
+  was tried and dropped: under generic transforms it was no faster at these sizes, and torch.func's nested
+  forward mode silently drops the outer tangent of a custom ``jvp`` rule, so ``jacfwd(jacfwd(...))`` was
+  wrong. The tests check every composition.)
 * **Valid window.** Outside :math:`-2 < \xi_d < m_d` (``window="paper"``, the authors' asymmetric window)
   or :math:`-1 < \xi_d < m_d` (``window="fair"``, FAIR's) the image is exactly 0 with zero derivative.
 """
