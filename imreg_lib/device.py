@@ -6,9 +6,12 @@ notebooks and drivers accept is resolved here, once, before any work starts.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import torch
 
-__all__ = ["DEFAULT_DTYPE", "resolve_device", "resolve_dtype", "synchronize"]
+__all__ = ["DEFAULT_DTYPE", "is_traced", "resolve_device", "resolve_dtype", "synchronize", "untraced"]
 
 #: The dtype of every tensor the library creates unless a caller asks for another.
 DEFAULT_DTYPE = torch.float64
@@ -86,3 +89,30 @@ def synchronize(device: torch.device | str) -> None:
     """Wait for queued kernels on ``device`` (a no-op on the CPU); call before reading a timer."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def is_traced(x: torch.Tensor) -> bool:
+    """True for a tensor wrapped by a ``torch.func`` transform (its values must not be cached)."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(x)
+
+
+@contextlib.contextmanager
+def untraced():
+    """Compute with ``torch.func`` transforms switched off, so that results are plain tensors.
+
+    Caches (spline coefficients, per-scale constants) are filled inside this context: a cache filled during a
+    transform would otherwise hold wrapped tensors that escape their transform. Inputs must be plain.
+    """
+    with torch._C._DisableFuncTorch():
+        yield
+
+
+def untraced_function(fn):
+    """Decorator form of :func:`untraced` for cache builders."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with untraced():
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -31,8 +31,9 @@ from functools import cached_property
 from typing import Literal
 
 import torch
-from torch.func import grad, hessian, jacfwd
+from torch.func import grad, hessian, jacfwd, vmap
 
+from .device import untraced
 from .distances import ssd
 from .spline import SplineImage, spline_derivatives, spline_evaluate
 from .transformations import Affine
@@ -96,7 +97,7 @@ class SSDObjective:
         if key not in self._scales:
             if len(self._scales) >= 128:
                 self._scales.clear()
-            with torch._C._DisableFuncTorch():
+            with untraced():
                 coef = self.template.coefficients(key)
                 ref = spline_evaluate(self.reference.coefficients(key), self.x, self.grid,
                                       window=self.reference.window)
@@ -151,7 +152,7 @@ class ScaleObjective:
 
     @cached_property
     def _affine_jacobian(self) -> torch.Tensor:
-        with torch._C._DisableFuncTorch():
+        with untraced():
             return self.problem.transformation.jacobian(self.problem.identity(), self.x)
 
     def _jacobian(self, w: torch.Tensor) -> torch.Tensor:
@@ -162,7 +163,7 @@ class ScaleObjective:
     def _theta_tangents(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dc_T/dθ, dR_θ(x_c)/dθ)``: exact θ-derivatives of the template coefficients and reference values."""
         pb = self.problem
-        with torch._C._DisableFuncTorch():
+        with untraced():
             th = torch.tensor(self.theta, dtype=pb.reference.dtype, device=pb.reference.device)
             one = torch.ones_like(th)
             dc = torch.func.jvp(pb.template.coefficients, (th,), (one,))[1]
@@ -178,8 +179,9 @@ class ScaleObjective:
         tr, tmpl, hv = pb.transformation, pb.template, pb.grid.cell_volume
         dc, dR = self._theta_tangents
         y = tr(w, self.x)
-        T, dT = spline_derivatives(self.template_coefficients, y, tmpl.grid, orders=(0, 1), window=tmpl.window)
-        Tc, dTc = spline_derivatives(dc, y, tmpl.grid, orders=(0, 1), window=tmpl.window)
+        both = torch.stack([self.template_coefficients, dc])  # one gather at y for c and dc/dθ
+        (T, Tc), (dT, dTc) = vmap(lambda c: spline_derivatives(c, y, tmpl.grid, orders=(0, 1),
+                                                               window=tmpl.window))(both)
         r = T - self.reference_values
         Q = self._jacobian(w)
         return (2.0 * hv) * (torch.einsum("nd,ndp->p", dTc * r[:, None], Q)

@@ -51,6 +51,7 @@ from functools import cached_property
 
 import torch
 
+from .device import is_traced, untraced, untraced_function
 from .grid import Grid
 
 __all__ = [
@@ -83,19 +84,8 @@ def spline_basis_matrices(m: int, dtype: torch.dtype = torch.float64) -> tuple[t
     return B, P
 
 
-def _no_functorch(fn):
-    """Run a cache builder with torch.func transforms disabled, so cached tensors are plain tensors."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with torch._C._DisableFuncTorch():
-            return fn(*args, **kwargs)
-
-    return wrapper
-
-
 @functools.lru_cache(maxsize=64)
-@_no_functorch
+@untraced_function
 def _basis_1d(m: int, device: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(U, W, lam)`` with ``(BᵀB + θP)⁻¹ = U diag(1/(1+θ lam)) Uᵀ`` and ``W = B U``.
 
@@ -174,7 +164,7 @@ _CUBIC_PIECES = ((1.0, -3.0, 3.0, -1.0), (4.0, 0.0, -6.0, 3.0), (1.0, 3.0, 3.0, 
 
 
 @functools.lru_cache(maxsize=32)
-@_no_functorch
+@untraced_function
 def _piece_derivatives(max_order: int, device: str, dtype: torch.dtype) -> torch.Tensor:
     """``C[p, a, q]``: coefficient of ``t^q`` in the ``p``-th derivative of piece ``a``, p = 0..max_order."""
     C = torch.zeros(max_order + 1, 4, 4, dtype=torch.float64)
@@ -186,7 +176,7 @@ def _piece_derivatives(max_order: int, device: str, dtype: torch.dtype) -> torch
 
 
 @functools.lru_cache(maxsize=64)
-@_no_functorch
+@untraced_function
 def _selection(dim: int, order: int, table: int, device: str, dtype: torch.dtype) -> torch.Tensor:
     """One-hot map from the table of mixed partials (orders 0..table-1 per axis) to the order-k tensor."""
     multi = list(itertools.product(range(dim), repeat=order))
@@ -230,7 +220,7 @@ class _Layout:
 
 
 @functools.lru_cache(maxsize=64)
-@_no_functorch
+@untraced_function
 def _layout(grid: Grid, device: str, dtype: torch.dtype) -> _Layout:
     padded = tuple(k + 5 for k in grid.m)  # 3 zeros below, 2 above: neighbours -3 .. m+1
     strides = [math.prod(padded[j + 1:]) for j in range(grid.dim)]
@@ -305,11 +295,6 @@ def spline_derivatives(coefficients: torch.Tensor, x: torch.Tensor, grid: Grid, 
     return tuple(_evaluate(coefficients, x, grid, tuple(orders), window))
 
 
-def _is_traced(x: torch.Tensor) -> bool:
-    """True for tensors wrapped by a torch.func transform (their values must not be cached)."""
-    return torch._C._functorch.is_functorch_wrapped_tensor(x)
-
-
 # ------------------------------------------------------------------------------------------------
 # The image model
 # ------------------------------------------------------------------------------------------------
@@ -347,21 +332,21 @@ class SplineImage:
     @cached_property
     def spectral(self) -> torch.Tensor:
         """The data in the basis that diagonalises the theta dependence (computed once)."""
-        if _is_traced(self.data):
+        if is_traced(self.data):
             return _spectral(self.data)
-        with torch._C._DisableFuncTorch():  # a cache must hold plain tensors, even if filled inside a transform
+        with untraced():  # a cache must hold plain tensors, even if filled inside a transform
             return _spectral(self.data)
 
     def coefficients(self, theta: float | torch.Tensor = 0.0) -> torch.Tensor:
         """Spline coefficients at ``theta``; cached for numbers, differentiable for tensors."""
         _check_theta(theta)
-        if isinstance(theta, torch.Tensor) or _is_traced(self.data):
+        if isinstance(theta, torch.Tensor) or is_traced(self.data):
             return _from_spectral(self.spectral, theta)
         key = float(theta)
         if key not in self._cache:
             if len(self._cache) >= 128:
                 self._cache.clear()
-            with torch._C._DisableFuncTorch():
+            with untraced():
                 self._cache[key] = _from_spectral(self.spectral, key)
         return self._cache[key]
 
