@@ -10,9 +10,22 @@ from .derivatives import TaylorResult, taylor_test
 from .device import DEFAULT_DTYPE, resolve_device, resolve_dtype, synchronize
 from .distances import ssd
 from .grid import PAPER_OMEGA, Grid
-from .multiscale import MultiscaleResult, ScaleRecord, check_schedule, predictor_corrector, single_scale
+from .multiscale import (
+    MethodComparison,
+    MultiscaleResult,
+    PredictionQuality,
+    PredictorComparison,
+    ScaleRecord,
+    check_schedule,
+    compare_methods,
+    compare_predictors,
+    prediction_quality,
+    predictor_corrector,
+    single_scale,
+    traditional,
+)
 from .objective import ScaleObjective, SSDObjective
-from .optimizers import NewtonResult, newton_trust_exact
+from .optimizers import LMResult, NewtonResult, levenberg_marquardt, newton_trust_region
 from .spline import (
     WINDOWS,
     SplineImage,
@@ -34,8 +47,12 @@ __all__ = [
     "Affine",
     "Grid",
     "ImagePair",
+    "LMResult",
+    "MethodComparison",
     "MultiscaleResult",
     "NewtonResult",
+    "PredictionQuality",
+    "PredictorComparison",
     "SSDObjective",
     "ScaleObjective",
     "ScaleRecord",
@@ -45,10 +62,14 @@ __all__ = [
     "affine",
     "affine_from_geometry",
     "check_schedule",
+    "compare_methods",
+    "compare_predictors",
     "hand_phantom",
     "load_image",
     "load_pair",
-    "newton_trust_exact",
+    "levenberg_marquardt",
+    "newton_trust_region",
+    "prediction_quality",
     "predictor_corrector",
     "resolve_device",
     "resolve_dtype",
@@ -62,4 +83,5 @@ __all__ = [
     "synthetic_hand_pair",
     "taylor_test",
     "time_function",
+    "traditional",
 ]

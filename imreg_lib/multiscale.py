@@ -13,8 +13,20 @@ The **predictor-corrector** method takes one forward-Euler step of it from :math
     \Big(-H_n^{-1}\, \partial_\theta \nabla_w J(w^*_n; \theta_n)\Big),
 
 (the sign of the authors' code; the paper's eq. 5 writes :math:`\theta_n - \theta_{n+1}`), with :math:`H_n` the
-exact Hessian at the accepted iterate (reused, no extra Hessian) and a least-squares solve that tolerates an
-indefinite or singular :math:`H_n`; then Newton corrects at :math:`\theta_{n+1}`.
+Hessian at the accepted iterate (reused: no extra Hessian) and a least-squares solve (``gelsd``) that tolerates
+an indefinite or singular :math:`H_n`; then the corrector minimises at :math:`\theta_{n+1}` from
+:math:`w_{pred}`. Without the predictor this is the **traditional** multi-scale method (warm start only).
+
+Two Hessians can drive the predictor (paper Fig. 3):
+
+* ``"exact"``: the exact Hessian of :math:`J`, corrector = trust-region Newton;
+* ``"gauss_newton"``: :math:`2 J_r^\top J_r` with :math:`r` the residual (:math:`J = \|r\|^2`), corrector =
+  Levenberg-Marquardt; ``"gauss_newton_as_coded"`` uses :math:`J_r^\top J_r`, the approximation of the
+  Hessian of :math:`\tfrac12\|r\|^2`, against the right-hand side of :math:`J`, as the authors' script does:
+  the predictor step is then twice too long.
+
+:func:`prediction_quality` measures how much the predictor helps (the metric of Fig. 3), either consistently
+(everything at :math:`\theta_{n+1}`) or as coded by the authors (reference and gradient at :math:`\theta_n`).
 """
 
 from __future__ import annotations
@@ -23,22 +35,50 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from .objective import SSDObjective
-from .optimizers import newton_trust_exact
+from .optimizers import TrustMethod, levenberg_marquardt, newton_trust_region
 
-__all__ = ["MultiscaleResult", "ScaleRecord", "check_schedule", "predictor_corrector", "single_scale"]
+__all__ = ["MethodComparison", "MultiscaleResult", "PredictionQuality", "PredictorComparison", "ScaleRecord",
+           "check_schedule", "compare_methods", "compare_predictors", "prediction_quality", "predictor_corrector",
+           "single_scale", "traditional"]
+
+PredictorHessian = Literal["exact", "gauss_newton", "gauss_newton_as_coded"]
+_HESSIANS = ("exact", "gauss_newton", "gauss_newton_as_coded")
 
 
 @dataclass(frozen=True)
 class ScaleRecord:
-    """History entry for one scale."""
+    r"""History entry for one scale :math:`\theta`.
+
+    Attributes
+    ----------
+    theta
+        The scale.
+    w_start, start_loss, start_grad_norm
+        The warm start (previous minimiser, or the initial guess at the first scale) and :math:`J`,
+        :math:`\\|\nabla_w J\\|` there at this θ: the traditional method's starting values.
+    w_predicted, predicted_loss, predicted_grad_norm
+        The predictor's point and the values there at this θ (``None`` without a prediction).
+    w, final_loss, final_grad_norm
+        The corrector's result.
+    iterations, n_hessians
+        Corrector iterations and Hessian (Newton) or Jacobian (Gauss-Newton) evaluations.
+    seconds
+        Wall time of predictor and corrector (the bookkeeping evaluations above are not counted).
+    """
 
     theta: float
+    w_start: torch.Tensor
     start_loss: float
     start_grad_norm: float
+    w_predicted: torch.Tensor | None
+    predicted_loss: float | None
+    predicted_grad_norm: float | None
+    w: torch.Tensor
     final_loss: float
     final_grad_norm: float
     iterations: int
@@ -55,8 +95,16 @@ class MultiscaleResult:
     history: tuple[ScaleRecord, ...]
 
     @property
+    def thetas(self) -> tuple[float, ...]:
+        return tuple(r.theta for r in self.history)
+
+    @property
     def n_hessians(self) -> int:
         return sum(r.n_hessians for r in self.history)
+
+    @property
+    def iterations(self) -> int:
+        return sum(r.iterations for r in self.history)
 
     @property
     def seconds(self) -> float:
@@ -75,42 +123,246 @@ def check_schedule(thetas: Sequence[float]) -> tuple[float, ...]:
     return th
 
 
-def _grad_norm(objective: SSDObjective, w: torch.Tensor, theta: float) -> tuple[float, float]:
+def _loss_and_grad_norm(objective: SSDObjective, w: torch.Tensor, theta: float) -> tuple[float, float]:
     J, dJ, _ = objective.at_scale(theta).derivatives(w, "none")
     return float(J), float(torch.linalg.vector_norm(dJ))
 
 
-def single_scale(objective: SSDObjective, theta: float, w0: torch.Tensor | None = None, *,
-                 gtol: float = 1e-7) -> MultiscaleResult:
-    """Newton (trust-exact, exact Hessian) at one scale from ``w0`` (default: identity)."""
+def _check_options(gtol: float, hessian: str, newton_method: str) -> None:
+    if not (isinstance(gtol, (int, float)) and math.isfinite(gtol) and gtol > 0):
+        raise ValueError(f"gtol must be a positive finite number, got {gtol!r}")
+    if hessian not in _HESSIANS:
+        raise ValueError(f"hessian must be one of {_HESSIANS}, got {hessian!r}")
+    if newton_method not in ("trust-exact", "trust-ncg"):
+        raise ValueError(f"newton_method must be 'trust-exact' or 'trust-ncg', got {newton_method!r}")
+
+
+def _minimise(objective: SSDObjective, theta: float, w: torch.Tensor, hessian: PredictorHessian, gtol: float,
+              newton_method: TrustMethod, max_iter: int | None):
+    """Corrector at one scale; returns ``(w, iterations, n_hessians, H)`` with ``H`` the predictor's Hessian."""
+    scale = objective.at_scale(theta)
+    if hessian == "exact":
+        res = newton_trust_region(scale.derivatives, w, gtol=gtol, maxiter=max_iter, method=newton_method)
+        return res.w, res.iterations, res.n_hessians, res.hessian
+    res = levenberg_marquardt(scale.residual, scale.residual_jacobian, w, gtol=gtol,
+                              max_iter=1000 if max_iter is None else max_iter)
+    return res.w, res.iterations, res.n_jacobians, (2.0 if hessian == "gauss_newton" else 1.0) * res.hessian
+
+
+def single_scale(objective: SSDObjective, theta: float, w0: torch.Tensor | None = None, *, gtol: float = 1e-7,
+                 hessian: PredictorHessian = "exact", newton_method: TrustMethod = "trust-exact",
+                 max_iter: int | None = None) -> MultiscaleResult:
+    """Minimise at one scale from ``w0`` (default: identity): Newton, or Levenberg-Marquardt for a
+    Gauss-Newton ``hessian``."""
+    _check_options(gtol, hessian, newton_method)
+    if not (isinstance(theta, (int, float)) and math.isfinite(theta) and theta > 0):
+        raise ValueError(f"theta must be a positive finite number, got {theta!r}")
     w0 = objective.identity() if w0 is None else w0
     objective.transformation.check(w0)
+    start = _loss_and_grad_norm(objective, w0, theta)
     t0 = time.perf_counter()
-    start = _grad_norm(objective, w0, theta)
-    res = newton_trust_exact(objective.at_scale(theta).derivatives, w0, gtol=gtol)
-    rec = ScaleRecord(float(theta), *start, res.loss, res.grad_norm, res.iterations, res.n_hessians,
-                      time.perf_counter() - t0)
-    return MultiscaleResult(res.w, res.loss, (rec,))
+    w, iters, n_h, _ = _minimise(objective, float(theta), w0, hessian, gtol, newton_method, max_iter)
+    seconds = time.perf_counter() - t0
+    final = _loss_and_grad_norm(objective, w, theta)
+    rec = ScaleRecord(float(theta), w0, *start, None, None, None, w, *final, iters, n_h, seconds)
+    return MultiscaleResult(w, final[0], (rec,))
 
 
 def predictor_corrector(objective: SSDObjective, thetas: Sequence[float], w0: torch.Tensor | None = None, *,
-                        gtol: float = 1e-4, predict: bool = True) -> MultiscaleResult:
-    """Multi-scale Newton over a decreasing θ schedule, with the Euler predictor (``predict=False`` gives
-    the traditional warm-started multi-scale method)."""
+                        gtol: float = 1e-4, first_gtol: float | None = None, predict: bool = True,
+                        hessian: PredictorHessian = "exact", newton_method: TrustMethod = "trust-exact",
+                        max_iter: int | None = None) -> MultiscaleResult:
+    r"""Multi-scale minimisation over a decreasing θ schedule with the Euler predictor.
+
+    Parameters
+    ----------
+    objective
+        The registration objective :math:`J(w;\theta)`.
+    thetas
+        Strictly decreasing positive scales (e.g. ``logspace(3, -3, 30)``).
+    w0
+        Initial guess at the first scale (default: identity).
+    gtol, first_gtol
+        Corrector tolerance (``first_gtol`` at the first scale; default ``gtol``): on :math:`\|\nabla J\|` for
+        Newton, on :math:`\|J_r^\top r\|` for Levenberg-Marquardt (as the original).
+    predict
+        ``False`` gives the traditional multi-scale method (warm start only).
+    hessian
+        The predictor's Hessian and corrector: see the module docstring.
+    newton_method
+        ``"trust-exact"`` (the paper) or ``"trust-ncg"`` (the authors' Fig. 3 script).
+    max_iter
+        Corrector iteration limit (Newton: SciPy's default; LM: 1000 recorded points).
+    """
     thetas = check_schedule(thetas)
+    _check_options(gtol, hessian, newton_method)
+    first_gtol = gtol if first_gtol is None else first_gtol
+    _check_options(first_gtol, hessian, newton_method)
     w = objective.identity() if w0 is None else w0
     objective.transformation.check(w)
     history, H = [], None
     for n, theta in enumerate(thetas):
+        start = _loss_and_grad_norm(objective, w, theta)
         t0 = time.perf_counter()
+        w_start, w_pred, predicted = w, None, (None, None)
         if n > 0 and predict:
             rhs = objective.theta_derivative_of_gradient(w, thetas[n - 1])
-            velocity = -torch.linalg.lstsq(H, rhs.unsqueeze(-1), driver="gelsd" if H.device.type == "cpu"
-                                           else None).solution.squeeze(-1)
-            w = w + (theta - thetas[n - 1]) * velocity
-        start = _grad_norm(objective, w, theta)
-        res = newton_trust_exact(objective.at_scale(theta).derivatives, w, gtol=gtol)
-        w, H = res.w, res.hessian
-        history.append(ScaleRecord(theta, *start, res.loss, res.grad_norm, res.iterations, res.n_hessians,
-                                   time.perf_counter() - t0))
+            driver = "gelsd" if H.device.type == "cpu" else None
+            velocity = -torch.linalg.lstsq(H, rhs.unsqueeze(-1), driver=driver).solution.squeeze(-1)
+            w = w_pred = w + (theta - thetas[n - 1]) * velocity
+        t_pred = time.perf_counter() - t0
+        if w_pred is not None:
+            predicted = _loss_and_grad_norm(objective, w_pred, theta)
+        t0 = time.perf_counter()
+        w, iters, n_h, H = _minimise(objective, theta, w, hessian, first_gtol if n == 0 else gtol, newton_method,
+                                     max_iter)
+        seconds = t_pred + time.perf_counter() - t0
+        final = _loss_and_grad_norm(objective, w, theta)
+        history.append(ScaleRecord(theta, w_start, *start, w_pred, *predicted, w, *final, iters, n_h, seconds))
     return MultiscaleResult(w, history[-1].final_loss, tuple(history))
+
+
+def traditional(objective: SSDObjective, thetas: Sequence[float], w0: torch.Tensor | None = None,
+                **options) -> MultiscaleResult:
+    """The traditional multi-scale method: minimise at each scale, warm-started at the previous minimiser
+    (:func:`predictor_corrector` with ``predict=False``)."""
+    return predictor_corrector(objective, thetas, w0, predict=False, **options)
+
+
+@dataclass(frozen=True)
+class PredictionQuality:
+    r"""How much the predictor improves on the warm start, per scale (paper Fig. 3).
+
+    ``rel_loss_diff = (loss_reference - loss_predicted) / loss_reference`` and likewise for the gradient
+    norm: positive means the prediction helped. The first scale has no prediction (NaN).
+    """
+
+    thetas: tuple[float, ...]
+    loss_reference: tuple[float, ...]
+    loss_predicted: tuple[float, ...]
+    grad_reference: tuple[float, ...]
+    grad_predicted: tuple[float, ...]
+
+    @property
+    def rel_loss_diff(self) -> tuple[float, ...]:
+        return tuple((a - b) / a for a, b in zip(self.loss_reference, self.loss_predicted, strict=True))
+
+    @property
+    def rel_grad_diff(self) -> tuple[float, ...]:
+        return tuple((a - b) / a for a, b in zip(self.grad_reference, self.grad_predicted, strict=True))
+
+    def as_dict(self) -> dict:
+        """Plain lists for JSON (NaN, i.e. no prediction, becomes ``None``)."""
+        clean = lambda xs: [None if math.isnan(x) else x for x in xs]  # noqa: E731
+        return {"thetas": list(self.thetas), "rel_loss_diff": clean(self.rel_loss_diff),
+                "rel_grad_diff": clean(self.rel_grad_diff), "loss_reference": clean(self.loss_reference),
+                "loss_predicted": clean(self.loss_predicted), "grad_reference": clean(self.grad_reference),
+                "grad_predicted": clean(self.grad_predicted)}
+
+
+def prediction_quality(objective: SSDObjective, result: MultiscaleResult, *, as_coded: bool = False,
+                       ) -> PredictionQuality:
+    r"""The Fig. 3 metric of a predictor-corrector run.
+
+    Consistent (default): reference = warm start :math:`w^*_{n}` and prediction, both at :math:`\theta_{n+1}`.
+    ``as_coded=True`` reproduces the authors' Gauss-Newton bookkeeping: the reference loss and gradient norm
+    at :math:`(w^*_n, \theta_n)`, where the corrector has just converged (so the reference gradient is tiny),
+    and the predicted gradient norm at :math:`(w_{pred}, \theta_n)`; only the predicted loss is at
+    :math:`\theta_{n+1}`.
+    """
+    hist = result.history
+    if len(hist) < 2 or any(r.w_predicted is None for r in hist[1:]):
+        raise ValueError("result must come from predictor_corrector with predict=True and at least 2 scales")
+    nan = math.nan
+    lr, lp, gr, gp = [nan], [nan], [nan], [nan]
+    for prev, rec in zip(hist, hist[1:], strict=False):
+        if as_coded:
+            ref = _loss_and_grad_norm(objective, rec.w_start, prev.theta)
+            pred_loss = rec.predicted_loss
+            pred_grad = _loss_and_grad_norm(objective, rec.w_predicted, prev.theta)[1]
+        else:
+            ref = (rec.start_loss, rec.start_grad_norm)
+            pred_loss, pred_grad = rec.predicted_loss, rec.predicted_grad_norm
+        lr.append(ref[0])
+        gr.append(ref[1])
+        lp.append(pred_loss)
+        gp.append(pred_grad)
+    return PredictionQuality(result.thetas, tuple(lr), tuple(lp), tuple(gr), tuple(gp))
+
+
+@dataclass(frozen=True)
+class MethodComparison:
+    """Single scale vs traditional multi-scale vs predictor-corrector on one problem (paper Fig. 2)."""
+
+    initial_loss: float
+    single_scale: MultiscaleResult
+    traditional: MultiscaleResult
+    predictor_corrector: MultiscaleResult
+
+
+def compare_methods(objective: SSDObjective, thetas: Sequence[float], *, gtol: float = 1e-4,
+                    gtol_single: float = 1e-7, newton_method: TrustMethod = "trust-exact") -> MethodComparison:
+    """Run the three methods of Fig. 2 from the identity; the single-scale run is at ``thetas[-1]``.
+
+    Everything is validated before the first minimisation starts.
+    """
+    thetas = check_schedule(thetas)
+    _check_options(gtol, "exact", newton_method)
+    _check_options(gtol_single, "exact", newton_method)
+    initial = float(objective.loss(objective.identity(), thetas[-1]))
+    return MethodComparison(
+        initial_loss=initial,
+        single_scale=single_scale(objective, thetas[-1], gtol=gtol_single, newton_method=newton_method),
+        traditional=traditional(objective, thetas, gtol=gtol, newton_method=newton_method),
+        predictor_corrector=predictor_corrector(objective, thetas, gtol=gtol, newton_method=newton_method),
+    )
+
+
+@dataclass(frozen=True)
+class PredictorComparison:
+    r"""Exact vs Gauss-Newton Hessian in the predictor (paper Fig. 3).
+
+    Attributes
+    ----------
+    exact
+        Newton corrector, exact-Hessian predictor (the authors' Newton metric is already consistent).
+    gauss_newton
+        Levenberg-Marquardt corrector, consistent predictor :math:`-(2J_r^\top J_r)^{-1}\partial_\theta\nabla J`,
+        metric at :math:`\theta_{n+1}`: the corrected comparison.
+    gauss_newton_as_coded
+        The authors' Gauss-Newton branch: predictor step twice too long and their metric (reference and
+        predicted gradient at :math:`\theta_n`).
+    gauss_newton_double_step
+        The authors' run (step twice too long) measured with the consistent metric: separates the two defects.
+    runs
+        The underlying predictor-corrector runs, keyed ``"exact"``, ``"gauss_newton"``,
+        ``"gauss_newton_as_coded"``.
+    """
+
+    exact: PredictionQuality
+    gauss_newton: PredictionQuality
+    gauss_newton_as_coded: PredictionQuality
+    gauss_newton_double_step: PredictionQuality
+    runs: dict
+
+
+def compare_predictors(objective: SSDObjective, thetas: Sequence[float], *, gtol_newton: float = 1e-8,
+                       gtol_gn: float = 1e-5, gtol_gn_first: float = 1e-4,
+                       newton_method: TrustMethod = "trust-exact") -> PredictorComparison:
+    """Run the Fig. 3 experiment: the predictor-corrector with an exact and with a Gauss-Newton Hessian
+    (consistent and as coded), from the identity, and measure each predictor per scale."""
+    thetas = check_schedule(thetas)
+    for g in (gtol_newton, gtol_gn, gtol_gn_first):
+        _check_options(g, "exact", newton_method)
+    runs = {
+        "exact": predictor_corrector(objective, thetas, gtol=gtol_newton, newton_method=newton_method),
+        **{kind: predictor_corrector(objective, thetas, gtol=gtol_gn, first_gtol=gtol_gn_first, hessian=kind)
+           for kind in ("gauss_newton", "gauss_newton_as_coded")},
+    }
+    return PredictorComparison(
+        exact=prediction_quality(objective, runs["exact"]),
+        gauss_newton=prediction_quality(objective, runs["gauss_newton"]),
+        gauss_newton_as_coded=prediction_quality(objective, runs["gauss_newton_as_coded"], as_coded=True),
+        gauss_newton_double_step=prediction_quality(objective, runs["gauss_newton_as_coded"]),
+        runs=runs,
+    )

@@ -196,6 +196,15 @@ class ScaleObjective:
     def residual(self, w: torch.Tensor) -> torch.Tensor:
         return math.sqrt(self.problem.grid.cell_volume) * (self.forward(w) - self.reference_values)
 
+    def residual_jacobian(self, w: torch.Tensor) -> torch.Tensor:
+        r"""Jacobian of :meth:`residual`, :math:`\sqrt{h}\,\nabla T(y)\, Q`, shape (N, p), from one spline pass
+        (the data term only: a regularizer is not part of the residual)."""
+        pb = self.problem
+        tmpl = pb.template
+        _, dT = spline_derivatives(self.template_coefficients, pb.transformation(w, self.x), tmpl.grid,
+                                   orders=(0, 1), window=tmpl.window)
+        return math.sqrt(pb.grid.cell_volume) * torch.einsum("nd,ndp->np", dT, self._jacobian(w))
+
     def loss(self, w: torch.Tensor) -> torch.Tensor:
         J = ssd(self.forward(w) - self.reference_values, self.problem.grid.cell_volume)
         reg = self.problem.regularizer

@@ -40,6 +40,17 @@ def test_taylor_test_of_J_in_w(objective32, rng):
     assert res_g.order(1) > 1.9
 
 
+def test_residual_jacobian(objective32, rng):
+    """The structured residual Jacobian (Levenberg-Marquardt's J_r): equal to AD and second order in Taylor."""
+    scale = objective32.at_scale(1e-2)
+    Jr = scale.residual_jacobian(W0)
+    assert Jr.shape == (32 * 32, 6)
+    assert _rel(Jr, torch.func.jacfwd(scale.residual)(W0)) < 1e-10
+    v = torch.randn(6, generator=rng, dtype=torch.float64) * torch.tensor([0.05] * 4 + [0.5] * 2)
+    res = il.taylor_test(scale.residual, W0, v, Jr @ v, h=tuple(10.0 ** -k for k in range(0, 6)))
+    assert res.order(0) == pytest.approx(1.0, abs=0.1) and res.order(1) > 1.9
+
+
 def test_wrong_derivative_is_detected(objective32, rng):
     """The Taylor test must fail for a wrong derivative (here: the Gauss-Newton matrix as 'Hessian')."""
     scale = objective32.at_scale(1e-2)
