@@ -61,6 +61,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/core.py --output _build/benchmarks/core.json
+	$(PY) benchmarks/multiscale.py --output _build/benchmarks/multiscale.json
 
 clean:
 	rm -rf _build

@@ -22,10 +22,12 @@ from .multiscale import (
     prediction_quality,
     predictor_corrector,
     single_scale,
+    theta_schedule,
     traditional,
 )
 from .objective import ScaleObjective, SSDObjective
 from .optimizers import LMResult, NewtonResult, levenberg_marquardt, newton_trust_region
+from .plotting import animation_html, plot_transformed_grid, show_image
 from .spline import (
     WINDOWS,
     SplineImage,
@@ -61,6 +63,7 @@ __all__ = [
     "Timing",
     "affine",
     "affine_from_geometry",
+    "animation_html",
     "check_schedule",
     "compare_methods",
     "compare_predictors",
@@ -69,10 +72,12 @@ __all__ = [
     "load_pair",
     "levenberg_marquardt",
     "newton_trust_region",
+    "plot_transformed_grid",
     "prediction_quality",
     "predictor_corrector",
     "resolve_device",
     "resolve_dtype",
+    "show_image",
     "single_scale",
     "spline_basis_matrices",
     "spline_coefficients",
@@ -81,6 +86,7 @@ __all__ = [
     "ssd",
     "synchronize",
     "synthetic_hand_pair",
+    "theta_schedule",
     "taylor_test",
     "time_function",
     "traditional",

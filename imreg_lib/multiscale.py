@@ -44,7 +44,7 @@ from .optimizers import TrustMethod, levenberg_marquardt, newton_trust_region
 
 __all__ = ["MethodComparison", "MultiscaleResult", "PredictionQuality", "PredictorComparison", "ScaleRecord",
            "check_schedule", "compare_methods", "compare_predictors", "prediction_quality", "predictor_corrector",
-           "single_scale", "traditional"]
+           "single_scale", "theta_schedule", "traditional"]
 
 PredictorHessian = Literal["exact", "gauss_newton", "gauss_newton_as_coded"]
 _HESSIANS = ("exact", "gauss_newton", "gauss_newton_as_coded")
@@ -121,6 +121,21 @@ def check_schedule(thetas: Sequence[float]) -> tuple[float, ...]:
     if not all(a > b for a, b in zip(th, th[1:], strict=False)):
         raise ValueError("the theta schedule must be strictly decreasing (theta_max > ... > theta_min)")
     return th
+
+
+def theta_schedule(theta_max: float, theta_min: float, n_scales: int) -> tuple[float, ...]:
+    """``n_scales`` log-spaced scales from ``theta_max`` down to ``theta_min`` (the paper's ``logspace(3, -3, n)``),
+    validated with errors that name the parameter."""
+    for name, value in (("theta_max", theta_max), ("theta_min", theta_min)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    if not theta_max > theta_min:
+        raise ValueError(f"theta_max must be larger than theta_min (the schedule decreases), got theta_max="
+                         f"{theta_max!r}, theta_min={theta_min!r}")
+    if not (isinstance(n_scales, int) and n_scales >= 2):
+        raise ValueError(f"n_scales must be an integer >= 2, got {n_scales!r}")
+    thetas = torch.logspace(math.log10(theta_max), math.log10(theta_min), n_scales, dtype=torch.float64)
+    return tuple(thetas.tolist())
 
 
 def _loss_and_grad_norm(objective: SSDObjective, w: torch.Tensor, theta: float) -> tuple[float, float]:
