@@ -19,7 +19,7 @@ __all__ = ["animation_html", "plot_transformed_grid", "show_image"]
 def show_image(ax, values: torch.Tensor, grid: Grid, title: str | None = None, *, colorbar: bool = False,
                cmap: str = "gray", **imshow_kw):
     """Show cell values (shape ``(N,)`` or ``grid.m``) upright on the domain; returns the image artist."""
-    img = values.detach().reshape(grid.m).cpu().T
+    img = values.detach().reshape(grid.m).cpu().numpy().T
     im = ax.imshow(img, origin="lower", extent=grid.extent, cmap=cmap, **imshow_kw)
     if title is not None:
         ax.set_title(title)
@@ -32,7 +32,7 @@ def plot_transformed_grid(ax, w: torch.Tensor, transformation, grid: Grid, *, sp
                           color: str = "tab:red", **line_kw) -> None:
     """Draw the nodal grid mapped by ``y(w, ·)``, every ``spacing``-th line (the authors' ``plot_grid_2d``)."""
     nodes = grid.nodes(w.device, w.dtype)
-    y = transformation(w, nodes).detach().cpu().reshape(grid.m[0] + 1, grid.m[1] + 1, 2)
+    y = transformation(w, nodes).detach().cpu().numpy().reshape(grid.m[0] + 1, grid.m[1] + 1, 2)
     line_kw = {"linewidth": 0.8, "alpha": 0.8, **line_kw}
     for i in range(0, grid.m[0] + 1, spacing):
         ax.plot(y[i, :, 0], y[i, :, 1], color=color, **line_kw)

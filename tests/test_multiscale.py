@@ -129,3 +129,21 @@ def test_mismatched_images(hand32):
     small = il.synthetic_hand_pair(16)
     with pytest.raises(ValueError, match="same size"):
         il.SSDObjective(il.SplineImage(hand32.template, hand32.grid), il.SplineImage(small.reference, small.grid))
+
+
+def test_plotting_helpers(hand32):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    g = hand32.grid
+    fig, ax = plt.subplots()
+    im = il.show_image(ax, hand32.reference.reshape(-1), g, "R", colorbar=True)
+    assert im.get_array().shape == (32, 32) and float(im.get_array()[0, 5]) == float(hand32.reference[5, 0])
+    assert tuple(im.get_extent()) == g.extent
+    n_lines = len(ax.lines)
+    il.plot_transformed_grid(ax, hand32.w_true, il.Affine(), g, spacing=8)
+    assert len(ax.lines) - n_lines == 2 * (32 // 8 + 1)
+    html = il.animation_html(fig, lambda k: im.set_data(hand32.reference.numpy().T * k), 2)
+    assert "<script" in html and not plt.fignum_exists(fig.number)
