@@ -41,7 +41,10 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--m", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads > 0:  # small problems gain nothing from threads, and oversubscribed threads are very slow
+        torch.set_num_threads(args.threads)
     device = il.resolve_device(args.device)
 
     def problem():  # a fresh objective each run: nothing cached between repeats
