@@ -256,6 +256,9 @@ def conjugate_gradient(operator: LinearMap, rhs: torch.Tensor, x0: torch.Tensor,
         first = s.iterations
         s = _iterate(operator, _start(operator, rhs, s.x, tol, rtol), traced, detach=False)
         done, s.iterations = s.iterations, first + s.iterations
+    elif untraced == 0:  # last_continued with nothing untraced: exactly "all"
+        s = _iterate(operator, _start(operator, rhs, x0, tol, rtol), traced, detach=False)
+        done = s.iterations
     else:  # last_continued: one sequence, the state detached before the traced tail
         s = _iterate(const_op, _start(const_op, _const(rhs), _const(x0), tol, rtol).detach(), untraced, True)
         if s.active is not None or not (s.converged or s.breakdown):  # masked: frozen members stay frozen

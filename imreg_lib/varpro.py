@@ -278,7 +278,8 @@ class VarProRun:
         Resident memory (MB) at the end of each recorded point's evaluations (residual, and Jacobian where
         the step was accepted).
     residual_seconds, jacobian_seconds
-        Wall time in residual and Jacobian evaluations.
+        Wall time in residual and Jacobian evaluations (with ``eager_jacobian``, the joint evaluations count as
+        Jacobian time).
     seconds
         Wall time of the whole run (reconstruction included).
     reconstruction
@@ -315,13 +316,17 @@ class VarProRun:
 
 def varpro_levenberg_marquardt(varpro: VarPro, w0: torch.Tensor | None = None, *, max_iter: int = 10,
                                gtol: float = 1e-5, ptol: float = 1e-50, ftol: float = 1e-20, tau: float = 1e-3,
-                               final_solve: bool = True, final_max_iter: int = 5000,
+                               eager_jacobian: bool = False, final_solve: bool = True, final_max_iter: int = 5000,
                                final_tol: float = 1e-12) -> VarProRun:
     r"""Levenberg-Marquardt on the reduced residual (spec §8: ``max_iter=10``, ``gtol=1e-5``).
 
     Uses :func:`~imreg_lib.optimizers.levenberg_marquardt` (residual once per distinct point, Jacobian once per
     accepted point). The projection of the latest residual is kept (one plain tensor) and handed to the
-    ``"implicit"`` Jacobian at the same point, so that method solves each projection once.
+    ``"implicit"`` and ``"no_diff"`` Jacobians at the same point, so these methods solve each projection once.
+    The AD methods differentiate the projection, so their Jacobian re-runs CG traced; with
+    ``eager_jacobian=True`` the residual is instead taken from that traced run (``jacfwd`` with ``has_aux``) at
+    every trial point: one CG run per point instead of two at accepted points, a wasted Jacobian at rejected
+    ones, and the residual and Jacobian of exactly the same CG sequence.
 
     Parameters
     ----------
@@ -332,6 +337,8 @@ def varpro_levenberg_marquardt(varpro: VarPro, w0: torch.Tensor | None = None, *
         default: identity.
     max_iter, gtol, ptol, ftol, tau
         As in :func:`~imreg_lib.optimizers.levenberg_marquardt` (``max_iter`` counts recorded points).
+    eager_jacobian
+        Compute the AD Jacobian together with each residual (ignored for ``"implicit"`` and ``"no_diff"``).
     final_solve, final_max_iter, final_tol
         Compute the final reconstruction (spec §6.8) and its relative error.
     """
@@ -342,21 +349,37 @@ def varpro_levenberg_marquardt(varpro: VarPro, w0: torch.Tensor | None = None, *
     rss: list[float] = []
     clock = {"residual": 0.0, "jacobian": 0.0}
 
+    eager = eager_jacobian and varpro.method not in ("implicit", "no_diff")
+
+    def traced(wv):
+        proj = varpro.projection(wv)
+        cg_iters.append(proj.iterations)
+        r = varpro.residual_at(wv, proj.x)
+        return r, r
+
     def residual(w):
         t0 = time.perf_counter()
-        proj = varpro.projection(w)
-        r = varpro.residual_at(w, proj.x).detach()
         last.clear()
-        last.update(key=w.detach().cpu().numpy().tobytes(), f0=proj.x.detach())
-        cg_iters.append(proj.iterations)
-        clock["residual"] += time.perf_counter() - t0
+        if eager:
+            J, r = jacfwd(traced, has_aux=True)(w)
+            last.update(key=w.detach().cpu().numpy().tobytes(), J=J.detach())
+            clock["jacobian"] += time.perf_counter() - t0
+        else:
+            proj = varpro.projection(w)
+            r = varpro.residual_at(w, proj.x)
+            last.update(key=w.detach().cpu().numpy().tobytes(), f0=proj.x.detach())
+            cg_iters.append(proj.iterations)
+            clock["residual"] += time.perf_counter() - t0
         rss.append(rss_mb())
-        return r
+        return r.detach()
 
     def jacobian(w):
         t0 = time.perf_counter()
         same = last.get("key") == w.detach().cpu().numpy().tobytes()
-        J = varpro.jacobian(w, last["f0"] if same else None).detach()
+        if same and "J" in last:
+            J = last["J"]
+        else:
+            J = varpro.jacobian(w, last.get("f0") if same else None).detach()
         clock["jacobian"] += time.perf_counter() - t0
         rss[-1] = max(rss[-1], rss_mb())
         return J
