@@ -51,14 +51,32 @@ def time_function(fn: Callable[[], object], n_runs: int = 100, warmup: int = 5,
     return Timing(statistics.fmean(times), statistics.stdev(times), statistics.median(times), min(times), n_runs)
 
 
-def rss_mb() -> float:
-    """Current resident set size of this process in MB (Linux: ``/proc/self/statm``; elsewhere the peak)."""
+def rss_mb(trim: bool = False) -> float:
+    """Current resident set size of this process in MB (Linux: ``/proc/self/statm``; elsewhere the peak).
+
+    ``trim=True`` first hands freed heap memory back to the operating system (glibc ``malloc_trim``; a no-op
+    elsewhere), so that the reading is memory in use rather than allocator slack, which otherwise makes
+    readings after each step jitter by tens of MB.
+    """
+    if trim:
+        _malloc_trim()
     try:
         with open("/proc/self/statm") as fh:
             pages = int(fh.read().split()[1])
         return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return peak_rss_mb()
+
+
+def _malloc_trim() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def peak_rss_mb() -> float:

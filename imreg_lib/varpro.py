@@ -276,7 +276,8 @@ class VarProRun:
         CG iterations of each residual's projection (one entry per recorded point).
     rss_mb
         Resident memory (MB) at the end of each recorded point's evaluations (residual, and Jacobian where
-        the step was accepted).
+        the step was accepted), read after returning freed heap memory to the system
+        (:func:`~imreg_lib.timing.rss_mb` with ``trim=True``).
     residual_seconds, jacobian_seconds
         Wall time in residual and Jacobian evaluations (with ``eager_jacobian``, the joint evaluations count as
         Jacobian time).
@@ -370,7 +371,7 @@ def varpro_levenberg_marquardt(varpro: VarPro, w0: torch.Tensor | None = None, *
             last.update(key=w.detach().cpu().numpy().tobytes(), f0=proj.x.detach())
             cg_iters.append(proj.iterations)
             clock["residual"] += time.perf_counter() - t0
-        rss.append(rss_mb())
+        rss.append(rss_mb(trim=True))
         return r.detach()
 
     def jacobian(w):
@@ -381,7 +382,7 @@ def varpro_levenberg_marquardt(varpro: VarPro, w0: torch.Tensor | None = None, *
         else:
             J = varpro.jacobian(w, last.get("f0") if same else None).detach()
         clock["jacobian"] += time.perf_counter() - t0
-        rss[-1] = max(rss[-1], rss_mb())
+        rss[-1] = max(rss[-1], rss_mb(trim=True))
         return J
 
     t0 = time.perf_counter()
