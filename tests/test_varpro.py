@@ -137,3 +137,22 @@ def test_bad_parameter_vector(pb):
         il.VarPro(pb, variant="paper").residual(torch.zeros(12, dtype=torch.float64))
     with pytest.raises(ValueError, match="n_templates >= 2"):
         il.VarPro(il.superresolution_problem(8, 2, 1), variant="paper")
+
+
+def test_taylor_orders_at_paper_size():
+    """m = 20, 4 templates, 24 parameters, at the start point of LM (CG converged tightly so that the residual
+    is smooth enough to see second order)."""
+    pb = il.superresolution_problem()
+    w = il.preregister(pb, continuation=True).w
+    v = torch.randn(pb.n_params, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    v = 0.05 * v / torch.linalg.vector_norm(v)
+    h = (1.0, 0.1, 0.01, 0.001)
+    orders = {}
+    for method in ("diff_all", "implicit", "no_diff"):
+        vp = il.VarPro(pb, method=method, cg_iters=2000, tol=1e-6 if method == "no_diff" else 1e-8)
+        f0 = vp.projection(w).x
+        J = vp.jacobian(w, f0)
+        orders[method] = il.taylor_test(vp.residual, w, v, J @ v, h=h).order(1)
+    assert orders["diff_all"] == pytest.approx(2.0, abs=0.25)
+    assert orders["implicit"] == pytest.approx(2.0, abs=0.25)
+    assert orders["no_diff"] == pytest.approx(1.0, abs=0.15)
