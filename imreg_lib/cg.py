@@ -35,12 +35,15 @@ Early break under ``jacfwd`` / ``vmap``
 ---------------------------------------
 The test :math:`\|r\| < \text{tol}` is taken on **primal values**: :func:`imreg_lib.device.primal` peels every
 ``torch.func`` wrapper off :math:`r^\top r` (tangents never influence the decision, as in the original where
-``jacfwd`` traces the primal branch). Inside ``jacfwd`` the primal is not batched, so the loop breaks exactly as
-the plain solve does (same iteration count, same iterates). Under a ``vmap`` whose members have *different*
-primal values (e.g. many right-hand sides at once, as the implicit Jacobian does), Python cannot break per
-member; the loop then runs masked: a member that has converged (or broken down) is frozen with
-``torch.where`` (its step length is 0 and its state is kept), and the loop stops when every member is
-frozen. Each member therefore returns exactly what its own unbatched solve returns. The scalar statistics of
+``jacfwd`` traces the primal branch). Inside ``jacfwd`` the primal is not batched, so the loop breaks where the
+plain solve does (the same arithmetic; only if the operator is implemented differently under the transform can
+round-off, which CG amplifies over hundreds of iterations, shift the count by an iteration).
+
+Under a ``vmap`` whose members have *different* primal values (e.g. many right-hand sides at once, as the
+implicit Jacobian does), Python cannot break per member; the loop then runs masked: a member that has converged
+(or broken down) is frozen with ``torch.where`` (its step length is 0 and its state is kept), and the loop
+stops when every member is frozen. Each member therefore returns what its own unbatched solve returns (up to
+the round-off of batched arithmetic). The scalar statistics of
 :class:`CGResult` are then over the batch (loop count, all converged, any breakdown, largest residual).
 """
 

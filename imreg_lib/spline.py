@@ -49,6 +49,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import ClassVar
 
 import torch
 
@@ -423,7 +424,10 @@ class SplineWeights:
 
     def _use_sparse(self, x: torch.Tensor) -> bool:
         w = self.weights
-        return not (is_traced(w) or w.requires_grad or is_grad_traced(x)) and w.device.type == "cpu"
+        return self.use_sparse and not (is_traced(w) or w.requires_grad or is_grad_traced(x)) and w.device.type == "cpu"
+
+    #: Class-wide switch for the CSR implementation (``False``: always the generic gather).
+    use_sparse: ClassVar[bool] = True
 
     def sparse(self) -> dict[str, torch.Tensor]:
         r"""CSR matrices from the (plain) weights, built once: ``W`` (N × P, P the padded size) and ``WT``;

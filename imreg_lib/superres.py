@@ -54,6 +54,9 @@ __all__ = ["SROperator", "SuperResolutionProblem", "random_affine", "superresolu
 #: θ of the moments spline of template 0 that gives the CG start vector (spec §6.4).
 F_INIT_THETA = 1e-2
 
+#: Route :meth:`SROperator.normal` to its sparse and custom-``jvp`` implementations where they apply.
+USE_FAST_PATHS = True
+
 
 def random_affine(seed: int, *, scale_range: tuple[float, float] = (0.95, 1.3),
                   rotation_range: tuple[float, float] = (0.0, 45.0),
@@ -294,8 +297,12 @@ class SROperator:
       would carry the 16-neighbour weights with all tangents through every CG iteration (and pays a slow
       mixed dual/constant path in PyTorch); this rule works on the tangents of the points, :math:`\dot y`,
       and is about ten times faster inside ``jacfwd``. ``jacfwd`` still differentiates CG itself.
-    * **generic** (everything else: reverse mode, nested transforms, batched primals, the AD adjoint): pure
-      tensor operations, differentiable to any order.
+    * **generic** (everything else: reverse mode, nested transforms, batched primals, the AD adjoint, CUDA):
+      pure tensor operations, differentiable to any order.
+
+    The plain and primitive paths unwrap ``torch.func`` levels with the same private helpers ``torch.func`` uses
+    for custom functions (``_unwrap_for_grad``, ``_unwrap_batched``, interpreter lowering); they are tested on
+    the pinned PyTorch. Set ``imreg_lib.superres.USE_FAST_PATHS = False`` to route everything to the generic path.
 
     Attributes
     ----------
@@ -333,7 +340,7 @@ class SROperator:
 
     def _route(self, f: torch.Tensor) -> str:
         """``"plain"``, ``"primitive"`` or ``"generic"`` for :meth:`normal` at ``f`` (see the class docstring)."""
-        if f.requires_grad or self.y.requires_grad or self.problem.device.type != "cpu":
+        if not USE_FAST_PATHS or f.requires_grad or self.y.requires_grad or self.problem.device.type != "cpu":
             return "generic"
         kinds = [i.key() for i in _functorch.get_interpreter_stack() or []]
         T = _functorch.TransformType

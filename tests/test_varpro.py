@@ -156,3 +156,12 @@ def test_taylor_orders_at_paper_size():
     assert orders["diff_all"] == pytest.approx(2.0, abs=0.25)
     assert orders["implicit"] == pytest.approx(2.0, abs=0.25)
     assert orders["no_diff"] == pytest.approx(1.0, abs=0.15)
+
+
+def test_fast_paths_off_give_the_same_jacobian(pb, point, monkeypatch):
+    w, _ = point
+    vp = il.VarPro(pb, method="diff_all", cg_iters=15, tol=0.0)
+    fast = vp.jacobian(w)
+    monkeypatch.setattr(il.superres, "USE_FAST_PATHS", False)
+    monkeypatch.setattr(il.SplineWeights, "use_sparse", False)
+    torch.testing.assert_close(vp.jacobian(w), fast, rtol=1e-9, atol=1e-9)
