@@ -62,6 +62,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/core.py --output _build/benchmarks/core.json
 	$(PY) benchmarks/multiscale.py --output _build/benchmarks/multiscale.json
+	OMP_NUM_THREADS=1 $(PY) benchmarks/superres.py --output _build/benchmarks/superres.json
 
 clean:
 	rm -rf _build

@@ -2,9 +2,11 @@
 
 The library behind the executable companion of *Applications of Automatic Differentiation in Image
 Registration* (Watson, Cherry, Lang, 2024). Data flow: grid -> spline image model -> transformation ->
-distance -> objective -> optimizer -> multi-scale driver. All computation is float64 by default.
+distance -> objective -> optimizer -> multi-scale driver; for super-resolution, grid -> spline -> SR problem and
+operators -> conjugate gradient -> variable projection -> Levenberg-Marquardt. All computation is float64 by default.
 """
 
+from .cg import CG_MODES, CGResult, cg_split, conjugate_gradient
 from .data import HAND_MOTION, ImagePair, hand_phantom, load_image, load_pair, synthetic_hand_pair
 from .derivatives import TaylorResult, taylor_test
 from .device import DEFAULT_DTYPE, resolve_device, resolve_dtype, synchronize
@@ -28,25 +30,49 @@ from .multiscale import (
 from .objective import ScaleObjective, SSDObjective
 from .optimizers import LMResult, NewtonResult, levenberg_marquardt, newton_trust_region
 from .plotting import animation_html, plot_transformed_grid, show_image
+from .preregistration import (
+    PREREG_THETAS,
+    PreregistrationResult,
+    PreregistrationScale,
+    prereg_objective,
+    preregister,
+)
 from .spline import (
     WINDOWS,
     SplineImage,
+    SplineWeights,
     spline_basis_matrices,
     spline_coefficients,
     spline_derivatives,
     spline_evaluate,
+    spline_weights,
 )
-from .timing import Timing, time_function
+from .superres import SROperator, SuperResolutionProblem, random_affine, superresolution_problem
+from .timing import Timing, peak_rss_mb, rss_mb, time_function
 from .transformations import Affine, affine, affine_from_geometry
+from .varpro import (
+    VARPRO_METHODS,
+    VARPRO_VARIANTS,
+    VarPro,
+    VarProRun,
+    reconstruct,
+    relative_error,
+    varpro_levenberg_marquardt,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CG_MODES",
     "DEFAULT_DTYPE",
     "HAND_MOTION",
     "PAPER_OMEGA",
+    "PREREG_THETAS",
+    "VARPRO_METHODS",
+    "VARPRO_VARIANTS",
     "WINDOWS",
     "Affine",
+    "CGResult",
     "Grid",
     "ImagePair",
     "LMResult",
@@ -55,39 +81,58 @@ __all__ = [
     "NewtonResult",
     "PredictionQuality",
     "PredictorComparison",
+    "PreregistrationResult",
+    "PreregistrationScale",
+    "SROperator",
     "SSDObjective",
     "ScaleObjective",
     "ScaleRecord",
     "SplineImage",
+    "SplineWeights",
+    "SuperResolutionProblem",
     "TaylorResult",
     "Timing",
+    "VarPro",
+    "VarProRun",
     "affine",
     "affine_from_geometry",
     "animation_html",
+    "cg_split",
     "check_schedule",
     "compare_methods",
     "compare_predictors",
+    "conjugate_gradient",
     "hand_phantom",
+    "levenberg_marquardt",
     "load_image",
     "load_pair",
-    "levenberg_marquardt",
     "newton_trust_region",
+    "peak_rss_mb",
     "plot_transformed_grid",
     "prediction_quality",
     "predictor_corrector",
+    "prereg_objective",
+    "preregister",
+    "random_affine",
+    "reconstruct",
+    "relative_error",
     "resolve_device",
     "resolve_dtype",
+    "rss_mb",
     "show_image",
     "single_scale",
     "spline_basis_matrices",
     "spline_coefficients",
     "spline_derivatives",
     "spline_evaluate",
+    "spline_weights",
     "ssd",
+    "superresolution_problem",
     "synchronize",
     "synthetic_hand_pair",
-    "theta_schedule",
     "taylor_test",
+    "theta_schedule",
     "time_function",
     "traditional",
+    "varpro_levenberg_marquardt",
 ]

@@ -11,7 +11,8 @@ import functools
 
 import torch
 
-__all__ = ["DEFAULT_DTYPE", "is_traced", "resolve_device", "resolve_dtype", "synchronize", "untraced"]
+__all__ = ["DEFAULT_DTYPE", "is_grad_traced", "is_traced", "primal", "primal_if_unbatched", "resolve_device",
+           "resolve_dtype", "synchronize", "untraced"]
 
 #: The dtype of every tensor the library creates unless a caller asks for another.
 DEFAULT_DTYPE = torch.float64
@@ -94,6 +95,41 @@ def synchronize(device: torch.device | str) -> None:
 def is_traced(x: torch.Tensor) -> bool:
     """True for a tensor wrapped by a ``torch.func`` transform (its values must not be cached)."""
     return torch._C._functorch.is_functorch_wrapped_tensor(x)
+
+
+def primal(x: torch.Tensor) -> torch.Tensor:
+    """The plain values under every ``torch.func`` wrapper of ``x``: no tangents, no batching wrapper.
+
+    For decisions that must be taken on primal values inside traced code (e.g. a solver's early break under
+    ``jacfwd``). Each functorch level (``jvp``/``grad`` wrappers, ``vmap`` batching) is peeled off; a
+    ``vmap``-batched value comes back with its batch dimension materialised (at an unspecified position), so
+    reduce it (``all``, ``any``, ``max``) rather than index it. The result must not flow back into traced
+    computation: it is for control flow and reporting only.
+    """
+    from torch._C import _functorch
+
+    while _functorch.maybe_get_level(x) != -1:
+        x = _functorch.get_unwrapped(x)
+    return x.detach()
+
+
+def primal_if_unbatched(x: torch.Tensor) -> torch.Tensor:
+    """:func:`primal` of ``x`` when no ``vmap`` batches it (then the plain value is a faithful constant), else
+    ``x.detach()`` (which keeps the batching and drops tangents)."""
+    p = primal(x)
+    return p if p.dim() == x.dim() else x.detach()
+
+
+def is_grad_traced(x: torch.Tensor) -> bool:
+    """True if ``x`` is seen by a differentiating transform (``jvp``/``jacfwd``/``grad`` wrapper, at any level)
+    or records autograd history; ``vmap`` batching alone does not count."""
+    from torch._C import _functorch
+
+    while _functorch.maybe_get_level(x) != -1:
+        if _functorch.is_gradtrackingtensor(x):
+            return True
+        x = _functorch.get_unwrapped(x)
+    return x.requires_grad
 
 
 @contextlib.contextmanager

@@ -1,9 +1,12 @@
 """Timing of functions the way derivative costs should be reported: warm-up, synchronisation on CUDA,
-several repeats, mean, standard deviation and median."""
+several repeats, mean, standard deviation and median; and the process's resident memory."""
 
 from __future__ import annotations
 
+import os
+import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -12,7 +15,7 @@ import torch
 
 from .device import synchronize
 
-__all__ = ["Timing", "time_function"]
+__all__ = ["Timing", "peak_rss_mb", "rss_mb", "time_function"]
 
 
 @dataclass(frozen=True)
@@ -46,3 +49,37 @@ def time_function(fn: Callable[[], object], n_runs: int = 100, warmup: int = 5,
         synchronize(device)
         times.append(1e3 * (time.perf_counter() - t0))
     return Timing(statistics.fmean(times), statistics.stdev(times), statistics.median(times), min(times), n_runs)
+
+
+def rss_mb(trim: bool = False) -> float:
+    """Current resident set size of this process in MB (Linux: ``/proc/self/statm``; elsewhere the peak).
+
+    ``trim=True`` first hands freed heap memory back to the operating system (glibc ``malloc_trim``; a no-op
+    elsewhere), so that the reading is memory in use rather than allocator slack, which otherwise makes
+    readings after each step jitter by tens of MB.
+    """
+    if trim:
+        _malloc_trim()
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return peak_rss_mb()
+
+
+def _malloc_trim() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MB (``getrusage``; kB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0

@@ -1,0 +1,398 @@
+r"""Variable projection for coupled super-resolution (paper §4.2-4.3, spec §6.5-6.8).
+
+The image is eliminated by the projection :math:`f_0(w) = \arg\min_f \|A(w) f - b\|^2`, the solution of the
+normal equations :math:`A^\top A f = A^\top b` (computed by CG from ``f_init``), and Gauss-Newton (Levenberg-
+Marquardt) runs on the reduced residual.
+
+Residual (``variant``)
+----------------------
+* ``"as_coded"`` (default; reproduces the paper's numbers): all :math:`6q` parameters free (template 0 too)
+  and the data misfit only, unscaled: :math:`r(w) = (I \otimes K) I(w) f_0(w) - d`.
+* ``"paper"``: template 0 fixed to the identity (:math:`6(q-1)` parameters) and eq. (7):
+  :math:`r(w) = A(w) f_0(w) - b` (with the :math:`\sqrt{h}` weights and the :math:`\lambda L` rows).
+
+Jacobian (``method``)
+---------------------
+With :math:`\dot{}` the derivative along a parameter direction,
+:math:`\dot r = \partial_w r\,\dot w + (\partial r / \partial f)\, \dot f_0` (paper eq. 8).
+
+* ``"diff_all"``, ``"no_diff"``, ``"last_restarted"``, ``"last_continued"``: forward-mode AD (``jacfwd``)
+  through CG with the corresponding :func:`~imreg_lib.cg.conjugate_gradient` mode (``"no_diff"`` keeps only
+  :math:`\partial_w r`; the ``last_*`` modes trace the last ``fraction`` of ``cg_iters`` iterations). A small
+  ``cg_iters`` with ``"diff_all"`` is the inexact projection of Figs 10-11.
+* ``"implicit"``: the exact derivative of the exact projection. Differentiating
+  :math:`A^\top A f_0 = A^\top b` gives (implicit-function theorem)
+
+  .. math::
+      \frac{\partial f_0}{\partial w} = (A^\top A)^{-1} \Big[\partial_w (A^\top b) - \partial_w (A^\top A)\,
+      f_0\Big] = (A^\top A)^{-1} \partial_w\Big[A(w)^\top \big(b - A(w) f_0\big)\Big]_{f_0 \text{ fixed}},
+
+  whose right-hand sides (one per parameter) come from one ``jacfwd`` at fixed :math:`f_0`; the :math:`6q`
+  systems are solved by **one** batched CG (``vmap`` over the right-hand sides; the CG masks converged
+  columns, see :mod:`imreg_lib.cg`). Then :math:`J = \partial_w r + (\partial r/\partial f)\,
+  \partial f_0/\partial w`. The projection itself is solved to a tight relative tolerance (``implicit_rtol``)
+  so that the derivative belongs to the residual that is reported.
+
+Nothing is kept between evaluations but plain tensors: forward mode builds no graph, and the drivers hold
+only the parameters, the residual and the projection of the current point, so memory stays flat over
+Gauss-Newton iterations.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.func import jacfwd, vmap
+
+from .cg import CGResult, conjugate_gradient
+from .optimizers import LMResult, levenberg_marquardt
+from .superres import SuperResolutionProblem
+from .timing import rss_mb
+
+__all__ = ["VARPRO_METHODS", "VARPRO_VARIANTS", "VarPro", "VarProRun", "reconstruct", "relative_error",
+           "varpro_levenberg_marquardt"]
+
+#: Jacobian methods of :class:`VarPro`.
+VARPRO_METHODS = ("diff_all", "no_diff", "last_restarted", "last_continued", "implicit")
+#: Residual variants of :class:`VarPro`.
+VARPRO_VARIANTS = ("as_coded", "paper")
+
+_CG_MODE = {"diff_all": "all", "no_diff": "none", "last_restarted": "last_restarted",
+            "last_continued": "last_continued"}
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_nonneg(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class VarPro:
+    r"""The variable-projection residual and its Jacobians for a :class:`SuperResolutionProblem`.
+
+    Parameters
+    ----------
+    problem
+        The super-resolution problem.
+    method
+        Jacobian method, one of :data:`VARPRO_METHODS` (module docstring).
+    variant
+        ``"as_coded"`` (24 parameters at the paper's size, data misfit) or ``"paper"`` (template 0 fixed,
+        eq. 7).
+    cg_iters
+        CG iteration budget :math:`N` of each projection (paper: 500 for Figs 5-6, 200 for Figs 7-9, 1-100 for
+        Figs 10-11). Not used by ``"implicit"``.
+    tol
+        Absolute CG tolerance on :math:`\|A^\top b - A^\top A f\|` (paper: 1e-3).
+    fraction
+        Traced fraction :math:`p` for the ``last_*`` methods.
+    adjoint
+        ``"exact"`` (hand-written transpose) or ``"ad"`` (``torch.func.vjp``, the authors' way) inside CG.
+    implicit_rtol, implicit_max_iter
+        Relative tolerance and iteration limit of the projection and of the batched derivative solve of
+        ``"implicit"`` (default limit: 10 times the number of pixels).
+    """
+
+    problem: SuperResolutionProblem
+    method: str = "diff_all"
+    variant: str = "as_coded"
+    cg_iters: int = 500
+    tol: float = 1e-3
+    fraction: float = 1.0
+    adjoint: str = "exact"
+    implicit_rtol: float = 1e-10
+    implicit_max_iter: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.problem, SuperResolutionProblem):
+            raise ValueError(f"problem must be a SuperResolutionProblem, got {type(self.problem).__name__}")
+        if self.method not in VARPRO_METHODS:
+            raise ValueError(f"method must be one of {VARPRO_METHODS}, got {self.method!r}")
+        if self.variant not in VARPRO_VARIANTS:
+            raise ValueError(f"variant must be one of {VARPRO_VARIANTS}, got {self.variant!r}")
+        if self.variant == "paper" and self.problem.n_templates < 2:
+            raise ValueError("variant='paper' fixes template 0, so it needs n_templates >= 2")
+        _check_int("cg_iters", self.cg_iters, 0)
+        _check_nonneg("tol", self.tol)
+        if isinstance(self.fraction, bool) or not isinstance(self.fraction, (int, float)) or not (
+                0.0 <= self.fraction <= 1.0):
+            raise ValueError(f"fraction must be a number in [0, 1], got {self.fraction!r}")
+        if self.adjoint not in ("exact", "ad"):
+            raise ValueError(f"adjoint must be 'exact' or 'ad', got {self.adjoint!r}")
+        _check_nonneg("implicit_rtol", self.implicit_rtol)
+        if self.implicit_max_iter is not None:
+            _check_int("implicit_max_iter", self.implicit_max_iter, 1)
+
+    # --- parameters --------------------------------------------------------------------------------
+    @property
+    def n_params(self) -> int:
+        return self.problem.n_params - (6 if self.variant == "paper" else 0)
+
+    def full_parameters(self, w: torch.Tensor) -> torch.Tensor:
+        """All :math:`6q` parameters from the variant's ``w`` (``"paper"``: the identity for template 0 first)."""
+        if not isinstance(w, torch.Tensor) or tuple(w.shape) != (self.n_params,):
+            shape = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+            raise ValueError(f"w must be a tensor of shape ({self.n_params},) for variant={self.variant!r}, "
+                             f"got {shape}")
+        if self.variant == "as_coded":
+            return w
+        return torch.cat([self.problem.identity()[:6].to(w.dtype), w])
+
+    def reduced_parameters(self, w_full: torch.Tensor) -> torch.Tensor:
+        """The variant's parameters from all :math:`6q` (drops template 0 for ``"paper"``)."""
+        self.problem.check_parameters(w_full)
+        return w_full if self.variant == "as_coded" else w_full[6:]
+
+    def identity(self) -> torch.Tensor:
+        return self.reduced_parameters(self.problem.identity())
+
+    # --- projection and residual ------------------------------------------------------------------
+    @property
+    def _implicit_max_iter(self) -> int:
+        return self.implicit_max_iter or 10 * self.problem.n_pixels
+
+    def projection(self, w: torch.Tensor) -> CGResult:
+        r""":math:`f_0(w)` by CG on the normal equations from ``f_init``, traced as ``method`` says."""
+        op = self.problem.operator(self.full_parameters(w))
+        const = op.detach()
+        normal = lambda v: op.normal(v, self.adjoint)  # noqa: E731
+        constant_normal = lambda v: const.normal(v, self.adjoint)  # noqa: E731
+        f_init = self.problem.f_init
+        if self.method == "implicit":
+            return conjugate_gradient(constant_normal, const.normal_rhs(self.adjoint), f_init,
+                                      max_iter=self._implicit_max_iter, tol=0.0, rtol=self.implicit_rtol,
+                                      differentiate="none")
+        rhs = (const if self.method == "no_diff" else op).normal_rhs(self.adjoint)
+        return conjugate_gradient(normal, rhs, f_init, max_iter=self.cg_iters, tol=self.tol,
+                                  differentiate=_CG_MODE[self.method], fraction=self.fraction,
+                                  constant_operator=constant_normal)
+
+    def residual_at(self, w: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        r""":math:`r(w, f)` for a given image ``f`` (affine in ``f``): the variant's residual."""
+        op = self.problem.operator(self.full_parameters(w))
+        if self.variant == "as_coded":
+            return op.data_map(f) - self.problem.d
+        return op.apply(f) - self.problem.b
+
+    def residual(self, w: torch.Tensor) -> torch.Tensor:
+        r"""The reduced residual :math:`r(w) = r(w, f_0(w))`."""
+        return self.residual_at(w, self.projection(w).x)
+
+    # --- Jacobians -------------------------------------------------------------------------------
+    def jacobian(self, w: torch.Tensor, projection: torch.Tensor | None = None) -> torch.Tensor:
+        r"""Jacobian of :meth:`residual` at ``w`` by ``method``, shape ``(n_residuals, n_params)``.
+
+        ``projection``: :math:`f_0(w)` from an earlier :meth:`projection` at the same ``w``. ``"implicit"`` and
+        ``"no_diff"`` (for which :math:`f_0` is a constant) then skip re-solving it; the other methods
+        differentiate the projection, so they recompute it traced.
+        """
+        if self.method == "implicit":
+            f0 = (self.projection(w).x if projection is None else projection).detach()
+            return self.implicit_jacobian(w, f0)
+        if self.method == "no_diff" and projection is not None:
+            f0 = projection.detach()
+            return jacfwd(lambda wv: self.residual_at(wv, f0))(w)
+        return jacfwd(self.residual)(w)
+
+    def implicit_jacobian(self, w: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
+        r"""Exact :math:`dr/dw` at an (accurate) projection ``f0`` by the implicit-function theorem.
+
+        ``jacfwd`` of :math:`w \mapsto (A^\top(b - A f_0),\ r(w, f_0))` at fixed :math:`f_0` gives the right-hand
+        sides :math:`G` and :math:`\partial_w r`; one ``vmap``-batched CG solves :math:`A^\top A X = G`
+        (all columns at once); then :math:`J = \partial_w r + (\partial r/\partial f) X`.
+        """
+        adj = self.adjoint
+
+        def partials(wv):
+            op = self.problem.operator(self.full_parameters(wv))
+            return op.normal_rhs(adj) - op.normal(f0, adj), self.residual_at(wv, f0)
+
+        G, Jw = jacfwd(partials)(w)  # (n_pixels, p), (n_res, p)
+        const = self.problem.operator(self.full_parameters(w.detach())).detach()
+        zero = torch.zeros_like(f0)
+
+        def solve(g):
+            return conjugate_gradient(lambda v: const.normal(v, adj), g, zero, max_iter=self._implicit_max_iter,
+                                      tol=0.0, rtol=self.implicit_rtol, differentiate="none").x
+
+        X = vmap(solve, in_dims=1, out_dims=1)(G)  # df0/dw, (n_pixels, p): one batched CG
+        if self.variant == "as_coded":
+            dr_df = vmap(const.data_map, in_dims=1, out_dims=1)(X)
+        else:
+            dr_df = vmap(const.apply, in_dims=1, out_dims=1)(X)
+        return Jw + dr_df
+
+    def residual_and_jacobian(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(r, J)`` at ``w`` from one traced projection (``jacfwd`` with ``has_aux``) or, for ``"implicit"``,
+        one projection shared by both."""
+        if self.method == "implicit":
+            f0 = self.projection(w).x
+            return self.residual_at(w, f0), self.implicit_jacobian(w, f0)
+
+        def with_aux(wv):
+            r = self.residual(wv)
+            return r, r
+
+        J, r = jacfwd(with_aux, has_aux=True)(w)
+        return r, J
+
+
+def reconstruct(problem: SuperResolutionProblem, w_full: torch.Tensor, *, max_iter: int = 5000,
+                tol: float = 1e-12, adjoint: str = "exact") -> CGResult:
+    r"""Final image (spec §6.8): untraced CG on :math:`A(w)^\top A(w) f = A(w)^\top b` from ``f_init``,
+    5000 iterations, absolute tolerance 1e-12, at all :math:`6q` parameters ``w_full``."""
+    op = problem.operator(w_full.detach()).detach()
+    return conjugate_gradient(lambda v: op.normal(v, adjoint), op.normal_rhs(adjoint), problem.f_init,
+                              max_iter=max_iter, tol=tol, differentiate="none")
+
+
+def relative_error(f: torch.Tensor, reference: torch.Tensor) -> float:
+    r""":math:`\|f - R\|_F / \|R\|_F` (``f`` flat or shaped like ``reference``)."""
+    R = reference.reshape(-1)
+    return float(torch.linalg.vector_norm(f.reshape(-1) - R) / torch.linalg.vector_norm(R))
+
+
+@dataclass(frozen=True)
+class VarProRun:
+    """A variable-projection Levenberg-Marquardt run and its final reconstruction.
+
+    Attributes
+    ----------
+    method, variant
+        As in :class:`VarPro`.
+    lm
+        The optimiser's result (history with the semantics of spec §1.6).
+    w_full
+        Final parameters of all templates.
+    cg_iterations
+        CG iterations of each residual's projection (one entry per recorded point).
+    rss_mb
+        Resident memory (MB) at the end of each recorded point's evaluations (residual, and Jacobian where
+        the step was accepted), read after returning freed heap memory to the system
+        (:func:`~imreg_lib.timing.rss_mb` with ``trim=True``).
+    residual_seconds, jacobian_seconds
+        Wall time in residual and Jacobian evaluations (with ``eager_jacobian``, the joint evaluations count as
+        Jacobian time).
+    seconds
+        Wall time of the whole run (reconstruction included).
+    reconstruction
+        :math:`\\hat f` from :func:`reconstruct` at ``w_full`` (shape ``(m, m)``), or ``None``.
+    rel_error
+        :math:`\\|\\hat f - R\\|_F / \\|R\\|_F`, or ``None``.
+    """
+
+    method: str
+    variant: str
+    lm: LMResult
+    w_full: torch.Tensor
+    cg_iterations: tuple[int, ...]
+    rss_mb: tuple[float, ...]
+    residual_seconds: float
+    jacobian_seconds: float
+    seconds: float
+    reconstruction: torch.Tensor | None
+    rel_error: float | None
+
+    @property
+    def losses(self) -> tuple[float, ...]:
+        return self.lm.losses
+
+    @property
+    def grad_norms(self) -> tuple[float, ...]:
+        return self.lm.grad_norms
+
+    @property
+    def residual_norms(self) -> tuple[float, ...]:
+        r""":math:`\\|r\\|` per recorded point (what the authors' verbose LM prints)."""
+        return tuple(math.sqrt(v) for v in self.lm.losses)
+
+
+def varpro_levenberg_marquardt(varpro: VarPro, w0: torch.Tensor | None = None, *, max_iter: int = 10,
+                               gtol: float = 1e-5, ptol: float = 1e-50, ftol: float = 1e-20, tau: float = 1e-3,
+                               eager_jacobian: bool = False, final_solve: bool = True, final_max_iter: int = 5000,
+                               final_tol: float = 1e-12) -> VarProRun:
+    r"""Levenberg-Marquardt on the reduced residual (spec §8: ``max_iter=10``, ``gtol=1e-5``).
+
+    Uses :func:`~imreg_lib.optimizers.levenberg_marquardt` (residual once per distinct point, Jacobian once per
+    accepted point). The projection of the latest residual is kept (one plain tensor) and handed to the
+    ``"implicit"`` and ``"no_diff"`` Jacobians at the same point, so these methods solve each projection once.
+    The AD methods differentiate the projection, so their Jacobian re-runs CG traced; with
+    ``eager_jacobian=True`` the residual is instead taken from that traced run (``jacfwd`` with ``has_aux``) at
+    every trial point: one CG run per point instead of two at accepted points, a wasted Jacobian at rejected
+    ones, and the residual and Jacobian of exactly the same CG sequence.
+
+    Parameters
+    ----------
+    varpro
+        Residual and Jacobian method.
+    w0
+        Start (the variant's parameters), e.g. from :func:`~imreg_lib.preregistration.preregister`;
+        default: identity.
+    max_iter, gtol, ptol, ftol, tau
+        As in :func:`~imreg_lib.optimizers.levenberg_marquardt` (``max_iter`` counts recorded points).
+    eager_jacobian
+        Compute the AD Jacobian together with each residual (ignored for ``"implicit"`` and ``"no_diff"``).
+    final_solve, final_max_iter, final_tol
+        Compute the final reconstruction (spec §6.8) and its relative error.
+    """
+    w0 = varpro.identity() if w0 is None else w0.detach()
+    varpro.full_parameters(w0)  # validates the shape
+    last: dict = {}
+    cg_iters: list[int] = []
+    rss: list[float] = []
+    clock = {"residual": 0.0, "jacobian": 0.0}
+
+    eager = eager_jacobian and varpro.method not in ("implicit", "no_diff")
+
+    def traced(wv):
+        proj = varpro.projection(wv)
+        cg_iters.append(proj.iterations)
+        r = varpro.residual_at(wv, proj.x)
+        return r, r
+
+    def residual(w):
+        t0 = time.perf_counter()
+        last.clear()
+        if eager:
+            J, r = jacfwd(traced, has_aux=True)(w)
+            last.update(key=w.detach().cpu().numpy().tobytes(), J=J.detach())
+            clock["jacobian"] += time.perf_counter() - t0
+        else:
+            proj = varpro.projection(w)
+            r = varpro.residual_at(w, proj.x)
+            last.update(key=w.detach().cpu().numpy().tobytes(), f0=proj.x.detach())
+            cg_iters.append(proj.iterations)
+            clock["residual"] += time.perf_counter() - t0
+        rss.append(rss_mb(trim=True))
+        return r.detach()
+
+    def jacobian(w):
+        t0 = time.perf_counter()
+        same = last.get("key") == w.detach().cpu().numpy().tobytes()
+        if same and "J" in last:
+            J = last["J"]
+        else:
+            J = varpro.jacobian(w, last.get("f0") if same else None).detach()
+        clock["jacobian"] += time.perf_counter() - t0
+        rss[-1] = max(rss[-1], rss_mb(trim=True))
+        return J
+
+    t0 = time.perf_counter()
+    lm = levenberg_marquardt(residual, jacobian, w0, max_iter=max_iter, gtol=gtol, ptol=ptol, ftol=ftol, tau=tau)
+    last.clear()
+    w_full = varpro.full_parameters(lm.w).detach()
+    f_hat = err = None
+    if final_solve:
+        f_hat = reconstruct(varpro.problem, w_full, max_iter=final_max_iter, tol=final_tol,
+                            adjoint=varpro.adjoint).x.reshape(varpro.problem.grid.m)
+        err = relative_error(f_hat, varpro.problem.reference)
+    return VarProRun(varpro.method, varpro.variant, lm, w_full, tuple(cg_iters), tuple(rss), clock["residual"],
+                     clock["jacobian"], time.perf_counter() - t0, f_hat, err)
