@@ -11,6 +11,7 @@ from .device import DEFAULT_DTYPE, resolve_device, resolve_dtype, synchronize
 from .distances import ssd
 from .grid import PAPER_OMEGA, Grid
 from .multiscale import MultiscaleResult, ScaleRecord, check_schedule, predictor_corrector, single_scale
+from .neural_ode import NeuralODE, NeuralODELinearization, neural_ode, neural_ode_velocity, rk4_38
 from .objective import ScaleObjective, SSDObjective
 from .optimizers import NewtonResult, newton_trust_exact
 from .spline import (
@@ -35,6 +36,8 @@ __all__ = [
     "Grid",
     "ImagePair",
     "MultiscaleResult",
+    "NeuralODE",
+    "NeuralODELinearization",
     "NewtonResult",
     "SSDObjective",
     "ScaleObjective",
@@ -48,10 +51,13 @@ __all__ = [
     "hand_phantom",
     "load_image",
     "load_pair",
+    "neural_ode",
+    "neural_ode_velocity",
     "newton_trust_exact",
     "predictor_corrector",
     "resolve_device",
     "resolve_dtype",
+    "rk4_38",
     "single_scale",
     "spline_basis_matrices",
     "spline_coefficients",
