@@ -61,6 +61,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/core.py --output _build/benchmarks/core.json
+	$(PY) benchmarks/ad_costs.py --output _build/benchmarks/ad_costs.json
 
 clean:
 	rm -rf _build

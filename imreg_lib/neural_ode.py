@@ -315,17 +315,24 @@ class NeuralODELinearization:
             raise ValueError(f"lam must have shape {tuple(self.y.shape)}, got {tuple(lam.shape)}")
         return self._sweep(lam)
 
-    def _stage_sensitivity(self, s: int, Dz: torch.Tensor, const: torch.Tensor, out: torch.Tensor) -> None:
-        """``Dk_s = dv/dz Dz_s + dv/dw`` (N, d, p) for stage ``s`` into ``out`` (internal parameter order)."""
+    def _stage_sensitivity(self, s: int, pts: slice, Dz: torch.Tensor, const: torch.Tensor, out: torch.Tensor,
+                           ) -> None:
+        """``Dk_s = dv/dz Dz_s + dv/dw`` (n, d, p) for stage ``s`` and the points ``pts`` into ``out``
+        (internal parameter order)."""
         d, width = self.transformation.dim, self.transformation.width
         nT = width * (d + 2)
-        Jz = self._Jz[s]
+        Jz = self._Jz[s, pts]
         torch.addcmul(const, Jz[:, :, 0, None], Dz[:, None, 0, :], out=out)  # const: the b1 block (identity)
         for l in range(1, d):
             out.addcmul_(Jz[:, :, l, None], Dz[:, None, l, :])
-        out[:, :, :nT].unflatten(-1, (d + 2, width)).addcmul_(self._G[s, :, :, None, :], self._zh[s, :, None, :, None])
+        out[:, :, :nT].unflatten(-1, (d + 2, width)).addcmul_(self._G[s, pts, :, None, :],
+                                                              self._zh[s, pts, None, :, None])
+        a = self.a[s, pts]
         for k in range(d):
-            out[:, k, nT + k * width:nT + (k + 1) * width].add_(self.a[s])
+            out[:, k, nT + k * width:nT + (k + 1) * width].add_(a)
+
+    #: Points per block of the sensitivity sweep: the work arrays of a block stay in cache.
+    chunk: ClassVar[int] = 2048
 
     def _sweep(self, lam: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         tr = self.transformation
@@ -335,11 +342,11 @@ class NeuralODELinearization:
         const = self.y.new_zeros(d, p)
         const[:, p - d:] = torch.eye(d, dtype=self.y.dtype, device=self.y.device)
         curv = lam is not None
+        C = min(N, self.chunk)
         # work arrays, allocated once (fresh large allocations cost page faults at every stage)
-        Dz = self.y.new_empty(4, N, d, p)  # the stage inputs' sensitivities of the current step
-        Dz[0] = 0.0
-        Dx = Dz[0]  # the state's sensitivity is the first stage's input sensitivity
-        Dk = self.y.new_empty(4, N, d, p)
+        Q = self.y.new_empty(N, d, p)
+        Dz_buf = self.y.new_empty(4, C, d, p)  # the stage inputs' sensitivities of the current step
+        Dk_buf = self.y.new_empty(4, C, d, p)
         if curv:
             W0x, W1 = self._weights
             kbar = self._adjoint(lam)
@@ -350,31 +357,38 @@ class NeuralODELinearization:
             ubar = abar * self._sp
             H_main = self.y.new_zeros(p, p)
             M = self.y.new_zeros((2 * d + 3) * width, d * p)
-            GDz = self.y.new_empty(4, N, d, p)
-            h = self.y.new_empty(4, N, 2 * d + 3, width)
-        for n in range(steps):
-            for i in range(4):
-                if i > 0:
-                    torch.add(Dx, Dk[0], alpha=dt * _A[i][0], out=Dz[i])
-                for j in range(1, i):
-                    Dz[i].add_(Dk[j], alpha=dt * _A[i][j])
-                self._stage_sensitivity(4 * n + i, Dz[i], const, Dk[i])
-            if curv:  # the contributions of this step's 4 stages, as two matrix products
-                st = slice(4 * n, 4 * n + 4)
-                Gs = Gm[st]
-                torch.mul(Gs[..., 0, None], Dz[..., None, 0, :], out=GDz)
-                for l in range(1, d):
-                    GDz.addcmul_(Gs[..., l, None], Dz[..., None, l, :])
-                H_main.addmm_(GDz.reshape(-1, p).T, Dz.reshape(-1, p))
-                # per point and stage, the multipliers of Dz_l in the cross terms, by hidden unit j:
-                # (i) (z, t, 1)_a c_j, (ii) kbar_k tanh'_j, (iii) ubar_j
-                torch.mul(self._zh[st, :, :, None], c[st, :, None, :], out=h[:, :, :d + 2])
-                torch.mul(kbar[st, :, :, None], self._sp[st, :, None, :], out=h[:, :, d + 2:2 * d + 2])
-                h[:, :, 2 * d + 2] = ubar[st]
-                M.addmm_(h.reshape(4 * N, -1).T, Dz.reshape(4 * N, d * p))
-            Dx.add_(Dk[0], alpha=0.125 * dt).add_(Dk[1], alpha=0.375 * dt)
-            Dx.add_(Dk[2], alpha=0.375 * dt).add_(Dk[3], alpha=0.125 * dt)
-        Q = Dx[..., self._unorder]  # a copy, not a view of the work array
+            GDz_buf = self.y.new_empty(4, C, d, p)
+            h_buf = self.y.new_empty(4, C, 2 * d + 3, width)
+        for start in range(0, N, C):  # points are independent: one block of points at a time
+            pts = slice(start, min(start + C, N))
+            nb = pts.stop - pts.start
+            Dz, Dk = Dz_buf[:, :nb], Dk_buf[:, :nb]
+            Dx = Dz[0]  # the state's sensitivity is the first stage's input sensitivity
+            Dx.zero_()
+            for n in range(steps):
+                for i in range(4):
+                    if i > 0:
+                        torch.add(Dx, Dk[0], alpha=dt * _A[i][0], out=Dz[i])
+                    for j in range(1, i):
+                        Dz[i].add_(Dk[j], alpha=dt * _A[i][j])
+                    self._stage_sensitivity(4 * n + i, pts, Dz[i], const, Dk[i])
+                if curv:  # the contributions of this step's 4 stages, as two matrix products
+                    st = slice(4 * n, 4 * n + 4)
+                    Gs, GDz, h = Gm[st, pts], GDz_buf[:, :nb], h_buf[:, :nb]
+                    torch.mul(Gs[..., 0, None], Dz[..., None, 0, :], out=GDz)
+                    for l in range(1, d):
+                        GDz.addcmul_(Gs[..., l, None], Dz[..., None, l, :])
+                    H_main.addmm_(GDz.reshape(-1, p).T, Dz.reshape(-1, p))
+                    # per point and stage, the multipliers of Dz_l in the cross terms, by hidden unit j:
+                    # (i) (z, t, 1)_a c_j, (ii) kbar_k tanh'_j, (iii) ubar_j
+                    torch.mul(self._zh[st, pts, :, None], c[st, pts, None, :], out=h[:, :, :d + 2])
+                    torch.mul(kbar[st, pts, :, None], self._sp[st, pts, None, :], out=h[:, :, d + 2:2 * d + 2])
+                    h[:, :, 2 * d + 2] = ubar[st, pts]
+                    M.addmm_(h.reshape(4 * nb, -1).T, Dz.reshape(4 * nb, d * p))
+                Dx.add_(Dk[0], alpha=0.125 * dt).add_(Dk[1], alpha=0.375 * dt)
+                Dx.add_(Dk[2], alpha=0.375 * dt).add_(Dk[3], alpha=0.125 * dt)
+            Q[pts] = Dx
+        Q = Q[..., self._unorder]
         if not curv:
             return Q, None
         H = self._assemble(H_main, M, kbar, c)
