@@ -241,15 +241,13 @@ class NeuralODELinearization:
         return 1.0 - self.a * self.a
 
     @cached_property
-    def _G(self) -> torch.Tensor:
-        """dv_k/du_j = W1[k, j] tanh'(u_j), shape (S, N, d, width)."""
-        return self._weights[1] * self._sp[:, :, None, :]
-
-    @cached_property
     def _Jz(self) -> torch.Tensor:
         """The state Jacobian dv/dz = W1 diag(tanh') W0x of every stage, shape (S, N, d, d)."""
-        G = self._G
-        return (G.reshape(-1, G.shape[-1]) @ self._weights[0]).reshape(G.shape[:-1] + (G.shape[-2],))
+        W0x, W1 = self._weights
+        width, d = W0x.shape
+        WK = (W1.T[:, :, None] * W0x[:, None, :]).reshape(width, d * d)  # [j, (k, l)] = W1[k, j] W0x[j, l]
+        S, N, _ = self.a.shape
+        return (self._sp.reshape(-1, width) @ WK).reshape(S, N, d, d)
 
     @cached_property
     def _zh(self) -> torch.Tensor:
@@ -325,10 +323,10 @@ class NeuralODELinearization:
         torch.addcmul(const, Jz[:, :, 0, None], Dz[:, None, 0, :], out=out)  # const: the b1 block (identity)
         for l in range(1, d):
             out.addcmul_(Jz[:, :, l, None], Dz[:, None, l, :])
-        out[:, :, :nT].unflatten(-1, (d + 2, width)).addcmul_(self._G[s, pts, :, None, :],
-                                                              self._zh[s, pts, None, :, None])
+        G = self._weights[1] * self._sp[s, pts, None, :]  # dv_k/du_j = W1[k, j] tanh'(u_j), (n, d, width)
+        out[:, :, :nT].unflatten(-1, (d + 2, width)).addcmul_(G[:, :, None, :], self._zh[s, pts, None, :, None])
         a = self.a[s, pts]
-        for k in range(d):
+        for k in range(d):  # dv_k/dW1[k, j] = a_j
             out[:, k, nT + k * width:nT + (k + 1) * width].add_(a)
 
     #: Points per block of the sensitivity sweep: the work arrays of a block stay in cache.
@@ -343,58 +341,63 @@ class NeuralODELinearization:
         const[:, p - d:] = torch.eye(d, dtype=self.y.dtype, device=self.y.device)
         curv = lam is not None
         C = min(N, self.chunk)
-        # work arrays, allocated once (fresh large allocations cost page faults at every stage)
+        # work arrays, allocated once and reused (fresh large arrays cost page faults and cache misses)
         Q = self.y.new_empty(N, d, p)
-        Dz_buf = self.y.new_empty(4, C, d, p)  # the stage inputs' sensitivities of the current step
+        Dx_buf = self.y.new_empty(C, d, p)
+        Dz_buf = self.y.new_empty(C, d, p)  # the current stage input's sensitivity
         Dk_buf = self.y.new_empty(4, C, d, p)
         if curv:
             W0x, W1 = self._weights
             kbar = self._adjoint(lam)
-            abar = kbar @ W1  # (S, N, width)
-            c = abar * (-2.0 * self.a * self._sp)  # abar * tanh''
+            ubar = (kbar @ W1) * self._sp  # (S, N, width): adjoints of the pre-activations
+            c = -2.0 * ubar * self.a  # abar * tanh'' (tanh'' = -2 tanh tanh')
             WW = (W0x[:, :, None] * W0x[:, None, :]).reshape(width, d * d)
             Gm = (c.reshape(-1, width) @ WW).reshape(4 * steps, N, d, d)  # W0x^T diag(c) W0x
-            ubar = abar * self._sp
             H_main = self.y.new_zeros(p, p)
             M = self.y.new_zeros((2 * d + 3) * width, d * p)
-            GDz_buf = self.y.new_empty(4, C, d, p)
-            h_buf = self.y.new_empty(4, C, 2 * d + 3, width)
+            D = self.y.new_zeros((2 * d + 3) * width, d + 2)  # the same multipliers against (z, t, 1)
+            GDz_buf = self.y.new_empty(C, d, p)
+            h_buf = self.y.new_empty(C, 2 * d + 3, width)
         for start in range(0, N, C):  # points are independent: one block of points at a time
             pts = slice(start, min(start + C, N))
             nb = pts.stop - pts.start
-            Dz, Dk = Dz_buf[:, :nb], Dk_buf[:, :nb]
-            Dx = Dz[0]  # the state's sensitivity is the first stage's input sensitivity
+            Dx, Dz, Dk = Dx_buf[:nb], Dz_buf[:nb], Dk_buf[:, :nb]
             Dx.zero_()
             for n in range(steps):
                 for i in range(4):
-                    if i > 0:
-                        torch.add(Dx, Dk[0], alpha=dt * _A[i][0], out=Dz[i])
-                    for j in range(1, i):
-                        Dz[i].add_(Dk[j], alpha=dt * _A[i][j])
-                    self._stage_sensitivity(4 * n + i, pts, Dz[i], const, Dk[i])
-                if curv:  # the contributions of this step's 4 stages, as two matrix products
-                    st = slice(4 * n, 4 * n + 4)
-                    Gs, GDz, h = Gm[st, pts], GDz_buf[:, :nb], h_buf[:, :nb]
-                    torch.mul(Gs[..., 0, None], Dz[..., None, 0, :], out=GDz)
-                    for l in range(1, d):
-                        GDz.addcmul_(Gs[..., l, None], Dz[..., None, l, :])
-                    H_main.addmm_(GDz.reshape(-1, p).T, Dz.reshape(-1, p))
-                    # per point and stage, the multipliers of Dz_l in the cross terms, by hidden unit j:
-                    # (i) (z, t, 1)_a c_j, (ii) kbar_k tanh'_j, (iii) ubar_j
-                    torch.mul(self._zh[st, pts, :, None], c[st, pts, None, :], out=h[:, :, :d + 2])
-                    torch.mul(kbar[st, pts, :, None], self._sp[st, pts, None, :], out=h[:, :, d + 2:2 * d + 2])
-                    h[:, :, 2 * d + 2] = ubar[st, pts]
-                    M.addmm_(h.reshape(4 * nb, -1).T, Dz.reshape(4 * nb, d * p))
+                    s = 4 * n + i
+                    if i == 0:
+                        Dz = Dx
+                    else:
+                        Dz = torch.add(Dx, Dk[0], alpha=dt * _A[i][0], out=Dz_buf[:nb])
+                        for j in range(1, i):
+                            Dz.add_(Dk[j], alpha=dt * _A[i][j])
+                    self._stage_sensitivity(s, pts, Dz, const, Dk[i])
+                    if curv:  # this stage's contributions, while Dz_s is in cache
+                        Gs, GDz, h = Gm[s, pts], GDz_buf[:nb], h_buf[:nb]
+                        torch.mul(Gs[..., 0, None], Dz[:, None, 0, :], out=GDz)
+                        for l in range(1, d):
+                            GDz.addcmul_(Gs[..., l, None], Dz[:, None, l, :])
+                        H_main.addmm_(GDz.reshape(-1, p).T, Dz.reshape(-1, p))
+                        # the multipliers of Dz_l in the cross terms, by hidden unit j:
+                        # (i) (z, t, 1)_a c_j, (ii) kbar_k tanh'_j, (iii) ubar_j
+                        zh = self._zh[s, pts]
+                        torch.mul(zh[:, :, None], c[s, pts, None, :], out=h[:, :d + 2])
+                        torch.mul(kbar[s, pts, :, None], self._sp[s, pts, None, :], out=h[:, d + 2:2 * d + 2])
+                        h[:, 2 * d + 2] = ubar[s, pts]
+                        hT = h.reshape(nb, -1).T
+                        M.addmm_(hT, Dz.reshape(nb, d * p))
+                        D.addmm_(hT, zh)
                 Dx.add_(Dk[0], alpha=0.125 * dt).add_(Dk[1], alpha=0.375 * dt)
                 Dx.add_(Dk[2], alpha=0.375 * dt).add_(Dk[3], alpha=0.125 * dt)
             Q[pts] = Dx
         Q = Q[..., self._unorder]
         if not curv:
             return Q, None
-        H = self._assemble(H_main, M, kbar, c)
+        H = self._assemble(H_main, M, D)
         return Q, H[self._unorder][:, self._unorder]
 
-    def _assemble(self, H_main, M, kbar, c) -> torch.Tensor:
+    def _assemble(self, H_main: torch.Tensor, M: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
         """The curvature in internal order from the accumulated products (see the module docstring)."""
         tr = self.transformation
         d, width, p = tr.dim, tr.width, tr.n_params
@@ -406,14 +409,13 @@ class NeuralODELinearization:
         cross = H_main.new_zeros(p, p)
         cross[:nT + nW1] = rows.reshape(nT + nW1, p)  # (i) cross on the [W0 | b0] rows, (ii) on the W1 rows
         H = H_main + cross + cross.T
-        # direct-direct terms, diagonal in the hidden unit j: E^T diag(c) E and (ii) on W1 x [W0 | b0]
-        zh = self._zh.reshape(-1, d + 2)
+        # direct-direct terms, diagonal in the hidden unit j: E^T diag(c) E and (ii) on W1 x [W0 | b0];
+        # D[(b, j), a'] = sum over points and stages of the cross-term multiplier (b, j) times (z, t, 1)_a'
+        D = D.reshape(2 * d + 3, width, d + 2)
         eye = torch.eye(width, dtype=H.dtype, device=H.device)
-        dd = (c.reshape(-1, width).T @ (zh[:, :, None] * zh[:, None, :]).reshape(-1, (d + 2) ** 2))
-        dd = dd.reshape(width, d + 2, d + 2).permute(1, 0, 2)  # [a, j, b]
+        dd = D[:d + 2]  # [a, j, a']: sum c_j (z, t, 1)_a (z, t, 1)_a'
         H[:nT, :nT] += (dd[..., None] * eye[None, :, None, :]).reshape(nT, nT)
-        wt = self._sp.reshape(-1, width).T @ (kbar.reshape(-1, d, 1) * zh[:, None, :]).reshape(-1, d * (d + 2))
-        wt = wt.reshape(width, d, d + 2).permute(1, 0, 2)  # [k, j, a]
+        wt = D[d + 2:2 * d + 2]  # [k, j, a]: sum kbar_k tanh'_j (z, t, 1)_a
         blk = (wt[..., None] * eye[None, :, None, :]).reshape(nW1, nT)
         H[nT:nT + nW1, :nT] += blk
         H[:nT, nT:nT + nW1] += blk.T

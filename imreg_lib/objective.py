@@ -45,6 +45,15 @@ __all__ = ["SSDObjective", "ScaleObjective"]
 HessianKind = Literal["exact", "gauss_newton", "none"]
 
 
+def _contract_points(dT: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
+    """``sum_k dT[n, k] Q[n, k, p]`` (N, p) by broadcasting; a batched matrix product of N tiny matrices is
+    several times slower on the CPU."""
+    out = dT[:, 0, None] * Q[:, 0]
+    for k in range(1, Q.shape[1]):
+        out = out.addcmul_(dT[:, k, None], Q[:, k])
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class SSDObjective:
     r"""The SSD registration objective :math:`J(w; \theta)` of a template/reference pair.
@@ -216,7 +225,7 @@ class ScaleObjective:
         else:
             y, Q = tr(w, self.x), self._jacobian(w)
         dT = spline_evaluate(self.template_coefficients, y, tmpl.grid, order=1, window=tmpl.window)
-        return torch.einsum("nd,ndp->np", dT, Q)
+        return _contract_points(dT, Q)
 
     def residual(self, w: torch.Tensor) -> torch.Tensor:
         return math.sqrt(self.problem.grid.cell_volume) * (self.forward(w) - self.reference_values)
@@ -260,7 +269,7 @@ class ScaleObjective:
                 Q, H_tr = lin.jacobian_and_curvature(lam)  # sum_i lam_i . d²y_i/dw², hand-coded
             else:
                 Q = lin.jacobian()
-            Jr = torch.einsum("nd,ndp->np", dT, Q)  # residual Jacobian (without the sqrt(h) factor)
+            Jr = _contract_points(dT, Q)  # residual Jacobian (without the sqrt(h) factor)
             dJ = (2.0 * hv) * (Jr.T @ r)
             if hessian_kind != "none":
                 H = (2.0 * hv) * (Jr.T @ Jr)
