@@ -119,6 +119,12 @@ def test_hand_coded_derivatives_equal_ad(dim, width, steps, rng):
     assert _rel(Q, Q_ad) < 1e-12
     assert _rel(H, hessian(lambda v: torch.sum(lam * f(v)))(w)) < 1e-11
     torch.testing.assert_close(H, H.T, rtol=0, atol=1e-12 * float(H.abs().max()))
+    # the same in several blocks of points
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(il.NeuralODELinearization, "chunk", 5)
+        Q5, H5 = lin.jacobian_and_curvature(lam)
+        assert _rel(Q5, Q_ad) < 1e-12 and _rel(H5, H) < 1e-12
+        assert _rel(lin.vjp(lam), vjp(f, w)[1](lam)[0]) < 1e-12
     with pytest.raises(ValueError, match="cotangent"):
         lin.vjp(lam[:3])
     with pytest.raises(ValueError, match="lam"):
