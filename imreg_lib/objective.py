@@ -18,8 +18,10 @@ Two ways to get derivatives, which agree to round-off (tests assert it):
       H = 2h \Big[(\nabla T Q)^\top (\nabla T Q) + \sum_i r_i\, Q_i^\top \nabla^2 T_i\, Q_i
       + \sum_i r_i \nabla T_i \cdot \partial^2_w y_i \Big],
 
-  where the last term (zero for affine maps) is taken by AD of the transformation alone; dropping the
-  second-order terms gives the Gauss-Newton matrix. See :meth:`ScaleObjective.derivatives`.
+  where the last term (zero for affine maps) is taken by AD of the transformation alone, or, for a
+  transformation that offers ``linearize(w, x)`` (the neural ODE), by its hand-coded reverse sweep,
+  forward sensitivities and second-order adjoint from one recorded forward pass; dropping the second-order
+  terms gives the Gauss-Newton matrix. See :meth:`ScaleObjective.derivatives`.
 """
 
 from __future__ import annotations
@@ -43,6 +45,15 @@ __all__ = ["SSDObjective", "ScaleObjective"]
 HessianKind = Literal["exact", "gauss_newton", "none"]
 
 
+def _contract_points(dT: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
+    """``sum_k dT[n, k] Q[n, k, p]`` (N, p) by broadcasting; a batched matrix product of N tiny matrices is
+    several times slower on the CPU."""
+    out = dT[:, 0, None] * Q[:, 0]
+    for k in range(1, Q.shape[1]):
+        out = out.addcmul_(dT[:, k, None], Q[:, k])
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class SSDObjective:
     r"""The SSD registration objective :math:`J(w; \theta)` of a template/reference pair.
@@ -53,7 +64,9 @@ class SSDObjective:
         Spline image models; the reference's grid is the evaluation grid (its cell centres :math:`x_c`).
     transformation
         A transformation with ``__call__(w, x)``, ``jacobian(w, x)``, ``n_params``, ``is_linear``,
-        ``identity()`` and ``check(w)`` (default: 2D affine).
+        ``identity()`` and ``check(w)`` (default: 2D affine); optionally ``linearize(w, x)`` returning an
+        object with ``y``, ``vjp(λ)``, ``jacobian()`` and ``jacobian_and_curvature(λ)`` (hand-coded
+        derivatives, used by :meth:`ScaleObjective.derivatives`), as :class:`~imreg_lib.NeuralODE` does.
     regularizer
         Optional ``S(w) -> scalar`` added to :math:`J`; must be a pure ``torch.func``-friendly function.
     """
@@ -193,17 +206,34 @@ class ScaleObjective:
         return spline_evaluate(self.template_coefficients, self.problem.transformation(w, self.x), tmpl.grid,
                                window=tmpl.window)
 
+    def forward_jacobian(self, w: torch.Tensor, method: Literal["structured", "ad"] = "structured",
+                         ) -> torch.Tensor:
+        r"""Jacobian of :meth:`forward`, :math:`\partial T_\theta(y(w, x_c)) / \partial w`, shape (N, p).
+
+        ``"structured"``: the spline gradient times the transformation Jacobian, :math:`\nabla T(y)\, Q`
+        (FAIR's ``dT * dy``); ``"ad"``: ``torch.func.jacfwd`` of :meth:`forward`.
+        """
+        if method == "ad":
+            return jacfwd(self.forward)(w)
+        if method != "structured":
+            raise ValueError(f"method must be 'structured' or 'ad', got {method!r}")
+        pb = self.problem
+        tr, tmpl = pb.transformation, pb.template
+        if hasattr(tr, "linearize"):
+            lin = tr.linearize(w, self.x)
+            y, Q = lin.y, lin.jacobian()
+        else:
+            y, Q = tr(w, self.x), self._jacobian(w)
+        dT = spline_evaluate(self.template_coefficients, y, tmpl.grid, order=1, window=tmpl.window)
+        return _contract_points(dT, Q)
+
     def residual(self, w: torch.Tensor) -> torch.Tensor:
         return math.sqrt(self.problem.grid.cell_volume) * (self.forward(w) - self.reference_values)
 
     def residual_jacobian(self, w: torch.Tensor) -> torch.Tensor:
-        r"""Jacobian of :meth:`residual`, :math:`\sqrt{h}\,\nabla T(y)\, Q`, shape (N, p), from one spline pass
-        (the data term only: a regularizer is not part of the residual)."""
-        pb = self.problem
-        tmpl = pb.template
-        _, dT = spline_derivatives(self.template_coefficients, pb.transformation(w, self.x), tmpl.grid,
-                                   orders=(0, 1), window=tmpl.window)
-        return math.sqrt(pb.grid.cell_volume) * torch.einsum("nd,ndp->np", dT, self._jacobian(w))
+        r"""Jacobian of :meth:`residual`, :math:`\sqrt{h}\,\nabla T(y)\, Q`, shape (N, p): the structured
+        :meth:`forward_jacobian` scaled (the data term only: a regularizer is not part of the residual)."""
+        return math.sqrt(self.problem.grid.cell_volume) * self.forward_jacobian(w)
 
     def loss(self, w: torch.Tensor) -> torch.Tensor:
         J = ssd(self.forward(w) - self.reference_values, self.problem.grid.cell_volume)
@@ -224,24 +254,41 @@ class ScaleObjective:
             raise ValueError(f"hessian_kind must be 'exact', 'gauss_newton' or 'none', got {hessian_kind!r}")
         pb = self.problem
         tr, tmpl, hv = pb.transformation, pb.template, pb.grid.cell_volume
-        y = tr(w, self.x)
+        # transformations with hand-coded derivatives (e.g. the neural ODE) record their forward pass once
+        lin = tr.linearize(w, self.x) if hasattr(tr, "linearize") else None
+        y = lin.y if lin is not None else tr(w, self.x)
         orders = (0, 1, 2) if hessian_kind == "exact" else (0, 1)
         T, dT, *d2T = spline_derivatives(self.template_coefficients, y, tmpl.grid, orders=orders,
                                          window=tmpl.window)
         r = T - self.reference_values
-        Q = self._jacobian(w)
-        Jr = torch.einsum("nd,ndp->np", dT, Q)  # residual Jacobian (without the sqrt(h) factor)
         J = hv * torch.dot(r, r)
-        dJ = (2.0 * hv) * (Jr.T @ r)
+        lam = (2.0 * hv) * r[:, None] * dT  # dJ/dy
         H = None
-        if hessian_kind != "none":
-            H = (2.0 * hv) * (Jr.T @ Jr)
+        if lin is not None and hessian_kind == "none":  # reverse mode: no transformation Jacobian needed
+            dJ = lin.vjp(lam)
+        else:
+            H_tr = None
+            if lin is None:
+                Q = self._jacobian(w)
+            elif hessian_kind == "exact":
+                Q, H_tr = lin.jacobian_and_curvature(lam)  # sum_i lam_i . d²y_i/dw², hand-coded
+            else:
+                Q = lin.jacobian()
+            Jr = _contract_points(dT, Q)  # residual Jacobian (without the sqrt(h) factor)
+            dJ = (2.0 * hv) * (Jr.T @ r)
+            if hessian_kind != "none":
+                H = (2.0 * hv) * (Jr.T @ Jr)
             if hessian_kind == "exact":
-                rQ = Q * r[:, None, None]
-                H = H + (2.0 * hv) * torch.einsum("ndp,nde,neq->pq", rQ, d2T[0], Q)
-                if not tr.is_linear:  # sum_i r_i dT_i . d²y_i/dw², by AD of the transformation alone
-                    lam = ((2.0 * hv) * r[:, None] * dT).detach()
-                    H = H + hessian(lambda v: torch.sum(lam * tr(v, self.x)))(w)
+                n, d, p = Q.shape
+                d2TQ = d2T[0][:, :, 0, None] * Q[:, None, 0, :]  # (∇²T_i Q_i), shape (N, d, p)
+                for e in range(1, d):
+                    d2TQ = d2TQ + d2T[0][:, :, e, None] * Q[:, None, e, :]
+                H = H + (2.0 * hv) * ((Q * r[:, None, None]).reshape(n * d, p).T @ d2TQ.reshape(n * d, p))
+                if not tr.is_linear and H_tr is None:  # sum_i lam_i . d²y_i/dw², by AD of the transformation
+                    lam_c = lam.detach()
+                    H_tr = hessian(lambda v: torch.sum(lam_c * tr(v, self.x)))(w)
+                if H_tr is not None:
+                    H = H + H_tr
         reg = pb.regularizer
         if reg is not None:
             J = J + reg(w)

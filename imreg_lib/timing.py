@@ -32,23 +32,44 @@ class Timing:
         return asdict(self)
 
 
+#: With a time budget, at least this many runs are timed (fewer only if ``n_runs`` is smaller).
+MIN_RUNS = 5
+
+
 def time_function(fn: Callable[[], object], n_runs: int = 100, warmup: int = 5,
-                  device: torch.device | str = "cpu") -> Timing:
-    """Time ``fn()`` (no arguments) ``n_runs`` times after ``warmup`` untimed calls."""
-    if not isinstance(n_runs, int) or n_runs < 2:
+                  device: torch.device | str = "cpu", max_seconds: float | None = None) -> Timing:
+    """Time ``fn()`` (no arguments) ``n_runs`` times after ``warmup`` untimed calls.
+
+    Parameters
+    ----------
+    max_seconds
+        Optional budget for the timed calls: stop early once it is spent and at least
+        ``min(n_runs, MIN_RUNS)`` calls are timed. ``Timing.n_runs`` reports how many calls were timed.
+    """
+    if isinstance(n_runs, bool) or not isinstance(n_runs, int) or n_runs < 2:
         raise ValueError(f"n_runs must be an integer >= 2, got {n_runs!r}")
-    if not isinstance(warmup, int) or warmup < 0:
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+    if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
+        raise ValueError(f"max_seconds must be None or a positive number, got {max_seconds!r}")
     for _ in range(warmup):
         fn()
     synchronize(device)
-    times = []
+    times: list[float] = []
+    spent = 0.0
     for _ in range(n_runs):
         t0 = time.perf_counter()
         fn()
         synchronize(device)
-        times.append(1e3 * (time.perf_counter() - t0))
-    return Timing(statistics.fmean(times), statistics.stdev(times), statistics.median(times), min(times), n_runs)
+        dt = time.perf_counter() - t0
+        times.append(1e3 * dt)
+        spent += dt
+        if max_seconds is not None and spent >= max_seconds and len(times) >= min(n_runs, MIN_RUNS):
+            break
+    return Timing(statistics.fmean(times), statistics.stdev(times), statistics.median(times), min(times),
+                  len(times))
+
+
 
 
 def rss_mb(trim: bool = False) -> float:

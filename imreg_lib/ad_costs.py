@@ -1,0 +1,512 @@
+r"""The cost of derivatives (paper §2.2, Table 1; spec §2): loss, gradient, Hessian, forward map and its
+Jacobian, timed for a transformation model under one of two protocols.
+
+Protocols
+---------
+``"paper"`` (the authors' measurement)
+    Everything is rebuilt in every timed call, as in the authors' scripts: the spline coefficients of the
+    template (and, in the loss, of the reference) are solved by dense ``torch.linalg.solve`` of the
+    per-dimension systems :math:`(B^\top B + \theta P) c = B^\top t` built from
+    :func:`~imreg_lib.spline_basis_matrices`, and fresh random parameters :math:`w \sim N(0, I)` are drawn
+    inside the call. Derivatives are generic ``torch.func`` AD of the pure functions :math:`(w, \theta)
+    \mapsto J` and :math:`(w, \theta) \mapsto T(y(w))`: gradient ``grad``, Hessian ``jacrev(grad)``,
+    Jacobian ``jacfwd``. (The authors' images were float32; here everything is float64.)
+``"cached"`` (what a user of :mod:`imreg_lib` pays)
+    Coefficients are built once per (image, θ) (:meth:`~imreg_lib.SSDObjective.at_scale`) and the parameters
+    are a fixed realistic iterate near the identity. Loss and forward map are the library's; gradient and
+    exact Hessian come from :meth:`~imreg_lib.ScaleObjective.derivatives` (the spline's analytic derivatives
+    times the transformation's Jacobian, plus the transformation's own second-order term: FAIR's structure).
+    The forward map's Jacobian is tried both as the structured :math:`\nabla T(y)\, Q` and as ``jacfwd`` (at
+    most 3 s each); the faster one is then timed and reported, and named in ``routes``.
+
+"Factor" is, as in the paper, mean time over mean loss time (gradient, Hessian) or over mean forward time
+(Jacobian); the same ratios of medians are reported too (more robust to timing noise). Functions are timed
+in the order loss, forward, gradient, Jacobian, Hessian: on a CPU, the large temporary arrays of a generic
+AD Hessian leave the memory allocator in a state that slows the calls timed after it down.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch.func import grad, hessian, jacfwd, jacrev
+
+from .data import ImagePair, load_pair, synthetic_hand_pair
+from .device import resolve_device
+from .grid import Grid
+from .neural_ode import NeuralODE
+from .objective import ScaleObjective, SSDObjective
+from .spline import SplineImage, spline_basis_matrices, spline_evaluate
+from .timing import Timing, time_function
+from .transformations import Affine
+
+__all__ = [
+    "FUNCTIONS",
+    "PAPER_FACTORS",
+    "PAPER_TABLE1",
+    "ADCosts",
+    "DerivativeComparison",
+    "ScalingPoint",
+    "ad_cost_table",
+    "compare_derivatives",
+    "measure_ad_costs",
+    "model_transformation",
+    "near_identity",
+    "paper_spline_coefficients",
+    "scaling_point",
+    "synthetic_volume_pair",
+    "table1_markdown",
+]
+
+#: The timed functions, in the order of Table 1.
+FUNCTIONS = ("loss", "gradient", "hessian", "forward", "jacobian")
+_MODELS = ("affine", "neural_ode")
+_TRIAL_SECONDS = 3.0  # time limit per route when choosing the faster Jacobian route (cached protocol)
+_PROTOCOLS = ("paper", "cached")
+
+#: The paper's Table 1 (reference values, not results of this code): (mean, std) in ms on the authors'
+#: (unknown, CPU-only) machine, m = 32, float32 images.
+PAPER_TABLE1: dict[str, dict[str, tuple[float, float]]] = {
+    "affine": {"loss": (2.171, 0.259), "gradient": (5.422, 0.409), "hessian": (12.44, 1.798),
+               "forward": (1.054, 0.076), "jacobian": (11.59, 1.518)},
+    "neural_ode": {"loss": (5.012, 2.168), "gradient": (13.65, 1.018), "hessian": (120.0, 8.737),
+                   "forward": (3.204, 0.149), "jacobian": (54.31, 3.240)},
+}
+#: The paper's factors (gradient and Hessian over the loss, Jacobian over the forward map), as printed.
+PAPER_FACTORS: dict[str, dict[str, float]] = {
+    "affine": {"gradient": 2.5, "hessian": 5.7, "jacobian": 11.0},
+    "neural_ode": {"gradient": 2.7, "hessian": 24.0, "jacobian": 17.0},
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# Building blocks
+# ------------------------------------------------------------------------------------------------
+def model_transformation(model: str, dim: int = 2):
+    """The transformation of a Table 1 model: ``"affine"`` (6 parameters in 2D) or ``"neural_ode"`` (50)."""
+    if model == "affine":
+        return Affine(dim)
+    if model == "neural_ode":
+        return NeuralODE(dim)
+    raise ValueError(f"model must be one of {_MODELS}, got {model!r}")
+
+
+def near_identity(transformation, scale: float = 0.05, seed: int = 0, device: torch.device | str | None = None,
+                  dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A realistic iterate: the identity plus ``scale`` times seeded N(0, 1) noise in every parameter.
+
+    For the neural ODE this gives small nonzero weights (a gentle, nonlinear flow; at the identity itself
+    the first layer's derivatives would vanish). Deterministic for a given ``seed``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(transformation.n_params, generator=gen, dtype=torch.float64)
+    return (transformation.identity(dtype=torch.float64) + scale * noise).to(device=device, dtype=dtype)
+
+
+def paper_spline_coefficients(data: torch.Tensor, theta: float | torch.Tensor) -> torch.Tensor:
+    r"""Spline coefficients the authors' way: for every dimension build :math:`B`, :math:`P`
+    (:func:`~imreg_lib.spline_basis_matrices`) and solve :math:`(B^\top B + \theta P)\, c = B^\top t` along it
+    with a dense ``torch.linalg.solve``. Equal to :func:`~imreg_lib.spline_coefficients` up to round-off;
+    here to be timed, as the original does it inside every loss, gradient and Hessian evaluation."""
+    C = data
+    for axis, m in enumerate(data.shape):
+        B, P = spline_basis_matrices(m, data.dtype)
+        B, P = B.to(data.device), P.to(data.device)
+        X = torch.movedim(C, axis, 0)
+        shape = X.shape
+        X = torch.linalg.solve(B.T @ B + theta * P, B.T @ X.reshape(m, -1)).reshape(shape)
+        C = torch.movedim(X, 0, axis)
+    return C
+
+
+def _paper_functions(pair: ImagePair, transformation) -> tuple[Callable, Callable]:
+    """The authors' ``forward(w, θ)`` and ``lossfn(w, θ)``, pure functions with the solves inside."""
+    grid = pair.grid
+    x = grid.cell_centers(pair.reference.device, pair.reference.dtype)
+    hv = grid.cell_volume
+
+    def forward(w: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        return spline_evaluate(paper_spline_coefficients(pair.template, theta), transformation(w, x), grid)
+
+    def loss(w: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        R = spline_evaluate(paper_spline_coefficients(pair.reference, theta), x, grid)
+        return hv * torch.sum((forward(w, theta) - R) ** 2)
+
+    return forward, loss
+
+
+def _objective(pair: ImagePair, transformation) -> SSDObjective:
+    return SSDObjective(SplineImage(pair.template, pair.grid), SplineImage(pair.reference, pair.grid),
+                        transformation)
+
+
+# ------------------------------------------------------------------------------------------------
+# Table 1
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ADCosts:
+    """Timings of the five Table 1 functions for one model under one protocol (milliseconds).
+
+    ``<fn>_ms`` is the mean, ``<fn>_std`` the sample standard deviation, ``<fn>_median_ms`` the median and
+    ``<fn>_n_runs`` the number of timed calls, for ``fn`` in :data:`FUNCTIONS`. ``routes`` names the
+    implementation timed for each function; ``alternatives`` holds timings of routes that were measured
+    but not reported (``{route: Timing.as_dict()}``).
+    """
+
+    protocol: str
+    model: str
+    n_params: int
+    m: tuple[int, ...]
+    theta: float
+    device: str
+    loss_ms: float
+    loss_std: float
+    loss_median_ms: float
+    loss_n_runs: int
+    gradient_ms: float
+    gradient_std: float
+    gradient_median_ms: float
+    gradient_n_runs: int
+    hessian_ms: float
+    hessian_std: float
+    hessian_median_ms: float
+    hessian_n_runs: int
+    forward_ms: float
+    forward_std: float
+    forward_median_ms: float
+    forward_n_runs: int
+    jacobian_ms: float
+    jacobian_std: float
+    jacobian_median_ms: float
+    jacobian_n_runs: int
+    routes: dict = field(default_factory=dict)
+    alternatives: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_timings(cls, protocol: str, model: str, n_params: int, m: tuple[int, ...], theta: float,
+                     device: str, timings: dict[str, Timing], routes: dict, alternatives: dict) -> ADCosts:
+        stats = {}
+        for fn in FUNCTIONS:
+            t = timings[fn]
+            stats.update({f"{fn}_ms": t.mean_ms, f"{fn}_std": t.std_ms, f"{fn}_median_ms": t.median_ms,
+                          f"{fn}_n_runs": t.n_runs})
+        return cls(protocol, model, n_params, tuple(m), float(theta), device, routes=dict(routes),
+                   alternatives=dict(alternatives), **stats)
+
+    def _ratios(self, stat: str) -> dict[str, float]:
+        g = lambda fn: getattr(self, f"{fn}_{stat}")  # noqa: E731
+        return {"gradient": g("gradient") / g("loss"), "hessian": g("hessian") / g("loss"),
+                "jacobian": g("jacobian") / g("forward")}
+
+    @property
+    def factors(self) -> dict[str, float]:
+        """Mean time / mean loss time (gradient, Hessian) and / mean forward time (Jacobian): the paper's."""
+        return self._ratios("ms")
+
+    @property
+    def factors_median(self) -> dict[str, float]:
+        """The same ratios of medians."""
+        return self._ratios("median_ms")
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["m"] = list(self.m)
+        d["factors"] = self.factors
+        d["factors_median"] = self.factors_median
+        if self.model in PAPER_TABLE1:
+            d["paper"] = {"ms": {fn: PAPER_TABLE1[self.model][fn][0] for fn in FUNCTIONS},
+                          "std": {fn: PAPER_TABLE1[self.model][fn][1] for fn in FUNCTIONS},
+                          "factors": PAPER_FACTORS[self.model]}
+        return d
+
+
+def _check_run_settings(n_runs, warmup, max_seconds, theta) -> None:
+    if isinstance(n_runs, bool) or not isinstance(n_runs, int) or n_runs < 2:
+        raise ValueError(f"n_runs must be an integer >= 2, got {n_runs!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+    if max_seconds is not None and (isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float))
+                                    or not max_seconds > 0):
+        raise ValueError(f"max_seconds must be None or a positive number, got {max_seconds!r}")
+    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not math.isfinite(theta) or theta < 0:
+        raise ValueError(f"theta must be a finite number >= 0, got {theta!r}")
+
+
+def measure_ad_costs(pair: ImagePair, model: str = "affine", protocol: str = "cached", *, theta: float = 1e-3,
+                     n_runs: int = 100, warmup: int = 5, max_seconds: float | None = None, seed: int = 0,
+                     transformation=None) -> ADCosts:
+    """Time loss, gradient, Hessian, forward map and Jacobian of one model under one protocol.
+
+    Parameters
+    ----------
+    pair
+        The images (their device and dtype are used).
+    model
+        ``"affine"`` or ``"neural_ode"`` (the Table 1 models), or any label when ``transformation`` is given.
+    protocol
+        ``"paper"`` or ``"cached"`` (see the module docstring).
+    theta
+        Scale of the spline model.
+    n_runs, warmup, max_seconds
+        Passed to :func:`~imreg_lib.time_function` for every function (``max_seconds``: optional budget per
+        function; the result records the number of timed calls).
+    seed
+        Seed of the random parameters (paper protocol) or of the iterate near the identity (cached).
+    transformation
+        Overrides the model's transformation (e.g. a wider :class:`~imreg_lib.NeuralODE`).
+    """
+    if protocol not in _PROTOCOLS:
+        raise ValueError(f"protocol must be one of {_PROTOCOLS}, got {protocol!r}")
+    _check_run_settings(n_runs, warmup, max_seconds, theta)
+    tr = transformation if transformation is not None else model_transformation(model, pair.grid.dim)
+    if tr.dim != pair.grid.dim:
+        raise ValueError(f"the transformation is {tr.dim}D but the images are {pair.grid.dim}D")
+    dev, dtype = pair.reference.device, pair.reference.dtype
+    timed = lambda fn: time_function(fn, n_runs, warmup, dev, max_seconds)  # noqa: E731
+    routes: dict[str, str] = {}
+    alternatives: dict[str, dict] = {}
+    if protocol == "paper":
+        forward, loss = _paper_functions(pair, tr)
+        th = torch.tensor(float(theta), dtype=torch.float64, device=dev)
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        p = tr.n_params
+        rand = lambda: torch.randn(p, generator=gen, dtype=dtype, device=dev)  # noqa: E731
+        def autograd_gradient():
+            w = rand().requires_grad_()
+            return torch.autograd.grad(loss(w, th), w)[0]
+
+        fns = {"loss": lambda: loss(rand(), th),
+               "forward": lambda: forward(rand(), th),
+               "gradient": lambda: grad(loss)(rand(), th),
+               "jacobian": lambda: jacfwd(forward)(rand(), th),
+               "hessian": lambda: jacrev(grad(loss))(rand(), th)}
+        routes = {"loss": "coefficient solves + loss", "gradient": "torch.func.grad",
+                  "hessian": "torch.func.jacrev(grad)", "forward": "coefficient solve + forward map",
+                  "jacobian": "torch.func.jacfwd"}
+        timings = {fn: timed(f) for fn, f in fns.items()}
+        alternatives["gradient:torch.autograd"] = timed(autograd_gradient).as_dict()
+    else:
+        scale = _objective(pair, tr).at_scale(float(theta))
+        w = near_identity(tr, seed=seed, device=dev, dtype=dtype)
+        timings = {"loss": timed(lambda: scale.loss(w)),
+                   "forward": timed(lambda: scale.forward(w)),
+                   "gradient": timed(lambda: scale.derivatives(w, "none"))}
+        # the Jacobian of the forward map: pick the faster route in a short trial (at most _TRIAL_SECONDS
+        # each), then time the winner like every other function
+        jac_fns = {"structured": lambda: scale.forward_jacobian(w, "structured"),
+                   "jacfwd": lambda: scale.forward_jacobian(w, "ad")}
+        budget = _TRIAL_SECONDS if max_seconds is None else min(max_seconds, _TRIAL_SECONDS)
+        trial = {k: time_function(f, n_runs, min(warmup, 2), dev, budget) for k, f in jac_fns.items()}
+        best = min(trial, key=lambda k: trial[k].median_ms)
+        other = "jacfwd" if best == "structured" else "structured"
+        timings["jacobian"] = timed(jac_fns[best])
+        alternatives[f"jacobian:{other}"] = trial[other].as_dict()
+        timings["hessian"] = timed(lambda: scale.derivatives(w, "exact"))
+        hand = "hand-coded sensitivities" if hasattr(tr, "linearize") else "analytic Q"
+        routes = {"loss": "cached coefficients", "gradient": "structured (value and gradient, one spline pass)",
+                  "hessian": f"structured exact ({hand} for the transformation)", "forward": "cached coefficients",
+                  "jacobian": "structured ∇T·Q" if best == "structured" else "torch.func.jacfwd"}
+    return ADCosts.from_timings(protocol, model, tr.n_params, pair.grid.m, theta, str(dev), timings, routes,
+                                alternatives)
+
+
+def ad_cost_table(m: int = 32, theta: float = 1e-3, n_runs: int = 100, protocol: str = "both", *,
+                  device: str | torch.device = "auto", reference_path: str | os.PathLike | None = None,
+                  template_path: str | os.PathLike | None = None, models: Sequence[str] = _MODELS,
+                  warmup: int = 5, max_seconds: float | None = None, seed: int = 0,
+                  ) -> dict[str, dict[str, ADCosts]]:
+    """Table 1: ``{protocol: {model: ADCosts}}`` for the synthetic hand pair (or the user's images).
+
+    Parameters
+    ----------
+    m
+        Cells per dimension (>= 4).
+    protocol
+        ``"paper"``, ``"cached"`` or ``"both"``.
+    reference_path, template_path
+        The user's images (both or neither); default: :func:`~imreg_lib.synthetic_hand_pair`.
+    models
+        A subset of ``("affine", "neural_ode")``.
+
+    All inputs are validated before any work starts.
+    """
+    if protocol not in (*_PROTOCOLS, "both"):
+        raise ValueError(f"protocol must be 'paper', 'cached' or 'both', got {protocol!r}")
+    if isinstance(m, bool) or not isinstance(m, int) or m < 4:
+        raise ValueError(f"m must be an integer >= 4, got {m!r}")
+    _check_run_settings(n_runs, warmup, max_seconds, theta)
+    models = tuple(models) if not isinstance(models, str) else (models,)
+    if not models or any(mod not in _MODELS for mod in models):
+        raise ValueError(f"models must be a non-empty subset of {_MODELS}, got {models!r}")
+    if (reference_path is None) != (template_path is None):
+        raise ValueError("set both reference_path and template_path, or neither")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    dev = resolve_device(device)
+    if reference_path is None:
+        pair = synthetic_hand_pair(m, device=dev)
+    else:
+        pair = load_pair(reference_path, template_path, m, device=dev)
+    protocols = _PROTOCOLS if protocol == "both" else (protocol,)
+    return {prot: {mod: measure_ad_costs(pair, mod, prot, theta=theta, n_runs=n_runs, warmup=warmup,
+                                         max_seconds=max_seconds, seed=seed) for mod in models}
+            for prot in protocols}
+
+
+_LABELS = {"loss": "Loss function", "gradient": "Gradient", "hessian": "Hessian", "forward": "Forward function",
+           "jacobian": "Jacobian"}
+_MODEL_LABELS = {"affine": "affine (6)", "neural_ode": "neural ODE (50)"}
+
+
+def table1_markdown(costs: dict[str, ADCosts], paper: bool = True) -> str:
+    """A Markdown table of one protocol's results ``{model: ADCosts}`` in the layout of Table 1, with the
+    median, the number of timed runs, the factors (of means, as the paper; and of medians) and, if
+    ``paper``, the paper's numbers beside them."""
+    head = "| model | function | mean ± std (ms) | median (ms) | runs | factor | factor (medians) |"
+    rule = "|---|---|---|---|---|---|---|"
+    if paper:
+        head += " paper: mean ± std (ms) | paper: factor |"
+        rule += "---|---|"
+    lines = [head, rule]
+    for model, c in costs.items():
+        f, fm = c.factors, c.factors_median
+        for fn in FUNCTIONS:
+            fac = f"{f[fn]:.1f}×" if fn in f else "1×"
+            facm = f"{fm[fn]:.1f}×" if fn in fm else "1×"
+            row = (f"| {_MODEL_LABELS.get(model, model)} | {_LABELS[fn]} | {getattr(c, fn + '_ms'):.3f} ± "
+                   f"{getattr(c, fn + '_std'):.3f} | {getattr(c, fn + '_median_ms'):.3f} | "
+                   f"{getattr(c, fn + '_n_runs')} | {fac} | {facm} |")
+            if paper and model in PAPER_TABLE1:
+                mu, sd = PAPER_TABLE1[model][fn]
+                pf = PAPER_FACTORS[model].get(fn)
+                row += f" {mu:.4g} ± {sd:.4g} | {f'{pf:g}×' if pf is not None else '1×'} |"
+            elif paper:
+                row += " – | – |"
+            lines.append(row)
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# Hand-coded (structured) derivatives against torch.func
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DerivativeComparison:
+    """Structured (FAIR-style) derivatives against generic ``torch.func`` AD at one point.
+
+    ``rel_diff[k]`` is :math:`\\|D_\\text{structured} - D_\\text{AD}\\| / \\|D_\\text{AD}\\|` for
+    ``k`` in ``("gradient", "gauss_newton", "hessian")``; ``structured_ms`` and ``ad_ms`` are median times.
+    """
+
+    model: str
+    n_params: int
+    rel_diff: dict
+    structured_ms: dict
+    ad_ms: dict
+    routes: dict
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def compare_derivatives(scale: ScaleObjective, w: torch.Tensor, model: str = "", *, n_runs: int = 20,
+                        warmup: int = 2, max_seconds: float | None = None) -> DerivativeComparison:
+    r"""Gradient, Gauss-Newton matrix and exact Hessian of :math:`J` at ``w``, both ways, with timings.
+
+    Structured: :meth:`~imreg_lib.ScaleObjective.derivatives` with ``"none"``, ``"gauss_newton"`` and
+    ``"exact"``. AD: ``torch.func.grad`` of the loss, :math:`2 J_r^\top J_r` with ``jacfwd`` of the
+    residual, and ``torch.func.hessian`` of the loss.
+    """
+    _check_run_settings(n_runs, warmup, max_seconds, 0.0)
+    scale.problem.transformation.check(w)
+    dev = w.device
+
+    def gn_ad():
+        Jr = jacfwd(scale.residual)(w)
+        return Jr.T @ Jr * 2.0
+
+    structured = {"gradient": lambda: scale.derivatives(w, "none")[1],
+                  "gauss_newton": lambda: scale.derivatives(w, "gauss_newton")[2],
+                  "hessian": lambda: scale.derivatives(w, "exact")[2]}
+    ad = {"gradient": lambda: grad(scale.loss)(w), "gauss_newton": gn_ad, "hessian": lambda: hessian(scale.loss)(w)}
+    rel = {}
+    for k in structured:
+        a, b = structured[k](), ad[k]()
+        rel[k] = float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
+    timed = lambda fn: time_function(fn, n_runs, warmup, dev, max_seconds).median_ms  # noqa: E731
+    routes = {"structured": "ScaleObjective.derivatives (spline derivatives x transformation Jacobian)",
+              "ad": "torch.func.grad / 2 jacfwd(residual)^T jacfwd(residual) / torch.func.hessian"}
+    return DerivativeComparison(model, scale.problem.transformation.n_params, rel,
+                                {k: timed(f) for k, f in structured.items()}, {k: timed(f) for k, f in ad.items()},
+                                routes)
+
+
+# ------------------------------------------------------------------------------------------------
+# Scaling with the number of parameters and the image size
+# ------------------------------------------------------------------------------------------------
+def synthetic_volume_pair(m: int = 12, device: str | torch.device = "auto",
+                          dtype: torch.dtype = torch.float64) -> ImagePair:
+    """A small deterministic 3D pair for the 3D affine model (12 parameters): a smooth blob volume on
+    :math:`(0, 20) \\times (0, 25) \\times (0, 15)` and the same volume shifted by (0.4, -0.3, 0.2)."""
+    if isinstance(m, bool) or not isinstance(m, int) or m < 4:
+        raise ValueError(f"m must be an integer >= 4, got {m!r}")
+    grid = Grid((0.0, 20.0, 0.0, 25.0, 0.0, 15.0), m)
+    dev = resolve_device(device)
+    x = grid.cell_centers(dtype=torch.float64)
+    centers = torch.tensor([[7.0, 9.0, 6.0], [13.0, 15.0, 9.0], [10.0, 19.0, 7.0]], dtype=torch.float64)
+    weights = torch.tensor([200.0, 150.0, 120.0], dtype=torch.float64)
+
+    def volume(points):
+        d2 = ((points[:, None, :] - centers[None]) ** 2).sum(-1)
+        return (weights * torch.exp(-d2 / 8.0)).sum(-1).reshape(grid.m)
+
+    shift = torch.tensor([0.4, -0.3, 0.2], dtype=torch.float64)
+    as_t = lambda a: a.to(device=dev, dtype=dtype)  # noqa: E731
+    return ImagePair(as_t(volume(x + shift)), as_t(volume(x)), grid, None, "synthetic volume")
+
+
+@dataclass(frozen=True)
+class ScalingPoint:
+    """Median times (ms) of one model at one size: cached loss and forward map, the structured Hessian and
+    forward Jacobian, and (optionally) their generic ``torch.func`` counterparts ``jacrev(grad)`` and
+    ``jacfwd`` of the cached functions."""
+
+    model: str
+    n_params: int
+    m: tuple[int, ...]
+    n_points: int
+    loss_ms: float
+    forward_ms: float
+    hessian_ms: float
+    jacobian_ms: float
+    hessian_ad_ms: float | None
+    jacobian_ad_ms: float | None
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["m"] = list(self.m)
+        return d
+
+
+def scaling_point(pair: ImagePair, transformation, model: str = "", *, theta: float = 1e-3, n_runs: int = 5,
+                  warmup: int = 1, max_seconds: float | None = None, ad: bool = True, seed: int = 0,
+                  ) -> ScalingPoint:
+    """Time the cached loss, forward map, structured exact Hessian and forward Jacobian (and, if ``ad``,
+    ``jacrev(grad(loss))`` and ``jacfwd(forward)``) of ``transformation`` on ``pair``."""
+    _check_run_settings(n_runs, warmup, max_seconds, theta)
+    if transformation.dim != pair.grid.dim:
+        raise ValueError(f"the transformation is {transformation.dim}D but the images are {pair.grid.dim}D")
+    scale = _objective(pair, transformation).at_scale(float(theta))
+    dev = pair.reference.device
+    w = near_identity(transformation, seed=seed, device=dev, dtype=pair.reference.dtype)
+    timed = lambda fn: time_function(fn, n_runs, warmup, dev, max_seconds).median_ms  # noqa: E731
+    return ScalingPoint(
+        model, transformation.n_params, pair.grid.m, pair.grid.n_cells,
+        loss_ms=timed(lambda: scale.loss(w)), forward_ms=timed(lambda: scale.forward(w)),
+        hessian_ms=timed(lambda: scale.derivatives(w, "exact")),
+        jacobian_ms=timed(lambda: scale.forward_jacobian(w)),
+        hessian_ad_ms=timed(lambda: jacrev(grad(scale.loss))(w)) if ad else None,
+        jacobian_ad_ms=timed(lambda: jacfwd(scale.forward)(w)) if ad else None)
