@@ -173,6 +173,34 @@ class ScaleObjective:
         return self._affine_jacobian if tr.is_linear else tr.jacobian(w, self.x)
 
     @cached_property
+    def _affine_factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For ``y = A x + b``: ``v = [x, 1]`` (N, d+1), ``v ⊗ v`` (N, (d+1)²) and the permutation from the
+        ``(k, l)`` layout (``l < d``: ``A[k, l]``, ``l = d``: ``b[k]``) to the flat parameter order."""
+        with untraced():
+            x = self.x
+            n, d = x.shape
+            v = torch.cat([x, torch.ones_like(x[:, :1])], 1)
+            vv = (v[:, :, None] * v[:, None, :]).reshape(n, -1)
+            k = torch.arange(d, device=x.device)[:, None]
+            l = torch.arange(d + 1, device=x.device)[None, :]
+            flat = torch.where(l < d, k * d + l, d * d + k).reshape(-1)  # flat index of (k, l)
+        return v, vv, torch.argsort(flat)
+
+    def _affine_terms(self, dT: torch.Tensor, d2T: torch.Tensor | None, r: torch.Tensor,
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        r"""FAIR's affine structure: :math:`J_r[n, (k, l)] = \nabla T_{nk} v_{nl}` and
+        :math:`\sum_n r_n Q_n^\top \nabla^2 T_n Q_n = \sum_n r_n \nabla^2 T_{n,kk'} v_{nl} v_{nl'}` (one
+        matrix product with the cached :math:`v \otimes v`), returned in the flat parameter order."""
+        v, vv, perm = self._affine_factors
+        n, d = dT.shape
+        Jr = (dT[:, :, None] * v[:, None, :]).reshape(n, -1)[:, perm]
+        if d2T is None:
+            return Jr, None
+        S = ((r[:, None, None] * d2T).reshape(n, d * d).T @ vv).reshape(d, d, d + 1, d + 1)
+        S = S.permute(0, 2, 1, 3).reshape(d * (d + 1), d * (d + 1))
+        return Jr, S[perm][:, perm]
+
+    @cached_property
     def _theta_tangents(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dc_T/dθ, dR_θ(x_c)/dθ)``: exact θ-derivatives of the template coefficients and reference values."""
         pb = self.problem
@@ -223,8 +251,10 @@ class ScaleObjective:
             lin = tr.linearize(w, self.x)
             y, Q = lin.y, lin.jacobian()
         else:
-            y, Q = tr(w, self.x), self._jacobian(w)
+            y, Q = tr(w, self.x), None if isinstance(tr, Affine) else self._jacobian(w)
         dT = spline_evaluate(self.template_coefficients, y, tmpl.grid, order=1, window=tmpl.window)
+        if Q is None:
+            return self._affine_terms(dT, None, dT[:, 0])[0]
         return _contract_points(dT, Q)
 
     def residual(self, w: torch.Tensor) -> torch.Tensor:
@@ -266,6 +296,13 @@ class ScaleObjective:
         H = None
         if lin is not None and hessian_kind == "none":  # reverse mode: no transformation Jacobian needed
             dJ = lin.vjp(lam)
+        elif isinstance(tr, Affine):  # the constant Jacobian in closed form
+            Jr, S = self._affine_terms(dT, d2T[0] if hessian_kind == "exact" else None, r)
+            dJ = (2.0 * hv) * (Jr.T @ r)
+            if hessian_kind != "none":
+                H = (2.0 * hv) * (Jr.T @ Jr)
+            if S is not None:
+                H = H + (2.0 * hv) * S
         else:
             H_tr = None
             if lin is None:
