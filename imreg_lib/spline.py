@@ -235,6 +235,19 @@ def _layout(grid: Grid, device: str, dtype: torch.dtype) -> _Layout:
                    as_t(offsets, dtype=torch.long), as_t(strides, dtype=torch.long), padded)
 
 
+def _locate(x: torch.Tensor, grid: Grid, window: str):
+    """Where the points ``x`` sit among the cells: ``(layout, valid, t, index)`` with ``valid`` the window mask,
+    ``t`` the local coordinates in [0, 1) per dimension and ``index`` the flat indices of the 4^d neighbouring
+    coefficients in the coefficient array padded by (3, 2) per dimension."""
+    lay = _layout(grid, str(x.device), x.dtype)
+    xi = (x - lay.lower) / lay.h - 0.5
+    valid = ((xi > WINDOWS[window]) & (xi < lay.upper_index)).all(dim=-1)
+    base = torch.minimum(torch.floor(xi).clamp_min(-2.0), lay.upper_index - 1.0)
+    t = xi - base
+    index = ((base.long() + 2) * lay.strides).sum(-1, keepdim=True) + lay.offsets
+    return lay, valid, t, index
+
+
 def _evaluate(coefficients: torch.Tensor, x: torch.Tensor, grid: Grid, orders: tuple[int, ...],
               window: str) -> list[torch.Tensor]:
     if window not in WINDOWS:
@@ -245,12 +258,7 @@ def _evaluate(coefficients: torch.Tensor, x: torch.Tensor, grid: Grid, orders: t
         raise ValueError(f"coefficients must have shape {grid.m}, got {tuple(coefficients.shape)}")
     if not orders or any(not isinstance(k, int) or k < 0 for k in orders):
         raise ValueError(f"order must be a non-negative integer (or a tuple of them), got {orders!r}")
-    lay = _layout(grid, str(x.device), x.dtype)
-    xi = (x - lay.lower) / lay.h - 0.5
-    valid = ((xi > WINDOWS[window]) & (xi < lay.upper_index)).all(dim=-1)
-    base = torch.minimum(torch.floor(xi).clamp_min(-2.0), lay.upper_index - 1.0)
-    t = xi - base
-    index = ((base.long() + 2) * lay.strides).sum(-1, keepdim=True) + lay.offsets
+    lay, valid, t, index = _locate(x, grid, window)
     padded = torch.nn.functional.pad(coefficients, (3, 2) * grid.dim)
     G = padded.reshape(-1)[index]  # (N, 4^d) neighbouring coefficients
     mask = valid.to(x.dtype)
@@ -493,12 +501,7 @@ def spline_weights(x: torch.Tensor, grid: Grid, *, window: str = "paper", gradie
         raise ValueError(f"window must be one of {sorted(WINDOWS)}, got {window!r}")
     if x.dim() != 2 or x.shape[-1] != grid.dim:
         raise ValueError(f"x must have shape (N, {grid.dim}), got {tuple(x.shape)}")
-    lay = _layout(grid, str(x.device), x.dtype)
-    xi = (x - lay.lower) / lay.h - 0.5
-    valid = ((xi > WINDOWS[window]) & (xi < lay.upper_index)).all(dim=-1)
-    base = torch.minimum(torch.floor(xi).clamp_min(-2.0), lay.upper_index - 1.0)
-    t = xi - base
-    index = ((base.long() + 2) * lay.strides).sum(-1, keepdim=True) + lay.offsets
+    lay, valid, t, index = _locate(x, grid, window)
     C = _piece_derivatives(1 if gradient else 0, str(x.device), x.dtype)  # (order, 4 neighbours, 4 powers)
     tpow = torch.stack([torch.ones_like(t), t, t * t, t * t * t], dim=-1)  # (N, d, 4)
     per_dim = torch.einsum("njq,paq->pnja", tpow, C)  # (order, N, d, 4): weight of neighbour a along dim j
