@@ -292,7 +292,7 @@ def prediction_quality(objective: SSDObjective, result: MultiscaleResult, *, as_
     lr, lp, gr, gp = [nan], [nan], [nan], [nan]
     for prev, rec in zip(hist, hist[1:], strict=False):
         if as_coded:
-            ref = _loss_and_grad_norm(objective, rec.w_start, prev.theta)
+            ref = (prev.final_loss, prev.final_grad_norm)  # w_start is prev.w, evaluated at prev.theta
             pred_loss = rec.predicted_loss
             pred_grad = _loss_and_grad_norm(objective, rec.w_predicted, prev.theta)[1]
         else:
