@@ -39,12 +39,9 @@ import torch
 
 import imreg_lib as il
 
-PAPER = {"rel_error": {"diff_all": 0.1070, "no_diff": 0.2561},
-         "residual_norms": {"diff_all": [3.1410, 0.69426, 0.43870, 0.29379, 0.21883, 0.18505, 0.16783, 0.16350,
-                                         0.16350, 0.16350],
-                            "no_diff": [3.1410, 2.8485, 2.5925, 2.3706, 2.1798, 2.0169, 1.8784, 1.7611, 1.6618,
-                                        1.5775]},
-         "jacobian_over_residual": [6.0, 10.0]}
+PAPER = {"rel_error": {k: il.PAPER_SR[k]["rel_error"] for k in ("diff_all", "no_diff")},
+         "residual_norms": {k: il.PAPER_SR[k]["residual_norms"] for k in ("diff_all", "no_diff")},
+         "jacobian_over_residual": list(il.PAPER_SR["jacobian_over_residual"])}
 TARGETS = {"figs56_seconds": 60.0, "peak_rss_mb": 1024.0, "memory_growth_after_second": 0.05}
 SPEEDUP_TARGET = 10.0
 
@@ -58,20 +55,6 @@ def timed(fn):
 def median_seconds(fn, repeats: int) -> float:
     fn()  # warm-up (lazy imports, sparse matrices, kernels)
     return statistics.median(timed(fn)[1] for _ in range(repeats))
-
-
-def run_summary(run: il.VarProRun) -> dict:
-    return {"rel_error": run.rel_error, "losses": list(run.losses), "grad_norms": list(run.grad_norms),
-            "residual_norms": list(run.residual_norms), "accepted": list(run.lm.accepted),
-            "cg_iterations": list(run.cg_iterations), "rss_mb": list(run.rss_mb), "seconds": run.seconds,
-            "residual_seconds": run.residual_seconds, "jacobian_seconds": run.jacobian_seconds,
-            "n_residuals": run.lm.n_residuals, "n_jacobians": run.lm.n_jacobians, "message": run.lm.message}
-
-
-def growth_after_second(rss: list[float]) -> float:
-    """How far memory rises, after the second LM iteration, above the level of the first two (which include
-    every warm-up allocation)."""
-    return max(rss[2:]) / max(rss[:2]) - 1.0 if len(rss) > 2 else 0.0
 
 
 def authors_style(pb: il.SuperResolutionProblem):
@@ -179,12 +162,12 @@ def main() -> None:
         mr = il.varpro_levenberg_marquardt(il.VarPro(pb, method="diff_all"), prereg.w, max_iter=args.memory_iters,
                                            gtol=1e-30, final_solve=False)
         memory_run = {"max_iter": args.memory_iters, "rss_mb": list(mr.rss_mb),
-                      "growth_after_second": growth_after_second(list(mr.rss_mb))}
+                      "growth_after_second": il.memory_growth(list(mr.rss_mb))}
     peak_mb = il.peak_rss_mb()
     authors = authors_estimate(pb, w0, runs)
     authors["speedup_estimate"] = authors["figs56_seconds_estimate"] / figs56_seconds
 
-    growth = max(growth_after_second(list(runs[m].rss_mb)) for m in ("diff_all", "no_diff", "implicit"))
+    growth = max(il.memory_growth(list(runs[m].rss_mb)) for m in ("diff_all", "no_diff", "implicit"))
     if memory_run is not None:
         growth = max(growth, memory_run["growth_after_second"])
     measured = {"figs56_seconds": figs56_seconds, "peak_rss_mb": peak_mb, "memory_growth_after_second": growth}
@@ -204,8 +187,8 @@ def main() -> None:
                          "w_error_vs_truth": float(torch.linalg.vector_norm(prereg_coded.w - pb.w_true)),
                          "per_scale": [{"theta": h.theta, "loss": h.loss, "iterations": h.iterations}
                                        for h in prereg_coded.history]}}},
-        "runs": {k: run_summary(v) for k, v in runs.items()},
-        "runs_from_as_coded_preregistration": {k: run_summary(v) for k, v in runs_coded.items()},
+        "runs": {k: il.run_summary(v) for k, v in runs.items()},
+        "runs_from_as_coded_preregistration": {k: il.run_summary(v) for k, v in runs_coded.items()},
         "rel_error_at_true_parameters": il.relative_error(il.reconstruct(pb, pb.w_true).x, pb.reference),
         "costs": costs,
         "authors_style_estimate": authors,

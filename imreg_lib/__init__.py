@@ -24,7 +24,7 @@ from .ad_costs import (
 )
 from .cg import CG_MODES, CGResult, cg_split, conjugate_gradient
 from .data import HAND_MOTION, ImagePair, hand_phantom, load_image, load_pair, synthetic_hand_pair
-from .derivatives import TaylorResult, taylor_test
+from .derivatives import TaylorResult, taylor_from_differences, taylor_test
 from .device import DEFAULT_DTYPE, resolve_device, resolve_dtype, synchronize
 from .distances import ssd
 from .grid import PAPER_OMEGA, Grid
@@ -46,7 +46,7 @@ from .multiscale import (
 from .neural_ode import NeuralODE, NeuralODELinearization, neural_ode, neural_ode_velocity, rk4_38
 from .objective import ScaleObjective, SSDObjective
 from .optimizers import LMResult, NewtonResult, levenberg_marquardt, newton_trust_region
-from .plotting import animation_html, plot_transformed_grid, show_image
+from .plotting import animation_html, plot_performance, plot_reconstructions, plot_transformed_grid, show_image
 from .preregistration import (
     PREREG_THETAS,
     PreregistrationResult,
@@ -63,6 +63,23 @@ from .spline import (
     spline_derivatives,
     spline_evaluate,
     spline_weights,
+)
+from .sr_experiments import (
+    FIG7_STEPS,
+    PAPER_SR,
+    ProjectionCost,
+    check_counts,
+    check_fractions,
+    compare_projections,
+    inexact_projections,
+    memory_growth,
+    partial_differentiation,
+    percent_label,
+    projection_costs,
+    projection_taylor,
+    reconstruction_path,
+    run_summary,
+    varpro_taylor,
 )
 from .superres import SROperator, SuperResolutionProblem, random_affine, superresolution_problem
 from .timing import Timing, peak_rss_mb, rss_mb, time_function
@@ -82,9 +99,11 @@ __version__ = "0.1.0"
 __all__ = [
     "CG_MODES",
     "DEFAULT_DTYPE",
+    "FIG7_STEPS",
     "HAND_MOTION",
     "PAPER_FACTORS",
     "PAPER_OMEGA",
+    "PAPER_SR",
     "PAPER_TABLE1",
     "PREREG_THETAS",
     "VARPRO_METHODS",
@@ -106,6 +125,7 @@ __all__ = [
     "PredictorComparison",
     "PreregistrationResult",
     "PreregistrationScale",
+    "ProjectionCost",
     "SROperator",
     "SSDObjective",
     "ScaleObjective",
@@ -123,15 +143,20 @@ __all__ = [
     "affine_from_geometry",
     "animation_html",
     "cg_split",
+    "check_counts",
+    "check_fractions",
     "check_schedule",
     "compare_derivatives",
     "compare_methods",
     "compare_predictors",
+    "compare_projections",
     "conjugate_gradient",
     "hand_phantom",
+    "inexact_projections",
     "levenberg_marquardt",
     "load_image",
     "load_pair",
+    "memory_growth",
     "measure_ad_costs",
     "model_transformation",
     "near_identity",
@@ -139,19 +164,27 @@ __all__ = [
     "neural_ode_velocity",
     "newton_trust_region",
     "paper_spline_coefficients",
+    "partial_differentiation",
     "peak_rss_mb",
+    "percent_label",
+    "plot_performance",
+    "plot_reconstructions",
     "plot_transformed_grid",
     "prediction_quality",
     "predictor_corrector",
     "prereg_objective",
     "preregister",
+    "projection_costs",
+    "projection_taylor",
     "random_affine",
     "reconstruct",
+    "reconstruction_path",
     "relative_error",
     "resolve_device",
     "resolve_dtype",
     "rk4_38",
     "rss_mb",
+    "run_summary",
     "scaling_point",
     "show_image",
     "single_scale",
@@ -166,9 +199,11 @@ __all__ = [
     "synthetic_hand_pair",
     "synthetic_volume_pair",
     "table1_markdown",
+    "taylor_from_differences",
     "taylor_test",
     "theta_schedule",
     "time_function",
     "traditional",
     "varpro_levenberg_marquardt",
+    "varpro_taylor",
 ]

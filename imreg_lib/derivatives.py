@@ -13,12 +13,13 @@ leaves :math:`E_1 = O(h)`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["TaylorResult", "taylor_test"]
+__all__ = ["TaylorResult", "taylor_from_differences", "taylor_test"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,17 @@ class TaylorResult:
         usable.sort()
         return usable[len(usable) // 2]
 
+    def slope(self, k: int, h_min: float, h_max: float = math.inf) -> float:
+        r"""Least-squares slope of :math:`\log E_k` against :math:`\log h` over the steps
+        :math:`h_{min} \le h \le h_{max}` (the decay between the nonlinear range and a round-off floor)."""
+        pts = [(math.log(hk), math.log(e)) for hk, e in zip(self.h, self.errors[k], strict=True)
+               if h_min <= hk <= h_max and e > 0]
+        if len(pts) < 2:
+            return float("nan")
+        mx = sum(x for x, _ in pts) / len(pts)
+        my = sum(y for _, y in pts) / len(pts)
+        return sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+
 
 def taylor_test(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, v: torch.Tensor,
                 df_v: torch.Tensor, d2f_v: torch.Tensor | None = None,
@@ -74,9 +86,24 @@ def taylor_test(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, v: t
         raise ValueError(f"v must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}")
     with torch.no_grad():
         f0 = f(x)
-        errs: list[list[float]] = [[], []] + ([[]] if d2f_v is not None else [])
-        for hk in h:
-            diff = f(x + hk * v) - f0
+        differences = [f(x + hk * v) - f0 for hk in h]
+    return taylor_from_differences(h, differences, df_v, d2f_v)
+
+
+def taylor_from_differences(h: Sequence[float], differences: Sequence[torch.Tensor], df_v: torch.Tensor,
+                            d2f_v: torch.Tensor | None = None) -> TaylorResult:
+    r"""The Taylor errors from precomputed differences :math:`f(x + h_i v) - f(x)`.
+
+    Lets several claimed derivatives be tested against the same (expensive) function evaluations:
+    :math:`E_0 = \|\Delta_i\|`, :math:`E_1 = \|\Delta_i - h_i f'v\|`,
+    :math:`E_2 = \|\Delta_i - h_i f'v - \tfrac12 h_i^2 v^\top f'' v\|`.
+    """
+    h = tuple(float(s) for s in h)
+    if len(differences) != len(h):
+        raise ValueError(f"differences must have one entry per step size ({len(h)}), got {len(differences)}")
+    errs: list[list[float]] = [[], []] + ([[]] if d2f_v is not None else [])
+    with torch.no_grad():
+        for hk, diff in zip(h, differences, strict=True):
             errs[0].append(float(torch.linalg.vector_norm(diff)))
             diff = diff - hk * df_v
             errs[1].append(float(torch.linalg.vector_norm(diff)))
@@ -84,11 +111,6 @@ def taylor_test(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, v: t
                 errs[2].append(float(torch.linalg.vector_norm(diff - 0.5 * hk * hk * d2f_v)))
     orders = []
     for e in errs:
-        o = []
-        for i in range(len(h) - 1):
-            if e[i] > 0 and e[i + 1] > 0:
-                o.append(float(torch.log(torch.tensor(e[i] / e[i + 1])) / torch.log(torch.tensor(h[i] / h[i + 1]))))
-            else:
-                o.append(float("nan"))
-        orders.append(tuple(o))
-    return TaylorResult(tuple(h), tuple(tuple(e) for e in errs), tuple(orders))
+        orders.append(tuple(math.log(e[i] / e[i + 1]) / math.log(h[i] / h[i + 1]) if e[i] > 0 and e[i + 1] > 0
+                            else float("nan") for i in range(len(h) - 1)))
+    return TaylorResult(h, tuple(tuple(e) for e in errs), tuple(orders))

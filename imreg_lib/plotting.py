@@ -7,13 +7,13 @@ Only matplotlib; nothing here computes anything the library does not already pro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
 from .grid import Grid
 
-__all__ = ["animation_html", "plot_transformed_grid", "show_image"]
+__all__ = ["animation_html", "plot_performance", "plot_reconstructions", "plot_transformed_grid", "show_image"]
 
 
 def show_image(ax, values: torch.Tensor, grid: Grid, title: str | None = None, *, colorbar: bool = False,
@@ -52,3 +52,57 @@ def animation_html(fig, draw: Callable[[int], None], frames: int | Sequence[int]
     html = anim.to_jshtml(default_mode="once")
     plt.close(fig)
     return html
+
+
+def plot_performance(axes, histories: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
+                     loss_ylim: tuple[float, float] | None = None, grad_ylim: tuple[float, float] | None = None,
+                     **line_kw) -> None:
+    """The paper's performance panels (spec §6.10): ``losses/losses[0]`` and ``grads/grads[0]`` against the
+    recorded LM point 1..n on log-log axes, with grey dotted :math:`1/k^i` guides.
+
+    ``histories`` maps a legend label to ``(losses, grad_norms)``; extra keywords go to every line.
+    """
+    import numpy as np
+
+    line_kw = {"linewidth": 0.8, "marker": ".", **line_kw}
+    n = max(len(losses) for losses, _ in histories.values())
+    k = np.arange(n) + 1.0
+    for ax, which, title, ylim in ((axes[0], 0, "Relative Loss", loss_ylim),
+                                   (axes[1], 1, "Relative Gradient Norm", grad_ylim)):
+        for i in range(10):
+            ax.plot(k, 1.0 / k ** i, ":", color="grey", alpha=0.3, linewidth=0.8)
+        for label, hist in histories.items():
+            v = np.asarray(hist[which], dtype=float)
+            ax.plot(np.arange(len(v)) + 1, v / v[0], label=label, **line_kw)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.set_title(title)
+        ax.set_xlabel("Optimization Iterations")
+    axes[0].legend(fontsize="small")
+
+
+def plot_reconstructions(images: Mapping[str, torch.Tensor], reference: torch.Tensor, grid: Grid, *,
+                         title: str | None = None, clim: tuple[float, float] = (0.0, 250.0),
+                         diff_clim: tuple[float, float] = (-50.0, 50.0), column_width: float = 3.0):
+    """The paper's reconstruction figure (spec §6.9): reconstructions on top, reconstruction − truth below,
+    one column per entry of ``images``, shared colour bars. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    fig, axes = plt.subplots(2, n, figsize=(column_width * n + 0.8, 4.6), squeeze=False)
+    for j, (label, img) in enumerate(images.items()):
+        top = show_image(axes[0, j], img, grid, label, cmap="Greys_r", vmin=clim[0], vmax=clim[1])
+        bottom = show_image(axes[1, j], img.reshape(grid.m) - reference.reshape(grid.m), grid, cmap="Greys_r",
+                            vmin=diff_clim[0], vmax=diff_clim[1])
+        for ax in axes[:, j]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("Reconstruction")
+    axes[1, 0].set_ylabel("Reconstruction - True")
+    fig.colorbar(top, ax=list(axes[0]), fraction=0.03, pad=0.02)
+    fig.colorbar(bottom, ax=list(axes[1]), fraction=0.03, pad=0.02)
+    if title is not None:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,267 @@
+r"""The super-resolution experiments of paper §4 (Figs 5-11), as functions of a problem and a start point.
+
+Each driver validates all of its settings before the first solve, runs
+:func:`~imreg_lib.varpro.varpro_levenberg_marquardt` once per setting and returns the runs keyed by the setting:
+
+* :func:`compare_projections` (Figs 5-6): the Jacobian methods of :class:`~imreg_lib.varpro.VarPro`
+  ("diff_all", "no_diff", "implicit", ...) with a converged projection;
+* :func:`partial_differentiation` (Figs 8-9): only the last fraction :math:`p` of :math:`N` CG iterations
+  differentiated, restarted as the authors or continued;
+* :func:`inexact_projections` (Figs 10-11): a fixed small number of CG iterations, all differentiated;
+* :func:`projection_taylor` (Fig 7): the first-order Taylor errors of every Jacobian against one reference
+  residual, with the authors' direction and step sizes;
+* :func:`projection_costs`: time of a residual and of a Jacobian per method;
+* :func:`reconstruction_path`: the exact reconstruction at every recorded LM point (for the widgets).
+
+:data:`PAPER_SR` holds the numbers recorded in the authors' runs (spec §8-10), to print beside ours.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.func import jvp
+
+from .derivatives import TaylorResult, taylor_from_differences
+from .superres import SuperResolutionProblem
+from .timing import time_function
+from .varpro import VarPro, VarProRun, reconstruct, varpro_levenberg_marquardt
+
+__all__ = ["FIG7_STEPS", "PAPER_SR", "ProjectionCost", "check_counts", "check_fractions", "compare_projections",
+           "inexact_projections", "partial_differentiation", "percent_label", "projection_costs", "projection_taylor",
+           "memory_growth", "reconstruction_path", "run_summary", "varpro_taylor"]
+
+#: The step sizes of the authors' Jacobian test (Fig 7): ``logspace(5, -15, 10)``.
+FIG7_STEPS: tuple[float, ...] = tuple(float(10.0 ** (5 - 20 * k / 9)) for k in range(10))
+
+#: Numbers recorded in the authors' runs (spec §8, §9.4, §10.2; "read" = read off the figure).
+PAPER_SR: dict = {
+    "diff_all": {"rel_error": 0.1070,
+                 "residual_norms": [3.1410, 0.69426, 0.43870, 0.29379, 0.21883, 0.18505, 0.16783, 0.16350, 0.16350,
+                                    0.16350]},
+    "no_diff": {"rel_error": 0.2561,
+                "residual_norms": [3.1410, 2.8485, 2.5925, 2.3706, 2.1798, 2.0169, 1.8784, 1.7611, 1.6618, 1.5775]},
+    "partial": {  # N = 200, restarted; final relative errors read from Fig 8
+        0.7: {"rel_error_read": 0.37, "residual_norms_first_last": [3.1214, 3.1214]},
+        0.9: {"rel_error_read": 0.12, "residual_norms_first_last": [3.1222, 0.22033]},
+        0.95: {"rel_error_read": 0.117, "residual_norms_first_last": [3.1214, 0.20637]},
+        1.0: {"rel_error_read": 0.105, "residual_norms_first_last": [3.1208, 0.16259]},
+    },
+    "inexact": {  # final relative error and relative loss after 10 LM points, read from Fig 10
+        1: {"rel_error_read": 0.23, "rel_loss_read": 0.95},
+        5: {"rel_error_read": 0.124, "rel_loss_read": 0.45},
+        10: {"rel_error_read": 0.115, "rel_loss_read": 0.15},
+        25: {"rel_error_read": 0.110, "rel_loss_read": 1.3e-2},
+        50: {"rel_error_read": 0.111, "rel_loss_read": 2.0e-3},
+        100: {"rel_error_read": 0.103, "rel_loss_read": 2.6e-3},
+    },
+    "jacobian_over_residual": (6.0, 10.0),
+}
+
+
+def percent_label(fraction: float) -> str:
+    """``0.95 -> "95%"`` (the authors' legend, ``int(100 p)``, but rounded so that 0.95 is not 94 %)."""
+    return f"{round(100 * fraction)}%"
+
+
+def check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
+    """``fractions`` as floats, or a ``ValueError`` unless all lie in [0, 1]."""
+    out = tuple(fractions)
+    if not out or any(isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0 for p in out):
+        raise ValueError(f"fractions must be a non-empty list of numbers in [0, 1], got {list(out)!r}")
+    return tuple(float(p) for p in out)
+
+
+def check_counts(cg_counts: Sequence[int]) -> tuple[int, ...]:
+    """``cg_counts``, or a ``ValueError`` unless all are integers >= 1."""
+    out = tuple(cg_counts)
+    if not out or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in out):
+        raise ValueError(f"cg_counts must be a non-empty list of integers >= 1, got {list(out)!r}")
+    return out
+
+
+def _run_all(varpros: Mapping, w0: torch.Tensor, gn_iters: int, gtol: float) -> dict:
+    if isinstance(gn_iters, bool) or not isinstance(gn_iters, int) or gn_iters < 1:
+        raise ValueError(f"gn_iters must be an integer >= 1, got {gn_iters!r}")
+    if not (isinstance(gtol, (int, float)) and math.isfinite(gtol) and gtol >= 0):
+        raise ValueError(f"gtol must be a finite number >= 0, got {gtol!r}")
+    for vp in varpros.values():
+        vp.full_parameters(w0)  # validates the start's shape before any solve
+    return {key: varpro_levenberg_marquardt(vp, w0, max_iter=gn_iters, gtol=gtol) for key, vp in varpros.items()}
+
+
+def compare_projections(problem: SuperResolutionProblem, w0: torch.Tensor, *,
+                        methods: Sequence[str] = ("diff_all", "no_diff", "implicit"), cg_iters: int = 500,
+                        tol: float = 1e-3, gn_iters: int = 10, gtol: float = 1e-5,
+                        variant: str = "as_coded") -> dict[str, VarProRun]:
+    """Figs 5-6: one LM run per Jacobian method from ``w0`` (spec §8: N = 500, tol 1e-3, 10 LM points)."""
+    varpros = {m: VarPro(problem, method=m, variant=variant, cg_iters=cg_iters, tol=tol) for m in methods}
+    return _run_all(varpros, w0, gn_iters, gtol)
+
+
+def partial_differentiation(problem: SuperResolutionProblem, w0: torch.Tensor, fractions: Sequence[float], *,
+                            cg_iters: int = 200, restarted: bool = True, tol: float = 1e-3, gn_iters: int = 10,
+                            gtol: float = 1e-5, variant: str = "as_coded") -> dict[float, VarProRun]:
+    """Figs 8-9: the last fraction ``p`` of ``cg_iters`` CG iterations differentiated, one run per ``p``.
+
+    ``restarted=True`` is the authors' "lastdiff" (a fresh CG at the split, spec §6.5); ``False`` continues one
+    CG run (the same iterates as differentiating everything).
+    """
+    method = "last_restarted" if restarted else "last_continued"
+    varpros = {p: VarPro(problem, method=method, variant=variant, cg_iters=cg_iters, tol=tol, fraction=p)
+               for p in check_fractions(fractions)}
+    return _run_all(varpros, w0, gn_iters, gtol)
+
+
+def inexact_projections(problem: SuperResolutionProblem, w0: torch.Tensor, cg_counts: Sequence[int], *,
+                        tol: float = 1e-3, gn_iters: int = 10, gtol: float = 1e-5,
+                        variant: str = "as_coded") -> dict[int, VarProRun]:
+    """Figs 10-11: projections of at most ``n`` CG iterations (all differentiated), one run per ``n``."""
+    varpros = {n: VarPro(problem, method="diff_all", variant=variant, cg_iters=n, tol=tol)
+               for n in check_counts(cg_counts)}
+    return _run_all(varpros, w0, gn_iters, gtol)
+
+
+def projection_taylor(problem: SuperResolutionProblem, w0: torch.Tensor, fractions: Sequence[float], *,
+                      cg_iters: int = 200, tol: float = 1e-3, continued: bool = True, implicit: bool = True,
+                      h: Sequence[float] = FIG7_STEPS, variant: str = "as_coded") -> dict[str, TaylorResult]:
+    r"""Fig 7: how well each Jacobian predicts the change of the residual (spec §9.2).
+
+    As the authors: the direction is :math:`v = J^\top r / \|J^\top r\|` with :math:`J` the Diff-All Jacobian,
+    and every method's :math:`J_p v` is compared with one reference function, the residual of ``cg_iters``
+    uninterrupted CG iterations (all traced):
+    :math:`E_p(h) = \|r(w_0 + h v) - r(w_0) - h J_p v\|`. The residual differences are computed once and
+    shared by all methods, and all come from the same (untraced) code path, since a traced evaluation rounds
+    differently. After hundreds of CG iterations the residual is itself rough at round-off level (it changes by
+    about 1e-2 under perturbations of 1e-11), which is the error floor of the paper's figure; see
+    :func:`varpro_taylor` for a test of each Jacobian against its own residual.
+
+    Returns
+    -------
+    dict
+        ``"<p>%"`` (restarted, the authors' curves), ``"<p>% continued"`` (if ``continued``; not for 0 and
+        100 %, where both agree) and ``"implicit"``, each a :class:`~imreg_lib.derivatives.TaylorResult`
+        whose ``errors[1]`` is :math:`E_p`.
+    """
+    fractions = check_fractions(fractions)
+    steps = tuple(float(s) for s in h)
+    if len(steps) < 2 or any(not (math.isfinite(s) and s > 0) for s in steps):
+        raise ValueError(f"h must be at least two positive step sizes, got {list(steps)!r}")
+    reference = VarPro(problem, method="diff_all", variant=variant, cg_iters=cg_iters, tol=tol)
+    methods = {percent_label(p): VarPro(problem, method="last_restarted", variant=variant, cg_iters=cg_iters,
+                                        tol=tol, fraction=p) for p in fractions}
+    if continued:
+        methods |= {f"{percent_label(p)} continued": VarPro(problem, method="last_continued", variant=variant,
+                                                            cg_iters=cg_iters, tol=tol, fraction=p)
+                    for p in fractions if 0.0 < p < 1.0}
+    reference.full_parameters(w0)
+    w0 = w0.detach()
+    with torch.no_grad():  # r(w0) on the same code path as the perturbed evaluations (see below)
+        r0 = reference.residual(w0)
+    g = reference.jacobian(w0).T @ r0
+    v = g / torch.linalg.vector_norm(g)
+    with torch.no_grad():
+        differences = [reference.residual(w0 + s * v) - r0 for s in steps]
+    directional = {label: jvp(vp.residual, (w0,), (v,))[1].detach() for label, vp in methods.items()}
+    if implicit:
+        vp = VarPro(problem, method="implicit", variant=variant)
+        directional["implicit"] = (vp.jacobian(w0) @ v).detach()
+    return {label: taylor_from_differences(steps, differences, jv) for label, jv in directional.items()}
+
+
+def varpro_taylor(varpros: Mapping[str, VarPro], w0: torch.Tensor, *,
+                  h: Sequence[float] = tuple(10.0 ** -k for k in range(0, 11)),
+                  direction: torch.Tensor | None = None) -> dict[str, TaylorResult]:
+    r"""Taylor test of each method's Jacobian against **its own** residual, along one direction.
+
+    ``direction`` defaults to the normalised :math:`J^\top r` of the first method. A method whose Jacobian is
+    the derivative of its residual shows :math:`E_1 = O(h^2)`; No Diff shows :math:`O(h)`.
+    """
+    steps = tuple(float(s) for s in h)
+    if len(steps) < 2 or any(not (math.isfinite(s) and s > 0) for s in steps):
+        raise ValueError(f"h must be at least two positive step sizes, got {list(steps)!r}")
+    if not varpros:
+        raise ValueError("varpros must name at least one method")
+    for vp in varpros.values():
+        vp.full_parameters(w0)
+    w0 = w0.detach()
+    if direction is None:
+        first = next(iter(varpros.values()))
+        r0, J = first.residual_and_jacobian(w0)
+        direction = J.detach().T @ r0.detach()
+    v = direction / torch.linalg.vector_norm(direction)
+    out = {}
+    for label, vp in varpros.items():
+        with torch.no_grad():
+            proj = vp.projection(w0)
+            r0 = vp.residual_at(w0, proj.x)
+            differences = [vp.residual(w0 + s * v) - r0 for s in steps]
+        out[label] = taylor_from_differences(steps, differences, (vp.jacobian(w0, proj.x) @ v).detach())
+    return out
+
+
+@dataclass(frozen=True)
+class ProjectionCost:
+    """Median wall time (ms) of one residual and one Jacobian of a :class:`~imreg_lib.varpro.VarPro`."""
+
+    residual_ms: float
+    jacobian_ms: float
+    cg_iterations: int
+
+    @property
+    def factor(self) -> float:
+        """Jacobian time over residual time (the paper: 6-10)."""
+        return self.jacobian_ms / self.residual_ms
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "factor": self.factor}
+
+
+def projection_costs(varpros: Mapping[str, VarPro], w0: torch.Tensor, *, n_runs: int = 3,
+                     warmup: int = 1) -> dict[str, ProjectionCost]:
+    """Time the residual and the Jacobian of each method at ``w0`` (medians of ``n_runs`` after ``warmup``).
+
+    The Jacobian is timed as a user pays it: the AD methods re-run CG traced; "implicit" and "no_diff" reuse
+    the projection of the residual evaluated just before (as in the LM driver), so their Jacobian time
+    excludes that solve.
+    """
+    w0 = w0.detach()
+    out = {}
+    for name, vp in varpros.items():
+        vp.full_parameters(w0)
+        proj = vp.projection(w0)
+        dev = w0.device
+        res = time_function(lambda vp=vp: vp.residual(w0), n_runs, warmup, dev)
+        jac = time_function(lambda vp=vp, f=proj.x: vp.jacobian(w0, f), n_runs, warmup, dev)
+        out[name] = ProjectionCost(res.median_ms, jac.median_ms, proj.iterations)
+    return out
+
+
+def reconstruction_path(run: VarProRun, problem: SuperResolutionProblem, varpro: VarPro,
+                        points: Sequence[int] | None = None) -> torch.Tensor:
+    """Exact reconstructions (spec §6.8) at the recorded LM points of ``run`` (all, or the indices ``points``),
+    shape ``(n_points, m, m)``: what the image estimate looked like along the optimisation."""
+    idx = range(len(run.lm.points)) if points is None else points
+    m = problem.grid.m
+    return torch.stack([reconstruct(problem, varpro.full_parameters(run.lm.points[k])).x.reshape(m) for k in idx])
+
+
+def memory_growth(rss_mb: Sequence[float]) -> float:
+    """How far resident memory rises after the second recorded LM point above the level of the first two (which
+    hold every warm-up allocation), as a fraction; 0 for runs of two points or fewer."""
+    rss = list(rss_mb)
+    return max(rss[2:]) / max(rss[:2]) - 1.0 if len(rss) > 2 else 0.0
+
+
+def run_summary(run: VarProRun) -> dict:
+    """A run as plain JSON-ready values (relative error, losses, gradient norms, ||r||, accepted steps, CG
+    iterations, resident memory per point, times, evaluation counts)."""
+    return {"rel_error": run.rel_error, "losses": list(run.losses), "grad_norms": list(run.grad_norms),
+            "residual_norms": list(run.residual_norms), "accepted": list(run.lm.accepted),
+            "cg_iterations": list(run.cg_iterations), "rss_mb": list(run.rss_mb), "seconds": run.seconds,
+            "residual_seconds": run.residual_seconds, "jacobian_seconds": run.jacobian_seconds,
+            "n_residuals": run.lm.n_residuals, "n_jacobians": run.lm.n_jacobians, "message": run.lm.message,
+            "w": run.w_full.tolist()}

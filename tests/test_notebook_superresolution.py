@@ -1,0 +1,77 @@
+"""The super-resolution notebook runs under papermill with its parameters, on the default data and on a user's
+image file, writes the results JSON with the keys the reproduction report relies on, and rejects bad parameters
+before any work."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NB = ROOT / "notebooks" / "03_superresolution.ipynb"
+SMALL = {"m": 8, "factor": 2, "n_templates": 2, "cg_iters": 30, "cg_iters_partial": 20, "taylor_cg_iters": 5,
+         "gn_iters": 3, "fractions": [0.5, 1.0], "cg_counts": [2, 5], "device": "cpu"}
+
+
+def run(tmp_path, **params):
+    pm = pytest.importorskip("papermill")
+    out = tmp_path / "results.json"
+    pm.execute_notebook(str(NB), str(tmp_path / "out.ipynb"), parameters={**params, "results_path": str(out)},
+                        cwd=str(NB.parent), progress_bar=False, kernel_name="python3")
+    return json.loads(out.read_text())
+
+
+def check_run(rec, n_points):
+    assert 0 < rec["rel_error"] < 5
+    assert 1 <= len(rec["losses"]) == len(rec["grad_norms"]) <= n_points
+    assert rec["losses"][-1] <= rec["losses"][0]
+
+
+def test_parameters_and_results_keys(tmp_path):
+    res = run(tmp_path, **SMALL, lam=0.05)
+    assert (res["m"], res["factor"], res["n_templates"], res["lam"], res["gn_iters"]) == (8, 2, 2, 0.05, 3)
+    for key in ("diff_all", "no_diff", "implicit"):
+        check_run(res[key], 3)
+    assert set(res["partial"]) == {"0.5", "1"} and set(res["partial_continued"]) == {"0.5"}
+    for rec in (*res["partial"].values(), *res["inexact"].values()):
+        check_run(rec, 3)
+    assert set(res["inexact"]) == {"2", "5"}
+    assert max(res["inexact"]["2"]["cg_iterations"]) <= 2
+    assert {"50%", "100%", "0%", "implicit"} <= set(res["taylor"])
+    for rec in res["taylor"].values():
+        assert len(rec["h"]) == len(rec["errors"]) == 10
+    assert res["taylor_own"]["Diff All"]["order"] > 1.8 and res["taylor_own"]["No Diff"]["order"] < 1.2
+    assert all(len(v) >= 1 for v in res["memory_mb_per_iteration"].values())
+    assert res["peak_memory_mb"] > 0 and res["timings"]["notebook_seconds"] > 0
+    for cost in res["timings"]["per_method"].values():
+        assert cost["jacobian_ms"] > 0 and cost["residual_ms"] > 0
+    assert res["corrections"]  # the authors' start and the paper's model
+
+
+def test_user_image_and_options(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    import imreg_lib as il
+
+    img = il.synthetic_hand_pair(12, device="cpu").reference
+    Image.fromarray(np.clip(img.numpy().T[::-1], 0, 255).astype(np.uint8)).save(tmp_path / "hand.png")
+    res = run(tmp_path, **{**SMALL, "gn_iters": 2, "fractions": [1.0], "cg_counts": [3]}, variant="paper",
+              preregistration="as_coded", corrections=False, reference_path=os.fspath(tmp_path / "hand.png"))
+    assert res["data"] == "hand.png" and res["variant"] == "paper" and res["preregistration"] == "as_coded"
+    assert len(res["diff_all"]["w"]) == 12 and res["corrections"] == {} and res["partial_continued"] == {}
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"fractions": [0.5, 1.5]}, r"fractions must be .* in \[0, 1\]"),
+    ({"cg_counts": [5, -1]}, r"cg_counts must be .* integers >= 1"),
+    ({"factor": 3}, "factor"),
+    ({"lam": -1.0}, "lam must be"),
+    ({"gn_iters": 1}, "gn_iters must be"),
+    ({"preregistration": "fast"}, "preregistration must be"),
+])
+def test_bad_parameters(tmp_path, params, message):
+    pm = pytest.importorskip("papermill")
+    with pytest.raises(pm.PapermillExecutionError, match=message) as err:
+        run(tmp_path, **{**SMALL, **params})
+    assert err.value.exec_count <= 3  # raised in the set-up cell, before any work
