@@ -18,3 +18,20 @@ def objective32(hand32):
 @pytest.fixture
 def rng():
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture
+def run_notebook(tmp_path):
+    """``run_notebook(path, **params)``: execute a notebook under papermill in ``tmp_path`` with ``params`` and a
+    ``results_path`` there; returns its results JSON."""
+    import json
+
+    def run(notebook, **params):
+        pm = pytest.importorskip("papermill")
+        out = tmp_path / "results.json"
+        pm.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"),
+                            parameters={**params, "results_path": str(out)}, cwd=str(notebook.parent),
+                            progress_bar=False, kernel_name="python3")
+        return json.loads(out.read_text())
+
+    return run

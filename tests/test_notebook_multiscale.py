@@ -1,7 +1,6 @@
 """The multi-scale notebook runs under papermill with its parameters, on the default data and on a user's
 image files, writes the results JSON with the keys the reproduction report relies on, and rejects bad
 parameters before any work."""
-import json
 import os
 from pathlib import Path
 
@@ -12,15 +11,12 @@ NB = ROOT / "notebooks" / "02_multiscale.ipynb"
 SMALL = {"m": 16, "m_scale_space": 32, "n_scales": 6, "n_scales_prediction": 5, "device": "cpu"}
 
 
-def run(tmp_path, **params):
-    pm = pytest.importorskip("papermill")
-    out = tmp_path / "results.json"
-    pm.execute_notebook(str(NB), str(tmp_path / "out.ipynb"), parameters={**params, "results_path": str(out)},
-                        cwd=str(NB.parent), progress_bar=False, kernel_name="python3")
-    return json.loads(out.read_text())
+@pytest.fixture
+def run(run_notebook):
+    return lambda tmp_path, **params: run_notebook(NB, **params)
 
 
-def test_parameters_and_results_keys(tmp_path):
+def test_parameters_and_results_keys(run, tmp_path):
     res = run(tmp_path, **SMALL, theta_max=1e2, gtol_prediction=1e-6, newton_method="trust-ncg")
     assert len(res["thetas"]) == 6 and res["thetas"][0] == pytest.approx(1e2)
     assert res["initial_loss"] > 0
@@ -35,7 +31,7 @@ def test_parameters_and_results_keys(tmp_path):
             assert len(values) == 5 and values[0] is None and all(isinstance(v, float) for v in values[1:])
 
 
-def test_user_images(tmp_path):
+def test_user_images(run, tmp_path):
     import numpy as np
     from PIL import Image
 
@@ -52,7 +48,7 @@ def test_user_images(tmp_path):
 
 @pytest.mark.parametrize("params, match", [({"n_scales": 1}, "n_scales"), ({"theta_min": 0.0}, "theta_min"),
                                            ({"theta_max": 1e-4}, "theta_max"), ({"gtol": -1.0}, "gtol")])
-def test_bad_parameters(tmp_path, params, match):
+def test_bad_parameters(run, tmp_path, params, match):
     pm = pytest.importorskip("papermill")
     with pytest.raises(pm.PapermillExecutionError, match=match) as err:
         run(tmp_path, **{**SMALL, **params})

@@ -1,7 +1,6 @@
 """The super-resolution notebook runs under papermill with its parameters, on the default data and on a user's
 image file, writes the results JSON with the keys the reproduction report relies on, and rejects bad parameters
 before any work."""
-import json
 import os
 from pathlib import Path
 
@@ -13,12 +12,9 @@ SMALL = {"m": 8, "factor": 2, "n_templates": 2, "cg_iters": 30, "cg_iters_partia
          "gn_iters": 3, "fractions": [0.5, 1.0], "cg_counts": [2, 5], "device": "cpu"}
 
 
-def run(tmp_path, **params):
-    pm = pytest.importorskip("papermill")
-    out = tmp_path / "results.json"
-    pm.execute_notebook(str(NB), str(tmp_path / "out.ipynb"), parameters={**params, "results_path": str(out)},
-                        cwd=str(NB.parent), progress_bar=False, kernel_name="python3")
-    return json.loads(out.read_text())
+@pytest.fixture
+def run(run_notebook):
+    return lambda tmp_path, **params: run_notebook(NB, **params)
 
 
 def check_run(rec, n_points):
@@ -27,7 +23,7 @@ def check_run(rec, n_points):
     assert rec["losses"][-1] <= rec["losses"][0]
 
 
-def test_parameters_and_results_keys(tmp_path):
+def test_parameters_and_results_keys(run, tmp_path):
     res = run(tmp_path, **SMALL, lam=0.05)
     assert (res["m"], res["factor"], res["n_templates"], res["lam"], res["gn_iters"]) == (8, 2, 2, 0.05, 3)
     for key in ("diff_all", "no_diff", "implicit"):
@@ -48,7 +44,7 @@ def test_parameters_and_results_keys(tmp_path):
     assert res["corrections"]  # the authors' start and the paper's model
 
 
-def test_user_image_and_options(tmp_path):
+def test_user_image_and_options(run, tmp_path):
     import numpy as np
     from PIL import Image
 
@@ -70,7 +66,7 @@ def test_user_image_and_options(tmp_path):
     ({"gn_iters": 1}, "gn_iters must be"),
     ({"preregistration": "fast"}, "preregistration must be"),
 ])
-def test_bad_parameters(tmp_path, params, message):
+def test_bad_parameters(run, tmp_path, params, message):
     pm = pytest.importorskip("papermill")
     with pytest.raises(pm.PapermillExecutionError, match=message) as err:
         run(tmp_path, **{**SMALL, **params})
