@@ -1,24 +1,32 @@
 # Two commands: `make book` and `make test`. Both bootstrap .venv from a bare Python >= 3.11 with the exact
 # pins of requirements-lock.txt, then do their job. Re-running is fast when nothing changed.
+# `make site-check` checks the built book offline and in headless Chromium (pins of requirements-site.txt).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+SITE_STAMP := $(VENV)/.installed-site
+CHROMIUM ?= /usr/bin/chromium
 PARAMS ?= params/paper.yaml
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 EXECUTED  := $(patsubst notebooks/%.ipynb,_build/executed/%.ipynb,$(NOTEBOOKS))
 LIB       := $(wildcard imreg_lib/*.py)
-BOOK_SRC  := _config.yml _toc.yml $(wildcard book/*) $(EXECUTED)
+BOOK_SRC  := _config.yml _toc.yml $(shell find book -type f) $(EXECUTED)
 
 export PYTHONHASHSEED := 0
 
-.PHONY: book test unit nbval lint notebooks env clean bench help
+.PHONY: book test unit nbval lint notebooks env clean bench help site-check sweep
 
 help:
 	@echo "make book        build the executed book into _build/html (PARAMS=params/quick.yaml for a preview)"
 	@echo "make test        unit tests + nbval regression tests of the committed notebooks"
 	@echo "make notebooks   re-execute the committed notebooks in place (maintainers, after a change)"
 	@echo "make bench       run the benchmarks (JSON into _build/benchmarks)"
+	@echo "make site-check  check the built book: files, links, figures, then every page in headless Chromium"
+	@echo "                 (no console errors, nothing from the network; screenshots in _build/site-check;"
+	@echo "                 CHROMIUM=/usr/bin/google-chrome to use another browser)"
+	@echo "make sweep       NB=notebooks/X.ipynb GRID='{param: [v1, v2]}' [WORKERS=2] [BASE=params/quick.yaml]"
+	@echo "                 one papermill run per grid point into _build/sweeps/X/, results in table.csv/.md"
 	@echo "make lint        ruff"
 
 env: $(STAMP)
@@ -37,13 +45,46 @@ book: _build/html/index.html
 _build/executed/%.ipynb: notebooks/%.ipynb $(LIB) $(PARAMS) $(STAMP)
 	$(PY) -m imreg_lib.pipeline execute $< $@ --params $(PARAMS)
 
+# The reproduction report reads the results JSON of the section notebooks: it runs after them.
+_build/executed/04_reproduction.ipynb: $(filter-out _build/executed/04_reproduction.ipynb,$(EXECUTED))
+
 _build/html/index.html: $(BOOK_SRC) $(STAMP)
 	$(PY) -m imreg_lib.pipeline stage _build/executed _build/src
 	$(VENV)/bin/jupyter-book build _build/src --path-output . --warningiserror --keep-going
 	@echo "Book: _build/html/index.html"
 
+# ---- site check ------------------------------------------------------------------------------------
+# Both checks always run (the screenshots are wanted when the static check fails too); either failing fails.
+$(SITE_STAMP): requirements-site.txt $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-site.txt
+	touch $(SITE_STAMP)
+
+site-check: _build/html/index.html $(SITE_STAMP)
+	@command -v "$(CHROMIUM)" >/dev/null || { \
+		if [ "$(CHROMIUM)" = /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "site-check: installing Debian's chromium"; \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+		else \
+			echo "site-check: no browser at $(CHROMIUM): install Chromium (Debian/Ubuntu: sudo apt-get install chromium)" \
+				"or pass another one, e.g. make site-check CHROMIUM=/usr/bin/google-chrome" >&2; \
+			exit 1; \
+		fi; }
+	status=0; \
+	$(PY) -m imreg_lib.sitecheck static --html _build/html --toc _toc.yml || status=1; \
+	$(PY) -m imreg_lib.sitecheck browser --html _build/html --toc _toc.yml --out _build/site-check \
+		--chromium "$(CHROMIUM)" || status=1; \
+	exit $$status
+
 notebooks: $(STAMP)
 	for nb in $(NOTEBOOKS); do $(PY) -m imreg_lib.pipeline execute $$nb $$nb --in-place || exit 1; done
+
+# ---- parameter sweeps -----------------------------------------------------------------------------
+WORKERS ?= 1
+sweep: $(STAMP)
+	@test -n "$(NB)" -a -n "$(GRID)" || { echo "usage: make sweep NB=notebooks/X.ipynb GRID='{param: [v1, v2]}'" \
+		"[WORKERS=2] [BASE=params/quick.yaml] [COLLECT=key.a,key.b]" >&2; exit 2; }
+	$(PY) -m imreg_lib.pipeline sweep $(NB) --grid '$(GRID)' --workers $(WORKERS) --out _build/sweeps \
+		$(if $(BASE),--base $(BASE)) $(if $(COLLECT),--collect $(COLLECT))
 
 # ---- tests -----------------------------------------------------------------------------------------
 test: unit nbval

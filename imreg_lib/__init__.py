@@ -46,7 +46,14 @@ from .multiscale import (
 from .neural_ode import NeuralODE, NeuralODELinearization, neural_ode, neural_ode_velocity, rk4_38
 from .objective import ScaleObjective, SSDObjective
 from .optimizers import LMResult, NewtonResult, levenberg_marquardt, newton_trust_region
-from .plotting import animation_html, plot_performance, plot_reconstructions, plot_transformed_grid, show_image
+from .plotting import (
+    animation_html,
+    plot_claims,
+    plot_performance,
+    plot_reconstructions,
+    plot_transformed_grid,
+    show_image,
+)
 from .preregistration import (
     PREREG_THETAS,
     PreregistrationResult,
@@ -167,6 +174,7 @@ __all__ = [
     "partial_differentiation",
     "peak_rss_mb",
     "percent_label",
+    "plot_claims",
     "plot_performance",
     "plot_reconstructions",
     "plot_transformed_grid",

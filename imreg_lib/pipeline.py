@@ -5,20 +5,35 @@ Used by the Makefile (``python -m imreg_lib.pipeline ...``)::
     execute IN OUT --params params/paper.yaml   # papermill with the notebook's parameter set
     execute NB NB --in-place                    # re-execute a committed notebook at its defaults
     stage EXECUTED_DIR SRC_DIR                  # book sources + executed notebooks, for Jupyter Book
+    sweep NB --grid '{cg_counts: [[5], [25]], cg_iters_partial: [100, 200]}' --workers 2
+                                                # one run per grid point into _build/sweeps/<stem>/, one table
 
 ``params/*.yaml`` maps each notebook's file stem to its parameters. The parameter ``results_path`` is set
 to ``_build/results/<stem>.json`` unless the file sets it.
+
+A sweep runs the Cartesian product of the grid's values (each key a parameter of the notebook's
+``parameters`` cell, each value a list), on top of an optional ``--base`` parameter file, with papermill,
+optionally in parallel worker processes. Every run writes ``<name>.ipynb`` and ``<name>.json`` into
+``--out``/<stem>/; the scalar entries of the results JSON are collected into ``table.csv`` and ``table.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import itertools
+import json
 import os
+import re
 import shutil
 import sys
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["clean_notebook", "execute_notebook", "stage_book"]
+__all__ = ["SweepRun", "clean_notebook", "execute_notebook", "flatten_results", "plan_sweep", "run_sweep",
+           "stage_book", "sweep_table"]
 
 _ROOT_FILES = ("_config.yml", "_toc.yml")
 
@@ -55,11 +70,15 @@ def _load_params(params_file: str | None, stem: str) -> dict:
     return dict(params)
 
 
-def execute_notebook(src: Path, dst: Path, params_file: str | None = None, in_place: bool = False) -> None:
-    """Run ``src`` with papermill into ``dst`` (cwd = the notebook's folder) and clean the result."""
+def execute_notebook(src: Path, dst: Path, params_file: str | None = None, in_place: bool = False,
+                     params: Mapping | None = None) -> None:
+    """Run ``src`` with papermill into ``dst`` (cwd = the notebook's folder) and clean the result.
+
+    The parameters are the entry for ``src`` in ``params_file``, updated by ``params``.
+    """
     import papermill as pm
 
-    params = _load_params(params_file, src.stem)
+    params = {**_load_params(params_file, src.stem), **(params or {})}
     if not in_place:
         params.setdefault("results_path", os.path.abspath(os.path.join("_build", "results", f"{src.stem}.json")))
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +107,166 @@ def stage_book(executed: Path, out: Path) -> None:
     shutil.copytree(executed, out / "notebooks", ignore=shutil.ignore_patterns("*.running.ipynb"))
 
 
+# ---- sweeps -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One point of a sweep: its name, the parameters given to papermill and its output files."""
+
+    name: str
+    params: dict
+    notebook: Path
+    results: Path
+
+
+def _slug(value) -> str:
+    text = json.dumps(value, separators=(",", ":")) if not isinstance(value, str) else value
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_") or "empty"
+
+
+def plan_sweep(notebook: Path, grid: Mapping[str, Sequence], out: Path, base: Mapping | None = None) -> list[SweepRun]:
+    """The runs of a sweep, checked before anything executes.
+
+    Parameters
+    ----------
+    notebook : Path
+        A notebook with a cell tagged ``parameters``.
+    grid : mapping
+        ``{parameter: [value, ...]}``; every parameter must be one of the notebook's, every list non-empty.
+    out : Path
+        The sweep folder; runs go to ``out / <stem>``.
+    base : mapping, optional
+        Parameters shared by every run (e.g. an entry of ``params/quick.yaml``); the grid overrides them.
+
+    Raises
+    ------
+    ValueError
+        Naming the offending parameter and what is allowed.
+    """
+    import papermill as pm
+
+    notebook = Path(notebook)
+    if not notebook.is_file():
+        raise ValueError(f"notebook={str(notebook)!r} does not exist")
+    if not isinstance(grid, Mapping) or not grid:
+        raise ValueError("grid must be a non-empty mapping {parameter: [values]}, got " + repr(grid))
+    allowed = set(pm.inspect_notebook(str(notebook)))
+    for key in {**(base or {}), **grid}:
+        if key not in allowed:
+            raise ValueError(f"{key!r} is not a parameter of {notebook.name}; allowed: {', '.join(sorted(allowed))}")
+    for key, values in grid.items():
+        if key == "results_path":
+            raise ValueError("grid may not set results_path: every run writes its own JSON into the sweep folder")
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"grid[{key!r}] must be a non-empty list of values, got {values!r}")
+    folder = Path(out) / notebook.stem
+    runs = []
+    keys = list(grid)
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        point = dict(zip(keys, combo, strict=True))
+        name = "__".join(f"{k}-{_slug(v)}" for k, v in point.items())
+        results = (folder / f"{name}.json").resolve()
+        shared = {k: v for k, v in (base or {}).items() if k not in point}
+        runs.append(SweepRun(name, {**point, **shared, "results_path": str(results)},  # grid keys first
+                             folder / f"{name}.ipynb", results))
+    if len({r.name for r in runs}) != len(runs):
+        raise ValueError("grid values give duplicate run names; make the values distinct")
+    return runs
+
+
+def _execute_run(notebook: str, run: SweepRun, threads: int) -> str | None:
+    """Worker: execute one sweep run; returns an error message or None."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # the kernel inherits it: no oversubscription across workers
+    os.environ["MKL_NUM_THREADS"] = str(threads)
+    try:
+        execute_notebook(Path(notebook), run.notebook.resolve(), params=run.params)
+    except Exception as exc:  # a failed run is reported in the table; the others go on
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+    return None
+
+
+def flatten_results(results: Mapping, prefix: str = "") -> dict:
+    """The scalar leaves (numbers, strings, booleans, None) of a results JSON as ``{"a.b.c": value}``; lists
+    are left out."""
+    flat: dict = {}
+    for key, value in results.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_results(value, name + "."))
+        elif value is None or isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+    return flat
+
+
+def sweep_table(runs: Sequence[SweepRun], errors: Mapping[str, str | None],
+                collect: Sequence[str] | None = None) -> tuple[list[str], list[dict]]:
+    """Columns and rows of the sweep table: the grid parameters, the run's status, then the collected results
+    (every scalar of the results JSON, or only the ``collect`` keys)."""
+    rows = []
+    for run in runs:
+        row = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in run.params.items()
+               if k != "results_path"}
+        row["run"] = run.name
+        row["status"] = "failed: " + errors[run.name] if errors.get(run.name) else "ok"
+        if not errors.get(run.name) and run.results.is_file():
+            flat = flatten_results(json.loads(run.results.read_text()))
+            row.update(flat if collect is None else {k: flat.get(k) for k in collect})
+        rows.append(row)
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    return columns, rows
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else str(value)
+
+
+def run_sweep(notebook: Path, grid: Mapping[str, Sequence], out: Path = Path("_build/sweeps"),
+              base: Mapping | None = None, workers: int = 1, collect: Sequence[str] | None = None) -> Path:
+    """Execute every run of :func:`plan_sweep` (``workers`` processes, the cores shared among them) and write
+    ``table.csv`` and ``table.md`` into the sweep folder, whose path is returned. Raises ``RuntimeError`` after
+    writing the table if a run failed."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    runs = plan_sweep(notebook, grid, out, base)
+    folder = runs[0].notebook.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    if workers == 1:
+        errors = {r.name: _execute_run(str(notebook), r, threads) for r in runs}
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {r.name: pool.submit(_execute_run, str(notebook), r, threads) for r in runs}
+            errors = {name: f.result() for name, f in futures.items()}
+    columns, rows = sweep_table(runs, errors, collect)
+    with open(folder / "table.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    (folder / "table.md").write_text("\n".join(lines) + "\n")
+    failed = [name for name, e in errors.items() if e]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(runs)} runs failed ({', '.join(failed)}); see {folder / 'table.md'}")
+    return folder
+
+
+def _yaml_arg(text: str | None, what: str) -> dict:
+    """A YAML mapping given inline or as a file name."""
+    import yaml
+
+    if not text:
+        return {}
+    value = yaml.safe_load(Path(text).read_text()) if Path(text).is_file() else yaml.safe_load(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a YAML mapping (inline or a file), got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m imreg_lib.pipeline", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,11 +279,24 @@ def main(argv: list[str] | None = None) -> int:
     st = sub.add_parser("stage", help="stage book sources and executed notebooks")
     st.add_argument("executed", type=Path)
     st.add_argument("out", type=Path)
+    sw = sub.add_parser("sweep", help="run one notebook over a grid of parameters and collect the results")
+    sw.add_argument("notebook", type=Path)
+    sw.add_argument("--grid", required=True, help="YAML {parameter: [values]}, inline or a file")
+    sw.add_argument("--base", default=None, help="a params file (its entry for the notebook) shared by all runs")
+    sw.add_argument("--out", type=Path, default=Path("_build/sweeps"))
+    sw.add_argument("--workers", type=int, default=1, help="parallel worker processes (cores are shared)")
+    sw.add_argument("--collect", default=None, help="comma-separated result keys (a.b.c) for the table")
     args = ap.parse_args(argv)
     if args.cmd == "execute":
         execute_notebook(args.src, args.dst, args.params, args.in_place)
-    else:
+    elif args.cmd == "stage":
         stage_book(args.executed, args.out)
+    else:
+        base = _load_params(args.base, args.notebook.stem) if args.base else {}
+        base.pop("results_path", None)
+        folder = run_sweep(args.notebook, _yaml_arg(args.grid, "--grid"), args.out, base, args.workers,
+                           args.collect.split(",") if args.collect else None)
+        print((folder / "table.md").read_text())
     return 0
 
 

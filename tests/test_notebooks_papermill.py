@@ -13,7 +13,7 @@ def test_papermill_parameters(tmp_path, notebook):
     pm = pytest.importorskip("papermill")
     out = tmp_path / "results.json"
     pm.execute_notebook(str(ROOT / "notebooks" / f"{notebook}.ipynb"), str(tmp_path / "out.ipynb"),
-                        parameters={"m": 16, "m_scale_space": 32, "device": "cpu", "results_path": str(out)},
+                        parameters={"m": 16, "device": "cpu", "results_path": str(out)},
                         cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3")
     res = json.loads(out.read_text())
     assert res["m"] == [16, 16]
@@ -33,7 +33,7 @@ def test_user_images(tmp_path):
         Image.fromarray(np.clip(img.numpy().T[::-1], 0, 255).astype(np.uint8)).save(tmp_path / name)
     out = tmp_path / "res.json"
     pm.execute_notebook(str(ROOT / "notebooks" / "00_data.ipynb"), str(tmp_path / "out.ipynb"),
-                        parameters={"m": 16, "m_scale_space": 24, "device": "cpu", "results_path": str(out),
+                        parameters={"m": 16, "device": "cpu", "results_path": str(out),
                                     "reference_path": os.fspath(tmp_path / "r.png"),
                                     "template_path": os.fspath(tmp_path / "t.png")},
                         cwd=str(ROOT / "notebooks"), progress_bar=False, kernel_name="python3")

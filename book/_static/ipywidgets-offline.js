@@ -1,0 +1,47 @@
+/* Glue between the vendored ipywidgets embedder (vendor/html-manager-1.0.15/embed-amd.js) and this book.
+ * Loaded after RequireJS and before the embedder, only on pages with widgets (nb_ipywidgets_js in _config.yml).
+ *
+ * 1. The embedder fetches the Font Awesome 5 fonts of its CSS from the folder of the RequireJS module
+ *    "@jupyter-widgets/html-manager/dist/libembed-amd", by default <page folder>/@jupyter-widgets/...;
+ *    map that module path onto the vendored folder, which holds the fonts.
+ * 2. The widgets typeset their labels with the MathJax 2 call MathJax.Hub.Queue, while the book loads
+ *    MathJax 3: provide that call on top of MathJax 3's typesetPromise.
+ */
+(function () {
+  "use strict";
+
+  var script = document.currentScript;
+  if (window.require && window.require.config && script && script.src) {
+    window.require.config({
+      paths: {"@jupyter-widgets/html-manager/dist": new URL("vendor/html-manager-1.0.15", script.src).href}
+    });
+  }
+
+  function typeset() {
+    var mathjax = window.MathJax;
+    var elements = [];
+    for (var i = 0; i < arguments.length; i++) {
+      var job = arguments[i];
+      if (Array.isArray(job) && job[0] === "Typeset" && job[2]) {
+        elements.push(job[2]);
+      }
+    }
+    if (!elements.length || !mathjax.startup || !mathjax.typesetPromise) {
+      return;
+    }
+    mathjax.startup.promise
+      .then(function () { return mathjax.typesetPromise(elements); })
+      .catch(function (err) { console.warn("MathJax could not typeset a widget label:", err); });
+  }
+
+  function installHub() {
+    var mathjax = window.MathJax;
+    if (mathjax && mathjax.version && mathjax.version.charAt(0) === "3" && !mathjax.Hub) {
+      mathjax.Hub = {Queue: typeset};
+    }
+  }
+
+  // MathJax 3 (a deferred script) replaces window.MathJax before DOMContentLoaded; the widgets render on load.
+  document.addEventListener("DOMContentLoaded", installHub);
+  window.addEventListener("load", installHub);
+})();

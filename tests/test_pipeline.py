@@ -1,0 +1,71 @@
+"""The book pipeline: papermill execution with clean metadata, and parameter sweeps collected into a table."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from imreg_lib import pipeline
+
+
+@pytest.fixture
+def tiny_notebook(tmp_path):
+    """A notebook with two parameters that writes its results JSON, and fails for ``a == 3``."""
+    nb = new_notebook(cells=[
+        new_code_cell('a = 1\nb = "x"\nresults_path = ""', metadata={"tags": ["parameters"]}),
+        new_code_cell("import json\nif a == 3:\n    raise ValueError('a must not be 3')\n"
+                      "json.dump({'twice': 2 * a, 'nested': {'b': b, 'n': [1, 2]}, 'list': [a]},"
+                      " open(results_path, 'w'))\nprint(2 * a)"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_plan_checks_every_parameter_before_running(tiny_notebook, tmp_path):
+    with pytest.raises(ValueError, match="'c' is not a parameter of tiny.ipynb; allowed: a, b, results_path"):
+        pipeline.plan_sweep(tiny_notebook, {"a": [1], "c": [2]}, tmp_path)
+    with pytest.raises(ValueError, match=r"grid\['a'\] must be a non-empty list"):
+        pipeline.plan_sweep(tiny_notebook, {"a": []}, tmp_path)
+    with pytest.raises(ValueError, match="grid may not set results_path"):
+        pipeline.plan_sweep(tiny_notebook, {"results_path": ["x.json"]}, tmp_path)
+    with pytest.raises(ValueError, match="does not exist"):
+        pipeline.plan_sweep(tmp_path / "missing.ipynb", {"a": [1]}, tmp_path)
+    runs = pipeline.plan_sweep(tiny_notebook, {"a": [1, 2], "b": ["u v", "w"]}, tmp_path / "sw", base={"b": "z"})
+    assert [r.name for r in runs] == ["a-1__b-u_v", "a-1__b-w", "a-2__b-u_v", "a-2__b-w"]
+    assert all(r.notebook.parent == tmp_path / "sw" / "tiny" for r in runs)
+    assert runs[0].params["results_path"] == str(runs[0].results)
+
+
+def test_workers_must_be_positive(tiny_notebook, tmp_path):
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        pipeline.run_sweep(tiny_notebook, {"a": [1]}, tmp_path, workers=0)
+
+
+def test_sweep_runs_in_parallel_and_collects_one_table(tiny_notebook, tmp_path):
+    with pytest.raises(RuntimeError, match="1 of 3 runs failed"):
+        pipeline.run_sweep(tiny_notebook, {"a": [1, 2, 3]}, tmp_path / "sw", base={"b": "q"}, workers=2)
+    folder = tmp_path / "sw" / "tiny"
+    rows = list(csv.DictReader(open(folder / "table.csv")))
+    assert [r["a"] for r in rows] == ["1", "2", "3"]
+    assert [r["twice"] for r in rows[:2]] == ["2", "4"] and rows[0]["nested.b"] == "q"
+    assert "list" not in rows[0] and "nested.n" not in rows[0]  # lists are not table cells
+    assert rows[2]["status"].startswith("failed: ") and "a must not be 3" in rows[2]["status"]
+    executed = nbformat.read(folder / "a-2.ipynb", as_version=4)
+    assert "papermill" not in executed.metadata  # timing metadata stripped
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "remove-cell" in injected[0].metadata["tags"]  # hidden on the book page
+    assert all("papermill" not in c.metadata and "execution" not in c.metadata for c in executed.cells)
+    md = (folder / "table.md").read_text().splitlines()
+    assert md[0].startswith("| a | b | run | status | twice | nested.b |") and len(md) == 5
+
+
+def test_collect_selects_columns(tiny_notebook, tmp_path):
+    folder = pipeline.run_sweep(tiny_notebook, {"a": [5]}, tmp_path, collect=["twice", "missing.key"])
+    row = next(csv.DictReader(open(folder / "table.csv")))
+    assert row["twice"] == "10" and row["missing.key"] == "" and "nested.b" not in row
+    assert json.loads((folder / "a-5.json").read_text())["twice"] == 10
