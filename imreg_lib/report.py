@@ -456,8 +456,8 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-_STATUS_MARK = {"reproduced": "✅ reproduced", "differs": "❌ differs", "improved": "⬆️ improved",
-                "not run": "⏸ not run"}
+_STATUS_MARK = {"reproduced": "✓ reproduced", "differs": "✗ differs", "improved": "▲ improved",
+                "not run": "– not run"}
 
 
 def markdown_table(claims: Sequence[Claim]) -> str:
