@@ -35,3 +35,23 @@ def run_notebook(tmp_path):
         return json.loads(out.read_text())
 
     return run
+
+
+@pytest.fixture
+def hand_pngs(tmp_path):
+    """``hand_pngs(size)``: the synthetic hand pair written as greyscale PNGs ``r.png`` and ``t.png`` (upright,
+    0-255) in ``tmp_path``, as a user would supply them; returns their paths as strings."""
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    def write(size):
+        pair = il.synthetic_hand_pair(size, device="cpu")
+        paths = []
+        for name, img in (("r.png", pair.reference), ("t.png", pair.template)):
+            Image.fromarray(np.clip(img.numpy().T[::-1], 0, 255).astype(np.uint8)).save(tmp_path / name)
+            paths.append(os.fspath(tmp_path / name))
+        return tuple(paths)
+
+    return write

@@ -1,7 +1,6 @@
 """The multi-scale notebook runs under papermill with its parameters, on the default data and on a user's
 image files, writes the results JSON with the keys the reproduction report relies on, and rejects bad
 parameters before any work."""
-import os
 from pathlib import Path
 
 import pytest
@@ -31,17 +30,9 @@ def test_parameters_and_results_keys(run, tmp_path):
             assert len(values) == 5 and values[0] is None and all(isinstance(v, float) for v in values[1:])
 
 
-def test_user_images(run, tmp_path):
-    import numpy as np
-    from PIL import Image
-
-    import imreg_lib as il
-
-    pair = il.synthetic_hand_pair(24, device="cpu")
-    for name, img in (("r.png", pair.reference), ("t.png", pair.template)):
-        Image.fromarray(np.clip(img.numpy().T[::-1], 0, 255).astype(np.uint8)).save(tmp_path / name)
-    res = run(tmp_path, **SMALL, reference_path=os.fspath(tmp_path / "r.png"),
-              template_path=os.fspath(tmp_path / "t.png"))
+def test_user_images(run, tmp_path, hand_pngs):
+    reference, template = hand_pngs(24)
+    res = run(tmp_path, **SMALL, reference_path=reference, template_path=template)
     assert res["data"] == "r.png / t.png" and res["w_true"] is None
     assert "parameter_error" not in res["predictor_corrector"]
 

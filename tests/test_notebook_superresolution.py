@@ -1,7 +1,6 @@
 """The super-resolution notebook runs under papermill with its parameters, on the default data and on a user's
 image file, writes the results JSON with the keys the reproduction report relies on, and rejects bad parameters
 before any work."""
-import os
 from pathlib import Path
 
 import pytest
@@ -44,17 +43,11 @@ def test_parameters_and_results_keys(run, tmp_path):
     assert res["corrections"]  # the authors' start and the paper's model
 
 
-def test_user_image_and_options(run, tmp_path):
-    import numpy as np
-    from PIL import Image
-
-    import imreg_lib as il
-
-    img = il.synthetic_hand_pair(12, device="cpu").reference
-    Image.fromarray(np.clip(img.numpy().T[::-1], 0, 255).astype(np.uint8)).save(tmp_path / "hand.png")
+def test_user_image_and_options(run, tmp_path, hand_pngs):
+    reference, _ = hand_pngs(12)
     res = run(tmp_path, **{**SMALL, "gn_iters": 2, "fractions": [1.0], "cg_counts": [3]}, variant="paper",
-              preregistration="as_coded", corrections=False, reference_path=os.fspath(tmp_path / "hand.png"))
-    assert res["data"] == "hand.png" and res["variant"] == "paper" and res["preregistration"] == "as_coded"
+              preregistration="as_coded", corrections=False, reference_path=reference)
+    assert res["data"] == "r.png" and res["variant"] == "paper" and res["preregistration"] == "as_coded"
     assert len(res["diff_all"]["w"]) == 12 and res["corrections"] == {} and res["partial_continued"] == {}
 
 
