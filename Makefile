@@ -10,17 +10,28 @@ CHROMIUM ?= /usr/bin/chromium
 PARAMS ?= params/paper.yaml
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 EXECUTED  := $(patsubst notebooks/%.ipynb,_build/executed/%.ipynb,$(NOTEBOOKS))
-LIB       := $(wildcard imreg_lib/*.py)
+LIB       := $(wildcard imreg_lib/*.py) tools/numerics.mk
 BOOK_SRC  := _config.yml _toc.yml $(shell find book -type f) $(EXECUTED)
 
-export PYTHONHASHSEED := 0
+# Numeric settings (threads, MKL's code path, ...): one file, every `?=` overridable from the environment.
+CPU_AVX2 := $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && echo yes)
+include tools/numerics.mk
+NUMERICS := $(shell sed -n 's/^\([A-Z][A-Z0-9_]*\) *?=.*/\1/p' tools/numerics.mk)
+export $(NUMERICS)
+# Per-cell time limit (seconds) of every notebook execution: a hung kernel fails with the notebook and cell named.
+CELL_TIMEOUT ?= 900
+# The CPU regression run (make test's notebooks, make notebooks) hides CUDA so that device="auto" means the CPU.
+TEST_CUDA_VISIBLE_DEVICES ?=
+REFERENCES := tests/references
 
-.PHONY: book test unit nbval lint notebooks env clean bench help site-check sweep
+.PHONY: book test unit nbval regression lint notebooks env clean bench help site-check sweep numerics spread
 
 help:
 	@echo "make book        build the executed book into _build/html (PARAMS=params/quick.yaml for a preview)"
-	@echo "make test        unit tests + nbval regression tests of the committed notebooks"
-	@echo "make notebooks   re-execute the committed notebooks in place (maintainers, after a change)"
+	@echo "make test        unit tests, nbval of the committed notebooks, results regression (tolerances)"
+	@echo "make notebooks   re-execute the committed notebooks in place and rewrite tests/references (maintainers)"
+	@echo "make numerics    print the numeric settings in force (tools/numerics.mk, environment wins)"
+	@echo "make spread      maintainers: results under other numeric settings against the tolerances (long)"
 	@echo "make bench       run the benchmarks (JSON into _build/benchmarks)"
 	@echo "make site-check  check the built book: files, links, figures, then every page in headless Chromium"
 	@echo "                 (no console errors, nothing from the network; screenshots in _build/site-check;"
@@ -43,7 +54,7 @@ $(STAMP): requirements-lock.txt pyproject.toml
 book: _build/html/index.html
 
 _build/executed/%.ipynb: notebooks/%.ipynb $(LIB) $(PARAMS) $(STAMP)
-	$(PY) -m imreg_lib.pipeline execute $< $@ --params $(PARAMS)
+	$(PY) -m imreg_lib.pipeline execute $< $@ --params $(PARAMS) --cell-timeout $(CELL_TIMEOUT)
 
 # The reproduction report reads the results JSON of the section notebooks: it runs after them.
 _build/executed/04_reproduction.ipynb: $(filter-out _build/executed/04_reproduction.ipynb,$(EXECUTED))
@@ -75,8 +86,24 @@ site-check: _build/html/index.html $(SITE_STAMP)
 		--chromium "$(CHROMIUM)" || status=1; \
 	exit $$status
 
+# Re-execute the committed notebooks at their defaults (stored outputs), then write the references of the results
+# regression test from the results they wrote, in one step. CUDA hidden: the stored outputs are the CPU's.
 notebooks: $(STAMP)
-	for nb in $(NOTEBOOKS); do $(PY) -m imreg_lib.pipeline execute $$nb $$nb --in-place || exit 1; done
+	rm -f $(patsubst notebooks/%.ipynb,_build/results/%.json,$(NOTEBOOKS))
+	for nb in $(NOTEBOOKS); do CUDA_VISIBLE_DEVICES=$(TEST_CUDA_VISIBLE_DEVICES) \
+		$(PY) -m imreg_lib.pipeline execute $$nb $$nb --in-place --cell-timeout $(CELL_TIMEOUT) || exit 1; done
+	$(PY) -m tools.regression update _build/results --references $(REFERENCES)
+
+numerics:
+	@$(PYTHON) -m tools.numerics
+
+# Maintainers: rerun the notebooks under other numeric settings and measure how far each result moves against the
+# tolerances of tests/references/tolerances.yaml (SPREAD_WRITE=1 records the spreads there). Long: one run of the
+# notebooks per setting.
+spread: $(STAMP)
+	CUDA_VISIBLE_DEVICES=$(TEST_CUDA_VISIBLE_DEVICES) $(PY) -m tools.spread --out _build/spread \
+		--cell-timeout $(CELL_TIMEOUT) $(if $(SPREAD_SETTINGS),--settings $(SPREAD_SETTINGS)) \
+		$(if $(SPREAD_NOTEBOOKS),--notebooks $(SPREAD_NOTEBOOKS)) $(if $(SPREAD_WRITE),--write)
 
 # ---- parameter sweeps -----------------------------------------------------------------------------
 WORKERS ?= 1
@@ -84,21 +111,33 @@ sweep: $(STAMP)
 	@test -n "$(NB)" -a -n "$(GRID)" || { echo "usage: make sweep NB=notebooks/X.ipynb GRID='{param: [v1, v2]}'" \
 		"[WORKERS=2] [BASE=params/quick.yaml] [COLLECT=key.a,key.b]" >&2; exit 2; }
 	$(PY) -m imreg_lib.pipeline sweep $(NB) --grid '$(GRID)' --workers $(WORKERS) --out _build/sweeps \
+		--cell-timeout $(CELL_TIMEOUT) \
 		$(if $(BASE),--base $(BASE)) $(if $(COLLECT),--collect $(COLLECT))
 
 # ---- tests -----------------------------------------------------------------------------------------
 test: unit nbval
 
 unit: $(STAMP)
-	$(PY) -m ruff check imreg_lib tests benchmarks
+	$(PY) -m ruff check imreg_lib tools tests benchmarks
 	$(PY) -m pytest tests -q
 
+# nbval compares the stored text outputs (stable digits only) while the notebooks run and write their results JSON;
+# the results regression then compares those numbers with tests/references under measured tolerances. Both run;
+# either failing fails.
 nbval: $(STAMP)
-	$(PY) -m pytest -p no:python --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
-		-p no:cacheprovider -q $(NOTEBOOKS)
+	rm -f $(patsubst notebooks/%.ipynb,_build/results/%.json,$(NOTEBOOKS))
+	status=0; CUDA_VISIBLE_DEVICES=$(TEST_CUDA_VISIBLE_DEVICES) $(PY) -m pytest -p no:python --nbval \
+		--nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout $(CELL_TIMEOUT) \
+		-p no:cacheprovider -q $(NOTEBOOKS) || status=1; \
+	$(PY) -m tools.regression check _build/results --references $(REFERENCES) || status=1; \
+	exit $$status
+
+# The results regression alone, on results already in _build/results (e.g. after make nbval).
+regression: $(STAMP)
+	$(PY) -m tools.regression check _build/results --references $(REFERENCES)
 
 lint: $(STAMP)
-	$(PY) -m ruff check imreg_lib tests benchmarks
+	$(PY) -m ruff check imreg_lib tools tests benchmarks
 
 bench: $(STAMP)
 	$(PY) benchmarks/core.py --output _build/benchmarks/core.json

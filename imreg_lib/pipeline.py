@@ -70,21 +70,49 @@ def _load_params(params_file: str | None, stem: str) -> dict:
     return dict(params)
 
 
+def _running_cell(path: Path) -> tuple[int, str]:
+    """The cell a papermill run stopped in (the last one it started), numbered as in the source notebook (an
+    injected parameters cell not counted), and its first line."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    started = [i for i, c in enumerate(cells) if (c.metadata.get("papermill") or {}).get("start_time")]
+    if not started:
+        return -1, ""
+    lines = [line for line in cells[started[-1]].source.splitlines() if line.strip()]
+    return started[-1], (lines[0] if lines else "")
+
+
 def execute_notebook(src: Path, dst: Path, params_file: str | None = None, in_place: bool = False,
-                     params: Mapping | None = None) -> None:
+                     params: Mapping | None = None, cell_timeout: float | None = None) -> None:
     """Run ``src`` with papermill into ``dst`` (cwd = the notebook's folder) and clean the result.
 
-    The parameters are the entry for ``src`` in ``params_file``, updated by ``params``.
+    The parameters are the entry for ``src`` in ``params_file``, updated by ``params``. ``cell_timeout`` (seconds)
+    limits every cell: a cell that runs longer stops the run with a ``TimeoutError`` naming the notebook and the
+    cell. The numeric settings of ``tools/numerics.mk`` are applied to the kernel's environment where the
+    environment does not set them.
     """
     import papermill as pm
 
+    from tools.numerics import apply_defaults
+
+    if cell_timeout is not None and not (isinstance(cell_timeout, (int, float)) and not isinstance(cell_timeout, bool)
+                                         and cell_timeout > 0):
+        raise ValueError(f"cell_timeout must be a positive number of seconds or None, got {cell_timeout!r}")
+    apply_defaults()
     params = {**_load_params(params_file, src.stem), **(params or {})}
     if not in_place:
         params.setdefault("results_path", os.path.abspath(os.path.join("_build", "results", f"{src.stem}.json")))
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_suffix(".running.ipynb")
-    pm.execute_notebook(str(src), str(tmp), parameters=params, cwd=str(src.parent), progress_bar=False,
-                        kernel_name="python3")
+    try:
+        pm.execute_notebook(str(src), str(tmp), parameters=params, cwd=str(src.parent), progress_bar=False,
+                            kernel_name="python3", execution_timeout=cell_timeout)
+    except TimeoutError as exc:  # nbclient's CellTimeoutError
+        index, first = _running_cell(tmp) if tmp.is_file() else (-1, "")
+        raise TimeoutError(f"{src}: cell {index} ({first!r}) ran longer than the per-cell limit of {cell_timeout} s "
+                           f"(CELL_TIMEOUT / --cell-timeout); partial output in {tmp}") from exc
     if in_place:  # keep the committed notebook free of an injected cell
         import nbformat
 
@@ -174,12 +202,12 @@ def plan_sweep(notebook: Path, grid: Mapping[str, Sequence], out: Path, base: Ma
     return runs
 
 
-def _execute_run(notebook: str, run: SweepRun, threads: int) -> str | None:
+def _execute_run(notebook: str, run: SweepRun, threads: int, cell_timeout: float | None = None) -> str | None:
     """Worker: execute one sweep run; returns an error message or None."""
     os.environ["OMP_NUM_THREADS"] = str(threads)  # the kernel inherits it: no oversubscription across workers
     os.environ["MKL_NUM_THREADS"] = str(threads)
     try:
-        execute_notebook(Path(notebook), run.notebook.resolve(), params=run.params)
+        execute_notebook(Path(notebook), run.notebook.resolve(), params=run.params, cell_timeout=cell_timeout)
     except Exception as exc:  # a failed run is reported in the table; the others go on
         return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
     return None
@@ -225,21 +253,26 @@ def _fmt(value) -> str:
 
 
 def run_sweep(notebook: Path, grid: Mapping[str, Sequence], out: Path = Path("_build/sweeps"),
-              base: Mapping | None = None, workers: int = 1, collect: Sequence[str] | None = None) -> Path:
+              base: Mapping | None = None, workers: int = 1, collect: Sequence[str] | None = None,
+              cell_timeout: float | None = None) -> Path:
     """Execute every run of :func:`plan_sweep` (``workers`` processes, the cores shared among them) and write
     ``table.csv`` and ``table.md`` into the sweep folder, whose path is returned. Raises ``RuntimeError`` after
-    writing the table if a run failed."""
+    writing the table if a run failed. ``cell_timeout``: the per-cell limit of each run, in seconds.
+
+    The threads of the numeric settings (``OMP_NUM_THREADS``, default 2) are split among the workers."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     runs = plan_sweep(notebook, grid, out, base)
     folder = runs[0].notebook.parent
     folder.mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    from tools.numerics import apply_defaults
+
+    threads = max(1, int(apply_defaults()["OMP_NUM_THREADS"]) // workers)
     if workers == 1:
-        errors = {r.name: _execute_run(str(notebook), r, threads) for r in runs}
+        errors = {r.name: _execute_run(str(notebook), r, threads, cell_timeout) for r in runs}
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {r.name: pool.submit(_execute_run, str(notebook), r, threads) for r in runs}
+            futures = {r.name: pool.submit(_execute_run, str(notebook), r, threads, cell_timeout) for r in runs}
             errors = {name: f.result() for name, f in futures.items()}
     columns, rows = sweep_table(runs, errors, collect)
     with open(folder / "table.csv", "w", newline="") as fh:
@@ -276,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("dst", type=Path)
     ex.add_argument("--params", default=None, help="YAML file: {notebook stem: {parameter: value}}")
     ex.add_argument("--in-place", action="store_true", help="re-execute a committed notebook at its defaults")
+    ex.add_argument("--cell-timeout", type=float, default=None, help="per-cell time limit in seconds")
     st = sub.add_parser("stage", help="stage book sources and executed notebooks")
     st.add_argument("executed", type=Path)
     st.add_argument("out", type=Path)
@@ -286,16 +320,17 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--out", type=Path, default=Path("_build/sweeps"))
     sw.add_argument("--workers", type=int, default=1, help="parallel worker processes (cores are shared)")
     sw.add_argument("--collect", default=None, help="comma-separated result keys (a.b.c) for the table")
+    sw.add_argument("--cell-timeout", type=float, default=None, help="per-cell time limit of each run, seconds")
     args = ap.parse_args(argv)
     if args.cmd == "execute":
-        execute_notebook(args.src, args.dst, args.params, args.in_place)
+        execute_notebook(args.src, args.dst, args.params, args.in_place, cell_timeout=args.cell_timeout)
     elif args.cmd == "stage":
         stage_book(args.executed, args.out)
     else:
         base = _load_params(args.base, args.notebook.stem) if args.base else {}
         base.pop("results_path", None)
         folder = run_sweep(args.notebook, _yaml_arg(args.grid, "--grid"), args.out, base, args.workers,
-                           args.collect.split(",") if args.collect else None)
+                           args.collect.split(",") if args.collect else None, cell_timeout=args.cell_timeout)
         print((folder / "table.md").read_text())
     return 0
 

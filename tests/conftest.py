@@ -1,7 +1,12 @@
+import os
+
 import pytest
 import torch
 
 import imreg_lib as il
+
+#: Per-cell time limit of the notebook tests (seconds), as ``make``'s ``CELL_TIMEOUT``.
+CELL_TIMEOUT = float(os.environ.get("CELL_TIMEOUT", "900"))
 
 
 @pytest.fixture(scope="session")
@@ -23,15 +28,16 @@ def rng():
 @pytest.fixture
 def run_notebook(tmp_path):
     """``run_notebook(path, **params)``: execute a notebook under papermill in ``tmp_path`` with ``params`` and a
-    ``results_path`` there; returns its results JSON."""
+    ``results_path`` there, under the pipeline's numeric settings and per-cell time limit; returns its results
+    JSON."""
     import json
 
+    from imreg_lib import pipeline
+
     def run(notebook, **params):
-        pm = pytest.importorskip("papermill")
         out = tmp_path / "results.json"
-        pm.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"),
-                            parameters={**params, "results_path": str(out)}, cwd=str(notebook.parent),
-                            progress_bar=False, kernel_name="python3")
+        pipeline.execute_notebook(notebook, tmp_path / "out.ipynb", params={**params, "results_path": str(out)},
+                                  cell_timeout=CELL_TIMEOUT)
         return json.loads(out.read_text())
 
     return run

@@ -69,3 +69,30 @@ def test_collect_selects_columns(tiny_notebook, tmp_path):
     row = next(csv.DictReader(open(folder / "table.csv")))
     assert row["twice"] == "10" and row["missing.key"] == "" and "nested.b" not in row
     assert json.loads((folder / "a-5.json").read_text())["twice"] == 10
+
+
+def test_a_hung_cell_fails_with_the_notebook_and_cell_named(tmp_path):
+    nb = new_notebook(cells=[
+        new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        new_code_cell("print('fast')"),
+        new_code_cell("import time\ntime.sleep(60)"),
+        new_code_cell("print('never')"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    src = tmp_path / "hang.ipynb"
+    nbformat.write(nb, src)
+    with pytest.raises(TimeoutError, match=r"hang.ipynb: cell 2 \('import time'\) ran longer than the per-cell "
+                                           r"limit of 2 s"):
+        pipeline.execute_notebook(src, tmp_path / "out.ipynb", cell_timeout=2)
+    assert not (tmp_path / "out.ipynb").exists()  # nothing half-written where the result belongs
+    with pytest.raises(ValueError, match="cell_timeout must be a positive number"):
+        pipeline.execute_notebook(src, tmp_path / "out.ipynb", cell_timeout=0)
+
+
+def test_a_sweep_run_that_hangs_is_a_failed_row(tiny_notebook, tmp_path):
+    nb = nbformat.read(tiny_notebook, as_version=4)
+    nb.cells.append(new_code_cell("import time\nif a == 2:\n    time.sleep(60)"))
+    nbformat.write(nb, tiny_notebook)
+    with pytest.raises(RuntimeError, match="1 of 2 runs failed"):
+        pipeline.run_sweep(tiny_notebook, {"a": [1, 2]}, tmp_path / "sw", cell_timeout=3)
+    rows = list(csv.DictReader(open(tmp_path / "sw" / "tiny" / "table.csv")))
+    assert rows[0]["status"] == "ok" and "ran longer than the per-cell limit" in rows[1]["status"]

@@ -1,0 +1,21 @@
+# Numeric settings of every notebook run: included by the Makefile (make test, make book, make notebooks,
+# make sweep) and read by tools/numerics.py for Python entry points that start kernels. `?=`: a value set in the
+# environment wins, e.g. `OMP_NUM_THREADS=2 make test`. The README ("Numeric settings") says what each moved when
+# measured; `make numerics` prints the settings in force.
+#
+# Threads of torch's intra-op pool (OpenMP) and of MKL, torch's BLAS on x86-64: one, so that results do not depend
+# on the machine's number of cores. The book's problems are small: a second thread gains little, and with
+# MKL_CBWR=COMPATIBLE (below) on a busy 2-core machine it made the Diff All Jacobian four times slower.
+OMP_NUM_THREADS ?= 1
+MKL_NUM_THREADS ?= $(OMP_NUM_THREADS)
+# MKL's conditional numerical reproducibility: one code path on every x86-64 CPU, Intel or AMD, AVX2 or AVX-512.
+MKL_CBWR ?= COMPATIBLE
+# SciPy's OpenBLAS (the small LAPACK calls of trust-exact and the pre-registration): one thread.
+OPENBLAS_NUM_THREADS ?= 1
+# Python's hash seed, for any code that iterates over a set.
+PYTHONHASHSEED ?= 0
+# torch's own kernels (ATen) pick their SIMD width at start-up: AVX-512 machines would run other kernels, with
+# other round-off, than AVX2 machines. Where the CPU has AVX2, every machine runs the AVX2 kernels.
+ifeq ($(CPU_AVX2),yes)
+ATEN_CPU_CAPABILITY ?= avx2
+endif
