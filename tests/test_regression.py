@@ -196,6 +196,6 @@ def test_spread_is_measured_per_rule_in_its_own_measure(tmp_path):
     spread = rg.measure_spread([tmp_path / s for s in ("s1", "s2", "s3")], refs)
     got = {r.keys[0]: s for r, s, _ in spread["nb"]}
     assert got["r"] == pytest.approx(0.015 / 0.995) and got["d"] == pytest.approx(1.0) and got["c"] == 2
-    rg._write_spread(refs, spread, ["s1", "s2", "s3"])
+    rg._write_spread(refs, spread, {"nb": ["s1", "s2", "s3"]})
     rules = rg.load_rules(refs / rg.TOLERANCES)["nb"]
     assert [r.spread for r in rules] == [0.015, 1.0, 2.0] and rules[0].settings == ("s1", "s2", "s3")

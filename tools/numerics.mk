@@ -14,8 +14,10 @@ MKL_CBWR ?= COMPATIBLE
 OPENBLAS_NUM_THREADS ?= 1
 # Python's hash seed, for any code that iterates over a set.
 PYTHONHASHSEED ?= 0
-# torch's own kernels (ATen) pick their SIMD width at start-up: AVX-512 machines would run other kernels, with
-# other round-off, than AVX2 machines. Where the CPU has AVX2, every machine runs the AVX2 kernels.
+# torch's own kernels (ATen) and SciPy's OpenBLAS pick their SIMD kernels at start-up: an AVX-512 machine would
+# run other kernels, with other round-off, than an AVX2 machine (OpenBLAS's choice moved trust-exact's iteration
+# counts). Where the CPU has AVX2, every machine runs the AVX2 (Haswell) kernels.
 ifeq ($(CPU_AVX2),yes)
 ATEN_CPU_CAPABILITY ?= avx2
+OPENBLAS_CORETYPE ?= Haswell
 endif

@@ -366,7 +366,8 @@ def measure_spread(run_dirs: Sequence[Path], references: Path = REFERENCES) -> d
     return out
 
 
-def _write_spread(references: Path, spread: Mapping, settings: Sequence[str]) -> None:
+def _write_spread(references: Path, spread: Mapping, settings: Mapping[str, Sequence[str]]) -> None:
+    """Record each rule's measured spread, and the settings (run folders) it was measured over per notebook."""
     import yaml
 
     path = Path(references) / TOLERANCES
@@ -379,11 +380,11 @@ def _write_spread(references: Path, spread: Mapping, settings: Sequence[str]) ->
             d = r.as_dict()
             if (stem, r.keys) in measured and r.check not in ("ignore",):
                 d["spread"] = float(f"{measured[stem, r.keys]:.2g}")
-                d["settings"] = list(settings)
+                d["settings"] = list(settings[stem])
             entries.append(d)
         table[stem] = entries
     header = "".join(line + "\n" for line in path.read_text().splitlines() if line.startswith("#"))
-    _write_atomic(path, header + yaml.safe_dump(table, sort_keys=False, width=120, allow_unicode=True))
+    _write_atomic(path, header + yaml.safe_dump(table, sort_keys=False, width=120, allow_unicode=True, default_flow_style=None))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -421,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {'ok ' if ok else 'TOO TIGHT'} {rule.check:8s} tol {tol:<9.3g} spread {s:<9.3g} "
                   f"{', '.join(rule.keys)[:60]}  (worst: {key})")
     if args.write:
-        _write_spread(args.references, spread, [p.name for p in args.runs])
+        _write_spread(args.references, spread, {stem: [p.name for p in args.runs if (p / f"{stem}.json").is_file()]
+                                                for stem in spread})
     return status
 
 

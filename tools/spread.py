@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         notebooks = [Path("notebooks") / f"{stem}.ipynb" for stem in args.notebooks.split(",")]
     if not args.skip_runs:
         run_settings(args.out, settings, notebooks, args.cell_timeout)
+    if len(settings) < 2:
+        print("one setting: nothing to compare (measure it together with others, e.g. --skip-runs --settings ...)")
+        return 0
     return regression.main(["spread", *(str(args.out / s) for s in settings), "--references", str(args.references),
                             *(["--write"] if args.write else [])])
 
