@@ -96,6 +96,7 @@ def test_every_tolerance_covers_its_measured_spread():
             assert rule.spread is not None, f"{stem}: {rule.keys}: no measured spread"
             assert len(rule.settings) >= 3, f"{stem}: {rule.keys}: spread over fewer than three settings"
             assert rule.tol >= rule.spread, f"{stem}: {rule.keys}: tol {rule.tol} below the spread {rule.spread}"
+            assert rule.tol >= rg.suggest_tolerance(rule, rule.spread), f"{stem}: {rule.keys}: below 2 x spread"
 
 
 @pytest.mark.parametrize("stem", sorted(RULES))
@@ -199,3 +200,10 @@ def test_spread_is_measured_per_rule_in_its_own_measure(tmp_path):
     rg._write_spread(refs, spread, {"nb": ["s1", "s2", "s3"]})
     rules = rg.load_rules(refs / rg.TOLERANCES)["nb"]
     assert [r.spread for r in rules] == [0.015, 1.0, 2.0] and rules[0].settings == ("s1", "s2", "s3")
+
+
+def test_suggested_tolerances_are_twice_the_spread_rounded_up_with_floors():
+    rtol, dec = rg.Rule(("*",), "rtol", 1.0), rg.Rule(("*",), "decades", 1.0)
+    assert rg.suggest_tolerance(rtol, 0.146) == 0.3 and rg.suggest_tolerance(rtol, 0.15) == 0.3
+    assert rg.suggest_tolerance(rtol, 1e-15) == 1e-9 and rg.suggest_tolerance(dec, 0.0) == 0.05
+    assert rg.suggest_tolerance(rg.Rule(("*",), "exact"), 0.0) is None

@@ -46,8 +46,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CHECKS", "Finding", "Report", "Rule", "check_results", "check_value", "flatten", "load_rules",
-           "measure_spread", "update_references"]
+__all__ = ["CHECKS", "FLOORS", "Finding", "Report", "Rule", "check_results", "check_value", "flatten", "load_rules",
+           "measure_spread", "suggest_tolerance", "update_references"]
 
 CHECKS = ("exact", "rtol", "atol", "decades", "sign", "ignore")
 REFERENCES = Path("tests/references")
@@ -366,6 +366,24 @@ def measure_spread(run_dirs: Sequence[Path], references: Path = REFERENCES) -> d
     return out
 
 
+#: Floors of :func:`suggest_tolerance` where the measured spread is at round-off level.
+FLOORS = {"rtol": 1e-9, "atol": 1e-11, "decades": 0.05}
+
+
+def suggest_tolerance(rule: Rule, spread: float, factor: float = 2.0) -> float | None:
+    """The tolerance the committed rules were derived by: ``factor`` times the measured ``spread``, rounded up to
+    one significant digit, at least the floor of :data:`FLOORS` (``None`` for checks without a tolerance or an
+    infinite spread)."""
+    if rule.check not in FLOORS or not math.isfinite(spread):
+        return None
+    x = factor * spread
+    if x <= 0:
+        return FLOORS[rule.check]
+    exponent = math.floor(math.log10(x))
+    mantissa = math.ceil(round(x / 10.0 ** exponent, 9))
+    return max(FLOORS[rule.check], float(f"{mantissa}e{exponent}"))
+
+
 def _write_spread(references: Path, spread: Mapping, settings: Mapping[str, Sequence[str]]) -> None:
     """Record each rule's measured spread, and the settings (run folders) it was measured over per notebook."""
     import yaml
@@ -384,7 +402,8 @@ def _write_spread(references: Path, spread: Mapping, settings: Mapping[str, Sequ
             entries.append(d)
         table[stem] = entries
     header = "".join(line + "\n" for line in path.read_text().splitlines() if line.startswith("#"))
-    _write_atomic(path, header + yaml.safe_dump(table, sort_keys=False, width=120, allow_unicode=True, default_flow_style=None))
+    text = yaml.safe_dump(table, sort_keys=False, width=120, allow_unicode=True, default_flow_style=None)
+    _write_atomic(path, header + text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,8 +438,9 @@ def main(argv: list[str] | None = None) -> int:
             tol = rule.tol if rule.tol is not None else 0.0
             ok = s <= tol if rule.check not in ("exact", "sign") else s == 0.0
             status |= not ok
+            hint = suggest_tolerance(rule, s)
             print(f"  {'ok ' if ok else 'TOO TIGHT'} {rule.check:8s} tol {tol:<9.3g} spread {s:<9.3g} "
-                  f"{', '.join(rule.keys)[:60]}  (worst: {key})")
+                  f"{'' if hint is None else f'(2 x spread: {hint:.1g}) '}{', '.join(rule.keys)[:60]}  (worst: {key})")
     if args.write:
         _write_spread(args.references, spread, {stem: [p.name for p in args.runs if (p / f"{stem}.json").is_file()]
                                                 for stem in spread})
