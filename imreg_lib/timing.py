@@ -4,7 +4,6 @@ several repeats, mean, standard deviation and median; and the process's resident
 from __future__ import annotations
 
 import os
-import resource
 import statistics
 import sys
 import time
@@ -101,6 +100,14 @@ def _malloc_trim() -> None:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MB (``getrusage``; kB on Linux, bytes on macOS)."""
+    """Peak resident set size of this process in MB: ``getrusage`` where the platform has it (kB on Linux, bytes on
+    macOS), psutil's peak working set on Windows."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return getattr(info, "peak_wset", info.rss) / 2**20
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
