@@ -259,7 +259,8 @@ def run_sweep(notebook: Path, grid: Mapping[str, Sequence], out: Path = Path("_b
     ``table.csv`` and ``table.md`` into the sweep folder, whose path is returned. Raises ``RuntimeError`` after
     writing the table if a run failed. ``cell_timeout``: the per-cell limit of each run, in seconds.
 
-    The threads of the numeric settings (``OMP_NUM_THREADS``, default 2) are split among the workers."""
+    The threads of the numeric settings (``OMP_NUM_THREADS``, default 1) are split among the workers (at least one
+    each)."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     runs = plan_sweep(notebook, grid, out, base)
