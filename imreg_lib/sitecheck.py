@@ -125,6 +125,7 @@ class PageRefs:
     scripts: list[str] = field(default_factory=list)
     stylesheets: list[str] = field(default_factory=list)
     figures: int = 0
+    anchors: set[str] = field(default_factory=set)
 
 
 class _RefParser(HTMLParser):
@@ -134,6 +135,10 @@ class _RefParser(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: (v or "") for k, v in attrs}
+        if a.get("id"):
+            self.refs.anchors.add(a["id"])
+        if tag == "a" and a.get("name"):
+            self.refs.anchors.add(a["name"])
         if tag == "img" and a.get("src"):
             self.refs.images.append(a["src"])
         elif tag == "a" and a.get("href"):
@@ -149,7 +154,8 @@ class _RefParser(HTMLParser):
 
 
 def parse_page(html: str) -> PageRefs:
-    """The ``img``/``a``/``script``/``link`` references and the number of ``<figure>`` elements of ``html``."""
+    """The ``img``/``a``/``script``/``link`` references, the number of ``<figure>`` elements and the anchors (``id``
+    attributes and ``<a name>``) of ``html``."""
     parser = _RefParser()
     parser.feed(html)
     parser.close()
@@ -194,8 +200,21 @@ def _is_figure_source(src: str, html_dir: Path, page: Path) -> bool:
     return not inside_static and path.suffix.lower() in _FIGURE_SUFFIXES and path.is_file()
 
 
-def check_page(html_dir: Path, page: Path, *, need_figure: bool = False) -> list[str]:
-    """The problems of one built page: local references that name no file, and (if ``need_figure``) no figure.
+def _fragment(ref: str) -> str:
+    """The anchor of a local reference (percent-decoded), or ``""``."""
+    return "" if _is_external(ref.strip()) else unquote(urlsplit(ref.strip()).fragment)
+
+
+def _anchors(path: Path, cache: dict[Path, set[str]]) -> set[str]:
+    if path not in cache:
+        cache[path] = parse_page(path.read_text(encoding="utf-8", errors="replace")).anchors
+    return cache[path]
+
+
+def check_page(html_dir: Path, page: Path, *, need_figure: bool = False,
+               anchor_cache: dict[Path, set[str]] | None = None) -> list[str]:
+    """The problems of one built page: local references that name no file, links to an anchor (``#id``) that the
+    target page does not have, and (if ``need_figure``) no figure.
 
     Parameters
     ----------
@@ -206,6 +225,8 @@ def check_page(html_dir: Path, page: Path, *, need_figure: bool = False) -> list
     need_figure
         Require at least one ``<figure>`` or an ``<img>`` whose source is an existing PNG/SVG (or other image)
         file outside ``_static/`` (the theme's icons) or a ``data:image`` URL.
+    anchor_cache
+        Anchors of the pages read so far (shared across the pages of a site).
 
     Returns
     -------
@@ -216,12 +237,18 @@ def check_page(html_dir: Path, page: Path, *, need_figure: bool = False) -> list
     name = page.relative_to(html_dir).as_posix()
     refs = parse_page(page.read_text(encoding="utf-8", errors="replace"))
     problems = []
+    cache = {} if anchor_cache is None else anchor_cache
+    cache.setdefault(page.resolve(), refs.anchors)
     for kind, tag, values in (("image", "img src", refs.images), ("link", "a href", refs.links),
                               ("script", "script src", refs.scripts), ("link", "link href", refs.stylesheets)):
         for ref in values:
             target = _local_target(ref)
-            if target is not None and not _resolve(html_dir, page, target).is_file():
+            path = page.resolve() if target is None else _resolve(html_dir, page, target)
+            if target is not None and not path.is_file():
                 problems.append(f"{name}: broken {kind} <{tag}={ref!r}>")
+            elif tag == "a href" and (anchor := _fragment(ref)) and path.suffix == ".html" \
+                    and anchor not in _anchors(path, cache):
+                problems.append(f"{name}: link to a missing anchor <a href={ref!r}>")
     if need_figure:
         has_image = any(_is_figure_source(src, html_dir, page) for src in refs.images)
         if not (has_image or refs.figures):
@@ -256,9 +283,10 @@ def check_site(html_dir: Path, toc_path: Path) -> list[str]:
     pages = toc_pages(Path(toc_path))
     sections = set(section_pages(Path(toc_path)))
     problems = [f"{p}.html: page of _toc.yml not built" for p in pages if not (html_dir / f"{p}.html").is_file()]
+    anchors: dict[Path, set[str]] = {}
     for page in _site_pages(html_dir):
         stem = page.relative_to(html_dir).with_suffix("").as_posix()
-        problems.extend(check_page(html_dir, page, need_figure=stem in sections))
+        problems.extend(check_page(html_dir, page, need_figure=stem in sections, anchor_cache=anchors))
     return problems
 
 

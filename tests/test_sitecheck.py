@@ -31,13 +31,13 @@ PAGES = {
     "index.html": '<meta http-equiv="Refresh" content="0; url=book/intro.html" />',
     "book/intro.html": """<html><head>
         <link rel="stylesheet" href="../_static/style.css?v=1"><script src="../_static/app.js?digest=2"></script>
-        <script src="https://cdn.example.org/x.js"></script></head><body>
+        <script src="https://cdn.example.org/x.js"></script></head><body id="top">
         <a href="../notebooks/00_a.html#the-pair">next</a> <a href="#top">top</a> <a href="#">#</a>
         <a href="https://example.org">web</a> <a href="mailto:a@b.c">mail</a> <a href="javascript:void(0)">js</a>
         <a href="../notebooks/">folder</a> <a href="appendix.html?x=1">appendix</a>
         <img src="../_static/logo.svg"></body></html>""",
     "notebooks/index.html": "<p>folder index</p>",
-    "notebooks/00_a.html": """<body><img src="../_images/fig.png" alt="figure">
+    "notebooks/00_a.html": """<body><section id="the-pair"><img src="../_images/fig.png" alt="figure"></section>
         <a href="01_b.html">next</a> <img id="player"></body>""",
     "notebooks/01_b.html": '<body><img src="data:image/png;base64,iVBORw0KGgo="></body>',
     "notebooks/01_b_details.html": "<body><p>a section without a figure is fine</p></body>",
@@ -100,6 +100,15 @@ def test_broken_internal_link(site):
     problems = check_site(html, toc)
     assert len(problems) == 1
     assert problems[0].startswith("book/intro.html: broken link") and "00_x.html" in problems[0]
+
+
+def test_link_to_a_missing_anchor(site):
+    html, toc = site
+    _edit(html / "book" / "intro.html", "00_a.html#the-pair", "00_a.html#no-such-section")
+    _edit(html / "book" / "intro.html", 'href="#top"', 'href="#bottom"')
+    problems = check_site(html, toc)
+    assert problems == ["book/intro.html: link to a missing anchor <a href='../notebooks/00_a.html#no-such-section'>",
+                        "book/intro.html: link to a missing anchor <a href='#bottom'>"]
 
 
 def test_broken_script_and_stylesheet(site):
