@@ -20,6 +20,7 @@ NUMERICS := $(shell sed -n 's/^\([A-Z][A-Z0-9_]*\) *?=.*/\1/p' tools/numerics.mk
 export $(NUMERICS)
 # Per-cell time limit (seconds) of every notebook execution: a hung kernel fails with the notebook and cell named.
 CELL_TIMEOUT ?= 900
+export CELL_TIMEOUT
 # The CPU regression run (make test's notebooks, make notebooks) hides CUDA so that device="auto" means the CPU.
 TEST_CUDA_VISIBLE_DEVICES ?=
 REFERENCES := tests/references
