@@ -9,9 +9,31 @@ SITE_STAMP := $(VENV)/.installed-site
 CHROMIUM ?= /usr/bin/chromium
 PARAMS ?= params/paper.yaml
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
-EXECUTED  := $(patsubst notebooks/%.ipynb,_build/executed/%.ipynb,$(NOTEBOOKS))
 LIB       := $(wildcard imreg_lib/*.py) tools/numerics.mk
-BOOK_SRC  := _config.yml _toc.yml $(shell find book -type f) $(EXECUTED)
+
+# The data the book runs on: DATA=synthetic (default, offline) or DATA=paper (the paper's images, fetched on
+# request by `make paper-data` into data/paper/, never committed; PAPER_DATA_URL for a mirror or a folder).
+DATA ?= synthetic
+PAPER_DATA_DIR := data/paper
+PAPER_DATA_URL ?=
+PAPER_DATA_SHA256 ?=
+PAPER_FILES := $(PAPER_DATA_DIR)/hands-R.jpg $(PAPER_DATA_DIR)/hands-T.jpg
+ifeq ($(DATA),paper)
+EXEC_DIR    := _build/executed-paper
+DATA_PARAMS := params/data-paper.yaml
+DATA_DEPS   := $(DATA_PARAMS) $(PAPER_FILES)
+else ifeq ($(DATA),synthetic)
+EXEC_DIR    := _build/executed
+DATA_PARAMS :=
+DATA_DEPS   :=
+else
+$(error DATA must be 'synthetic' (the default) or 'paper', got '$(DATA)')
+endif
+EXECUTED  := $(patsubst notebooks/%.ipynb,$(EXEC_DIR)/%.ipynb,$(NOTEBOOKS))
+REPORT_NB := $(EXEC_DIR)/04_reproduction.ipynb
+# Which data the last book build used: switching DATA rebuilds the site.
+DATA_STAMP := _build/data-$(DATA).stamp
+BOOK_SRC  := _config.yml _toc.yml $(shell find book -type f) $(EXECUTED) $(DATA_STAMP)
 
 # Numeric settings (threads, MKL's code path, ...): one file, every `?=` overridable from the environment.
 CPU_AVX2 := $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && echo yes)
@@ -25,10 +47,16 @@ export CELL_TIMEOUT
 TEST_CUDA_VISIBLE_DEVICES ?=
 REFERENCES := tests/references
 
-.PHONY: book test unit nbval regression lint notebooks env clean bench help site-check sweep numerics spread
+.PHONY: book test unit nbval regression lint notebooks env clean bench help site-check sweep numerics spread \
+	paper-data paper-results
 
 help:
 	@echo "make book        build the executed book into _build/html (PARAMS=params/quick.yaml for a preview)"
+	@echo "                 DATA=paper: on the paper's own images (fetched by make paper-data if missing)"
+	@echo "make paper-data  fetch the paper's two images into data/paper/, checked by SHA-256"
+	@echo "                 (PAPER_DATA_URL=<address, file:// or folder> for a mirror; no network needed then)"
+	@echo "make paper-results  run the section notebooks on the paper's images (results for the report's"
+	@echo "                 second column; make book then shows both)"
 	@echo "make test        unit tests, nbval of the committed notebooks, results regression (tolerances)"
 	@echo "make notebooks   re-execute the committed notebooks in place and rewrite tests/references (maintainers)"
 	@echo "make numerics    print the numeric settings in force (tools/numerics.mk, environment wins)"
@@ -54,16 +82,37 @@ $(STAMP): requirements-lock.txt pyproject.toml
 # ---- book ------------------------------------------------------------------------------------------
 book: _build/html/index.html
 
-_build/executed/%.ipynb: notebooks/%.ipynb $(LIB) $(PARAMS) $(STAMP)
-	$(PY) -m imreg_lib.pipeline execute $< $@ --params $(PARAMS) --cell-timeout $(CELL_TIMEOUT)
+$(EXEC_DIR)/%.ipynb: notebooks/%.ipynb $(LIB) $(PARAMS) $(DATA_DEPS) $(STAMP)
+	$(PY) -m imreg_lib.pipeline execute $< $@ --params $(PARAMS) $(if $(DATA_PARAMS),--params $(DATA_PARAMS)) \
+		--cell-timeout $(CELL_TIMEOUT)
 
-# The reproduction report reads the results JSON of the section notebooks: it runs after them.
-_build/executed/04_reproduction.ipynb: $(filter-out _build/executed/04_reproduction.ipynb,$(EXECUTED))
+# The reproduction report reads the results JSON of the section notebooks (both data sets where both exist):
+# it runs after them.
+$(REPORT_NB): $(filter-out $(REPORT_NB),$(EXECUTED)) $(wildcard _build/results/0[0-3]_*.json _build/results/paper/0[0-3]_*.json)
+
+$(DATA_STAMP):
+	@mkdir -p _build
+	rm -f _build/data-*.stamp
+	touch $@
 
 _build/html/index.html: $(BOOK_SRC) $(STAMP)
-	$(PY) -m imreg_lib.pipeline stage _build/executed _build/src
+	$(PY) -m imreg_lib.pipeline stage $(EXEC_DIR) _build/src
 	$(VENV)/bin/jupyter-book build _build/src --path-output . --warningiserror --keep-going
 	@echo "Book: _build/html/index.html"
+
+# ---- the paper's images ------------------------------------------------------------------------------
+paper-data: $(STAMP)
+	$(PY) -m tools.paper_data fetch --dest $(PAPER_DATA_DIR) $(if $(PAPER_DATA_URL),--url '$(PAPER_DATA_URL)') \
+		$(foreach c,$(PAPER_DATA_SHA256),--sha256 $(c))
+
+$(PAPER_FILES):
+	$(MAKE) paper-data
+
+# The section notebooks on the paper's images, for their results (_build/results/paper/); `make book` then
+# shows them beside the synthetic hand's in the report. This is what the GitHub Pages workflow runs.
+paper-results: $(STAMP)
+	$(MAKE) DATA=paper $(patsubst notebooks/%.ipynb,_build/executed-paper/%.ipynb,$(filter-out \
+		notebooks/04_reproduction.ipynb,$(NOTEBOOKS)))
 
 # ---- site check ------------------------------------------------------------------------------------
 # Both checks always run (the screenshots are wanted when the static check fails too); either failing fails.

@@ -23,7 +23,16 @@ from .ad_costs import (
     table1_markdown,
 )
 from .cg import CG_MODES, CGResult, cg_split, conjugate_gradient
-from .data import HAND_MOTION, ImagePair, hand_phantom, load_image, load_pair, synthetic_hand_pair
+from .data import (
+    HAND_MOTION,
+    ORIENTATIONS,
+    ImagePair,
+    hand_phantom,
+    image_pair,
+    load_image,
+    load_pair,
+    synthetic_hand_pair,
+)
 from .derivatives import TaylorResult, taylor_from_differences, taylor_test
 from .device import DEFAULT_DTYPE, resolve_device, resolve_dtype, synchronize
 from .distances import ssd
@@ -61,6 +70,7 @@ from .preregistration import (
     prereg_objective,
     preregister,
 )
+from .report import write_results
 from .spline import (
     WINDOWS,
     SplineImage,
@@ -89,7 +99,7 @@ from .sr_experiments import (
     varpro_taylor,
 )
 from .superres import SROperator, SuperResolutionProblem, random_affine, superresolution_problem
-from .timing import Timing, peak_rss_mb, rss_mb, time_function
+from .timing import Timing, describe_machine, machine_info, peak_rss_mb, rss_mb, time_function
 from .transformations import Affine, affine, affine_from_geometry
 from .varpro import (
     VARPRO_METHODS,
@@ -108,6 +118,7 @@ __all__ = [
     "DEFAULT_DTYPE",
     "FIG7_STEPS",
     "HAND_MOTION",
+    "ORIENTATIONS",
     "PAPER_FACTORS",
     "PAPER_OMEGA",
     "PAPER_SR",
@@ -158,11 +169,14 @@ __all__ = [
     "compare_predictors",
     "compare_projections",
     "conjugate_gradient",
+    "describe_machine",
     "hand_phantom",
+    "image_pair",
     "inexact_projections",
     "levenberg_marquardt",
     "load_image",
     "load_pair",
+    "machine_info",
     "memory_growth",
     "measure_ad_costs",
     "model_transformation",
@@ -214,4 +228,5 @@ __all__ = [
     "traditional",
     "varpro_levenberg_marquardt",
     "varpro_taylor",
+    "write_results",
 ]

@@ -39,10 +39,16 @@ __all__ = [
     "HAND_MOTION",
     "ImagePair",
     "hand_phantom",
+    "image_pair",
     "load_image",
     "load_pair",
+    "ORIENTATIONS",
     "synthetic_hand_pair",
 ]
+
+#: How a loaded image may be turned after the upright convention: as it is, rotated by 180° (the template of the
+#: paper's Figs 2-3), or mirrored along x (the template of the paper's Table 1 scripts).
+ORIENTATIONS = ("upright", "rotate_180", "mirror_x")
 
 #: The known motion of the default template: (angle in degrees, (scale_x, scale_y), shift) about the centre.
 HAND_MOTION = {"angle_deg": 172.0, "scale": (1.06, 0.94), "shift": (0.35, -0.5)}
@@ -199,7 +205,12 @@ def synthetic_hand_pair(m: int | Sequence[int] = 32, omega: Sequence[float] = PA
     return ImagePair(as_t(template), as_t(reference), grid, w_true.to(device=dev, dtype=dtype), "synthetic hand")
 
 
-def load_image(path: str | os.PathLike, m: int | Sequence[int] | None = None, *,
+def _check_orientation(name: str, orientation: str) -> None:
+    if orientation not in ORIENTATIONS:
+        raise ValueError(f"{name} must be one of {ORIENTATIONS}, got {orientation!r}")
+
+
+def load_image(path: str | os.PathLike, m: int | Sequence[int] | None = None, *, orientation: str = "upright",
                device: str | torch.device = "auto", dtype: torch.dtype = DEFAULT_DTYPE) -> torch.Tensor:
     """Load a greyscale image file as a tensor on the paper's convention (upright, 0-255).
 
@@ -211,11 +222,15 @@ def load_image(path: str | os.PathLike, m: int | Sequence[int] | None = None, *,
     m
         Resize to ``m`` cells (an int for a square, or ``(m_x, m_y)``) with bicubic resampling, as the
         paper does; ``None`` keeps the file's size.
+    orientation
+        One of :data:`ORIENTATIONS`: ``"upright"`` (the default), ``"rotate_180"``
+        (:math:`X'[i, j] = X[m_x-1-i, m_y-1-j]`) or ``"mirror_x"`` (:math:`X'[i, j] = X[m_x-1-i, j]`).
 
     Returns
     -------
     torch.Tensor
-        Shape ``(m_x, m_y)`` with ``X[i, j] = A[m_y - 1 - j, i]`` for the pixel array ``A[row, column]``.
+        Shape ``(m_x, m_y)`` with ``X[i, j] = A[m_y - 1 - j, i]`` for the pixel array ``A[row, column]``, then
+        turned as ``orientation`` says.
 
     Raises
     ------
@@ -232,6 +247,7 @@ def load_image(path: str | os.PathLike, m: int | Sequence[int] | None = None, *,
         size = (m, m) if isinstance(m, int) else tuple(m)
         if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 4 for k in size):
             raise ValueError(f"m must be at least 4 cells per dimension, got {m!r}")
+    _check_orientation("orientation", orientation)
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image file not found: {path!r}")
@@ -252,24 +268,69 @@ def load_image(path: str | os.PathLike, m: int | Sequence[int] | None = None, *,
     if m is not None:
         img = img.resize(size)  # Pillow's default for greyscale: bicubic, as in the paper
     A = np.asarray(img, dtype=np.float64)  # A[row, column], row 0 at the top
-    X = np.ascontiguousarray(A[::-1, :].T)  # X[i, j] = A[rows-1-j, i]
+    X = A[::-1, :].T  # X[i, j] = A[rows-1-j, i]
+    if orientation == "rotate_180":
+        X = X[::-1, ::-1]
+    elif orientation == "mirror_x":
+        X = X[::-1, :]
+    X = np.ascontiguousarray(X)
     return torch.as_tensor(X, dtype=dtype).to(resolve_device(device))
 
 
 def load_pair(reference_path: str | os.PathLike, template_path: str | os.PathLike,
               m: int | Sequence[int] | None = None, omega: Sequence[float] = PAPER_OMEGA, *,
-              device: str | torch.device = "auto", dtype: torch.dtype = DEFAULT_DTYPE) -> ImagePair:
+              template_orientation: str = "upright", device: str | torch.device = "auto",
+              dtype: torch.dtype = DEFAULT_DTYPE) -> ImagePair:
     """Load a user's reference and template files as an :class:`ImagePair` (no ground truth).
+
+    ``template_orientation`` turns the template after loading (:data:`ORIENTATIONS`); the paper's Figs 2-3 use
+    ``"rotate_180"`` with its hand pair.
 
     Raises
     ------
     ValueError
         If the two images do not have the same size after resizing.
     """
+    _check_orientation("template_orientation", template_orientation)
     R = load_image(reference_path, m, device=device, dtype=dtype)
-    T = load_image(template_path, m, device=device, dtype=dtype)
+    T = load_image(template_path, m, orientation=template_orientation, device=device, dtype=dtype)
     if R.shape != T.shape:
         raise ValueError(f"reference_path and template_path have different sizes {tuple(R.shape)} and "
                          f"{tuple(T.shape)}; pass m to resize both")
     names = f"{os.path.basename(os.fspath(reference_path))} / {os.path.basename(os.fspath(template_path))}"
+    if template_orientation != "upright":
+        names += f" ({template_orientation.replace('_', ' ')})"
     return ImagePair(T, R, Grid(omega, tuple(R.shape)), None, names)
+
+
+def image_pair(m: int | Sequence[int] = 32, reference_path: str | os.PathLike | None = None,
+               template_path: str | os.PathLike | None = None, *, template_orientation: str = "upright",
+               device: str | torch.device = "auto", dtype: torch.dtype = DEFAULT_DTYPE) -> ImagePair:
+    """The pair a notebook registers: the synthetic hand, or the user's two files resized to ``m`` cells.
+
+    Parameters
+    ----------
+    m
+        Cells per dimension.
+    reference_path, template_path
+        Both ``None`` (the synthetic hand of :func:`synthetic_hand_pair`, with its known motion) or both paths
+        (:func:`load_pair`; no ground truth).
+    template_orientation
+        How the template file is turned after loading (:data:`ORIENTATIONS`); only ``"upright"`` applies to the
+        synthetic hand, whose template is already moved.
+
+    Raises
+    ------
+    ValueError
+        If only one path is given or ``template_orientation`` is not allowed, before any file is read.
+    """
+    _check_orientation("template_orientation", template_orientation)
+    if (reference_path is None) != (template_path is None):
+        raise ValueError("set both reference_path and template_path, or neither")
+    if reference_path is None:
+        if template_orientation != "upright":
+            raise ValueError(f"template_orientation={template_orientation!r} turns a template file; the synthetic "
+                             "hand (no reference_path / template_path) takes only 'upright'")
+        return synthetic_hand_pair(m, device=device, dtype=dtype)
+    return load_pair(reference_path, template_path, m, template_orientation=template_orientation, device=device,
+                     dtype=dtype)

@@ -55,9 +55,15 @@ def clean_notebook(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def _load_params(params_file: str | None, stem: str) -> dict:
+def _load_params(params_file: str | Sequence[str] | None, stem: str) -> dict:
+    """The parameters of notebook ``stem`` from one params file or several (later files override earlier)."""
     if not params_file:
         return {}
+    if not isinstance(params_file, (str, os.PathLike)):
+        merged: dict = {}
+        for f in params_file:
+            merged.update(_load_params(f, stem))
+        return merged
     import yaml
 
     with open(params_file) as fh:
@@ -84,11 +90,12 @@ def _running_cell(path: Path) -> tuple[int, str]:
     return started[-1], (lines[0] if lines else "")
 
 
-def execute_notebook(src: Path, dst: Path, params_file: str | None = None, in_place: bool = False,
+def execute_notebook(src: Path, dst: Path, params_file: str | Sequence[str] | None = None, in_place: bool = False,
                      params: Mapping | None = None, cell_timeout: float | None = None) -> None:
     """Run ``src`` with papermill into ``dst`` (cwd = the notebook's folder) and clean the result.
 
-    The parameters are the entry for ``src`` in ``params_file``, updated by ``params``. ``cell_timeout`` (seconds)
+    The parameters are the entry for ``src`` in ``params_file`` (or in several files, later ones overriding
+    earlier ones, e.g. the paper's settings and then a data overlay), updated by ``params``. ``cell_timeout`` (seconds)
     limits every cell: a cell that runs longer stops the run with a ``TimeoutError`` naming the notebook and the
     cell. The numeric settings of ``tools/numerics.mk`` are applied to the kernel's environment where the
     environment does not set them.
@@ -103,7 +110,9 @@ def execute_notebook(src: Path, dst: Path, params_file: str | None = None, in_pl
     apply_defaults()
     params = {**_load_params(params_file, src.stem), **(params or {})}
     if not in_place:
-        params.setdefault("results_path", os.path.abspath(os.path.join("_build", "results", f"{src.stem}.json")))
+        # relative to the notebook's folder (papermill's cwd): no path of this machine in the executed notebook
+        results = os.path.abspath(os.path.join("_build", "results", f"{src.stem}.json"))
+        params.setdefault("results_path", os.path.relpath(results, os.path.abspath(src.parent)))
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_suffix(".running.ipynb")
     try:
@@ -308,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     ex = sub.add_parser("execute", help="execute one notebook with papermill")
     ex.add_argument("src", type=Path)
     ex.add_argument("dst", type=Path)
-    ex.add_argument("--params", default=None, help="YAML file: {notebook stem: {parameter: value}}")
+    ex.add_argument("--params", action="append", default=None,
+                    help="YAML file: {notebook stem: {parameter: value}}; repeat to overlay (later files win)")
     ex.add_argument("--in-place", action="store_true", help="re-execute a committed notebook at its defaults")
     ex.add_argument("--cell-timeout", type=float, default=None, help="per-cell time limit in seconds")
     st = sub.add_parser("stage", help="stage book sources and executed notebooks")

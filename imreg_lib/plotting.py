@@ -145,7 +145,8 @@ def plot_claims(ax, claims: Sequence, *, band: tuple[float, float] | None = None
     ax
         A matplotlib axes.
     claims
-        :class:`~imreg_lib.report.Claim` objects; those without both values are skipped.
+        :class:`~imreg_lib.report.Claim` objects; those without both values, and those "beyond the paper"
+        (another method than the paper's), are skipped.
     band
         ``(low, high)``: if given, the tolerance band :math:`[\text{low}\, v, \text{high}\, v]` around the line
         is shaded.
@@ -155,7 +156,8 @@ def plot_claims(ax, claims: Sequence, *, band: tuple[float, float] | None = None
     import matplotlib.ticker
     import numpy as np
 
-    pts = [c for c in claims if c.paper_value is not None and c.ours_value is not None]
+    pts = [c for c in claims if c.paper_value is not None and c.ours_value is not None
+           and c.status != "beyond the paper"]  # another method than the paper's: not a point on its scale
     if not pts:
         ax.set_axis_off()
         return

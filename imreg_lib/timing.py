@@ -14,7 +14,7 @@ import torch
 
 from .device import synchronize
 
-__all__ = ["Timing", "peak_rss_mb", "rss_mb", "time_function"]
+__all__ = ["Timing", "describe_machine", "machine_info", "peak_rss_mb", "rss_mb", "time_function"]
 
 
 @dataclass(frozen=True)
@@ -111,3 +111,42 @@ def peak_rss_mb() -> float:
         return getattr(info, "peak_wset", info.rss) / 2**20
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_info(device: torch.device | str | None = None) -> dict:
+    """What ran this: CPU model, cores, torch/numpy/scipy versions, torch's thread count and the device, for the
+    book to describe the machine from the run rather than in hand-typed prose."""
+    import platform
+
+    import numpy
+    import scipy
+
+    info = {"cpu": _cpu_model(), "cores": os.cpu_count(), "os": platform.system(), "python": platform.python_version(),
+            "torch": torch.__version__.split("+")[0], "numpy": numpy.__version__, "scipy": scipy.__version__,
+            "threads": torch.get_num_threads(), "device": str(device) if device is not None else "cpu"}
+    if device is not None and torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def describe_machine(info: dict | None) -> str:
+    """One line from :func:`machine_info`'s dictionary: "AMD EPYC 7B13 (2 cores, 1 thread), torch 2.13.0, cpu"."""
+    if not info:
+        return "an unrecorded machine"
+    threads = info.get("threads")
+    where = info.get("gpu") or info.get("device", "cpu")
+    return (f"{info.get('cpu', 'unknown CPU')} ({info.get('cores', '?')} cores, {threads} thread"
+            f"{'' if threads == 1 else 's'}), torch {info.get('torch', '?')}, {where}")

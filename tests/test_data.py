@@ -95,3 +95,34 @@ def test_load_pair(tmp_path):
         il.load_pair(tmp_path / "r.png", tmp_path / "t.png")
     pair = il.load_pair(tmp_path / "r.png", tmp_path / "t.png", 8, device="cpu")
     assert pair.grid.m == (8, 8) and pair.w_true is None and pair.grid.omega == il.PAPER_OMEGA
+
+
+def test_template_orientations_turn_the_loaded_file(tmp_path):
+    A = np.arange(24, dtype=np.uint8).reshape(6, 4) * 10
+    _write(tmp_path / "a.png", A)
+    up = il.load_image(tmp_path / "a.png", device="cpu")
+    torch.testing.assert_close(il.load_image(tmp_path / "a.png", orientation="rotate_180", device="cpu"),
+                               torch.flip(up, dims=(0, 1)))
+    torch.testing.assert_close(il.load_image(tmp_path / "a.png", orientation="mirror_x", device="cpu"),
+                               torch.flip(up, dims=(0,)))
+    with pytest.raises(ValueError, match="orientation must be one of"):
+        il.load_image(tmp_path / "a.png", orientation="upside")
+    _write(tmp_path / "b.png", A)
+    pair = il.load_pair(tmp_path / "a.png", tmp_path / "b.png", template_orientation="rotate_180", device="cpu")
+    torch.testing.assert_close(pair.template, torch.flip(pair.reference, dims=(0, 1)))
+    assert pair.source == "a.png / b.png (rotate 180)"
+
+
+def test_image_pair_is_the_synthetic_hand_or_the_two_files(tmp_path):
+    synthetic = il.image_pair(8, device="cpu")
+    assert synthetic.source == "synthetic hand" and synthetic.w_true is not None
+    with pytest.raises(ValueError, match="set both reference_path and template_path, or neither"):
+        il.image_pair(8, tmp_path / "r.png")
+    with pytest.raises(ValueError, match="the synthetic hand .* takes only 'upright'"):
+        il.image_pair(8, template_orientation="rotate_180")
+    with pytest.raises(ValueError, match="template_orientation must be one of"):
+        il.image_pair(8, tmp_path / "r.png", tmp_path / "t.png", template_orientation="flip")  # before reading
+    _write(tmp_path / "r.png", np.zeros((8, 8)))
+    _write(tmp_path / "t.png", np.ones((8, 8)))
+    files = il.image_pair(8, tmp_path / "r.png", tmp_path / "t.png", template_orientation="mirror_x", device="cpu")
+    assert files.w_true is None and files.source == "r.png / t.png (mirror x)"

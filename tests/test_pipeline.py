@@ -96,3 +96,19 @@ def test_a_sweep_run_that_hangs_is_a_failed_row(tiny_notebook, tmp_path):
         pipeline.run_sweep(tiny_notebook, {"a": [1, 2]}, tmp_path / "sw", cell_timeout=3)
     rows = list(csv.DictReader(open(tmp_path / "sw" / "tiny" / "table.csv")))
     assert rows[0]["status"] == "ok" and "ran longer than the per-cell limit" in rows[1]["status"]
+
+
+def test_params_files_overlay_and_results_path_is_relative(tmp_path, tiny_notebook, monkeypatch):
+    base, overlay = tmp_path / "base.yaml", tmp_path / "overlay.yaml"
+    base.write_text("tiny:\n  a: 2\n  b: base\nother:\n  a: 9\n")
+    overlay.write_text("tiny:\n  b: overlay\n")
+    assert pipeline._load_params([str(base), str(overlay)], "tiny") == {"a": 2, "b": "overlay"}
+    assert pipeline._load_params(str(base), "tiny") == {"a": 2, "b": "base"}
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "_build" / "results").mkdir(parents=True)
+    out = tmp_path / "out.ipynb"
+    pipeline.execute_notebook(tiny_notebook, out, [str(base), str(overlay)])
+    assert json.loads((tmp_path / "_build" / "results" / "tiny.json").read_text())["nested"]["b"] == "overlay"
+    injected = [c for c in nbformat.read(out, as_version=4).cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert "results_path = \"_build/results/tiny.json\"" in injected[0].source  # no path of this machine
+    assert str(tmp_path) not in injected[0].source
