@@ -31,10 +31,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["DATA_SETS", "DEFECTS", "ERROR_TOLERANCE", "FACTOR_TOLERANCE", "NOTEBOOKS", "STATUSES", "Claim",
-           "Defect", "build_claims", "claims_json", "claims_summary", "comparison_table", "defects_table",
-           "fig2_claims", "fig3_claims", "load_results", "markdown_table", "reading", "report_records", "rules_table", "write_json",
-           "write_results"]
+__all__ = ["DATA_SETS", "DEFECTS", "ERROR_TOLERANCE", "FACTOR_TOLERANCE", "NOTEBOOKS", "STATUSES", "Claim", "Defect",
+           "build_claims", "claims_json", "claims_summary", "comparison_table", "defects_table", "error_status",
+           "factor_status", "fig2_claims", "fig3_claims", "load_results", "markdown_table", "reading",
+           "report_records", "rules_table", "taylor_accuracy_step", "write_json", "write_results"]
 
 #: The notebooks whose results the report reads (file stems).
 NOTEBOOKS: tuple[str, ...] = ("01_ad_costs", "02_multiscale", "03_superresolution")

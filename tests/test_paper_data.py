@@ -152,3 +152,30 @@ def test_command_line_exit_codes_and_the_stand_in_warning(standins, tmp_path):
 def test_the_data_folder_is_ignored_by_git():
     out = subprocess.run(["git", "check-ignore", "-q", "data/paper/hands-R.jpg"], cwd=ROOT)
     assert out.returncode == 0
+
+
+def test_the_data_overlay_names_real_parameters_and_the_fetched_files():
+    import ast
+
+    import nbformat
+    import yaml
+
+    from imreg_lib.data import ORIENTATIONS
+
+    overlay = yaml.safe_load((ROOT / "params" / "data-paper.yaml").read_text())
+    for stem, params in overlay.items():
+        cell = next(c for c in nbformat.read(ROOT / "notebooks" / f"{stem}.ipynb", as_version=4).cells
+                    if "parameters" in c.metadata.get("tags", []))
+        names = {t.id for node in ast.parse(cell.source).body for t in getattr(node, "targets", [])}
+        assert set(params) <= names, (stem, set(params) - names)
+        for key in ("reference_path", "template_path"):
+            if key in params:
+                path = (ROOT / "notebooks" / params[key]).resolve()
+                assert path.parent == (ROOT / paper_data.DEFAULT_DEST).resolve() and path.name in paper_data.FILES
+        assert params.get("template_orientation", "upright") in ORIENTATIONS
+        for key in ("results_path", "report_path"):
+            if key in params:
+                assert params[key].startswith("../_build/results/paper/"), (stem, key)
+    assert overlay["02_multiscale"]["template_orientation"] == "rotate_180"  # the paper's Figs 2-3
+    assert "template_path" not in overlay["03_superresolution"]  # the super-resolution uses the reference only
+    assert overlay["04_reproduction"]["data"] == "paper"

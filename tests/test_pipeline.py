@@ -109,6 +109,7 @@ def test_params_files_overlay_and_results_path_is_relative(tmp_path, tiny_notebo
     out = tmp_path / "out.ipynb"
     pipeline.execute_notebook(tiny_notebook, out, [str(base), str(overlay)])
     assert json.loads((tmp_path / "_build" / "results" / "tiny.json").read_text())["nested"]["b"] == "overlay"
-    injected = [c for c in nbformat.read(out, as_version=4).cells if "injected-parameters" in c.metadata.get("tags", [])]
+    cells = nbformat.read(out, as_version=4).cells
+    injected = [c for c in cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert "results_path = \"_build/results/tiny.json\"" in injected[0].source  # no path of this machine
     assert str(tmp_path) not in injected[0].source

@@ -338,3 +338,45 @@ def test_the_transcription_matches_the_experiment_specification():
     for name, key in (("Diff All", "r_diff_all"), ("No Diff", "r_no_diff")):
         listed = re.search(rf"\* {name}: \|\|r\|\| = ([0-9., ]+)\.", text).group(1)
         assert [float(x) for x in listed.split(",")] == SR[key], name
+
+
+def _set(d: dict, path: str, value) -> dict:
+    *head, last = path.split("/")
+    for k in head:
+        d = d[k]
+    d[last] = value
+    return d
+
+
+@pytest.mark.parametrize(("cid", "path", "value", "passing", "failing"), [
+    ("fig3.exact_helps", "prediction/exact/rel_grad_diff", [None] + [-0.1] * 5, "reproduced", "differs"),
+    ("fig3.coded_loss_increases", "prediction/gauss_newton_as_coded/rel_loss_diff", [None] + [0.2] * 5,
+     "reproduced", "differs"),
+])
+def test_fig3_rules_fail(cid, path, value, passing, failing):
+    ms = _multiscale()
+    assert _status({"02_multiscale": ms}, cid) == passing
+    _set(ms, path, value)
+    assert _status({"02_multiscale": ms}, cid) == failing
+
+
+def test_remaining_superresolution_rules_fail():
+    sr = _superres()
+    assert _status({"03_superresolution": sr}, "fig7.floor") == "reproduced"
+    for curve in sr["taylor"].values():
+        curve["errors"][-1] = 1e-5
+    assert _status({"03_superresolution": sr}, "fig7.floor") == "differs"
+    sr = _superres()
+    sr["no_diff"]["rel_error"] = 0.1  # No Diff better than Diff All
+    assert _status({"03_superresolution": sr}, "sr.ratio") == "differs"
+    for factor, status in ((8.0, "reproduced"), (12.0, "differs"), (4.0, "improved")):
+        sr["timings"]["per_method"]["Diff All (N = 500)"]["factor"] = factor
+        assert _status({"03_superresolution": sr}, "sr.jacobian_cost") == status
+    sr["memory_growth_after_second"] = 0.2
+    assert _status({"03_superresolution": sr}, "sr.memory_growth") == "reproduced"
+    assert report.error_status(0.107 * 1.19, 0.107) == "reproduced"
+    assert report.error_status(0.107 * 1.21, 0.107) == "differs" == report.error_status(0.107 * 0.79, 0.107)
+    sr = _superres()
+    sr["partial"]["0.9"]["rel_error"] = 0.2  # more than 20 % off the value read off Fig 8
+    assert _status({"03_superresolution": sr}, "fig8.error_90") == "differs"
+    assert _status({"03_superresolution": _superres()}, "fig8.error_90") == "reproduced"
