@@ -65,8 +65,9 @@ help:
 	@echo "make site-check  check the built book: files, links, figures, then every page in headless Chromium"
 	@echo "                 (no console errors, nothing from the network; screenshots in _build/site-check;"
 	@echo "                 CHROMIUM=/usr/bin/google-chrome to use another browser)"
-	@echo "make sweep       NB=notebooks/X.ipynb GRID='{param: [v1, v2]}' [WORKERS=2] [BASE=params/quick.yaml]"
-	@echo "                 one papermill run per grid point into _build/sweeps/X/, results in table.csv/.md"
+	@echo "make sweep       NB=notebooks/X.ipynb GRID='{param: [v1, v2]}' [WORKERS=2 | SCHEDULER=tcp://host:port]"
+	@echo "                 [BASE=params/quick.yaml] [FORCE=1]: one papermill run per grid point on Dask, into"
+	@echo "                 _build/sweeps/X/, results in table.csv/.md; points already run are skipped"
 	@echo "make lint        ruff"
 
 env: $(STAMP)
@@ -156,13 +157,19 @@ spread: $(STAMP)
 		$(if $(SPREAD_NOTEBOOKS),--notebooks $(SPREAD_NOTEBOOKS)) $(if $(SPREAD_WRITE),--write)
 
 # ---- parameter sweeps -----------------------------------------------------------------------------
-WORKERS ?= 1
+# On Dask: a local cluster on 127.0.0.1 (WORKERS processes, one thread each; default: the cores), or an existing
+# cluster with SCHEDULER=tcp://host:port (tls:// with Dask's security settings). Points whose results exist for
+# the same parameters are skipped (FORCE=1 runs them again); a failed point is run RETRIES more times.
+WORKERS ?=
+SCHEDULER ?=
+RETRIES ?= 1
+FORCE ?=
 sweep: $(STAMP)
 	@test -n "$(NB)" -a -n "$(GRID)" || { echo "usage: make sweep NB=notebooks/X.ipynb GRID='{param: [v1, v2]}'" \
-		"[WORKERS=2] [BASE=params/quick.yaml] [COLLECT=key.a,key.b]" >&2; exit 2; }
-	$(PY) -m imreg_lib.pipeline sweep $(NB) --grid '$(GRID)' --workers $(WORKERS) --out _build/sweeps \
-		--cell-timeout $(CELL_TIMEOUT) \
-		$(if $(BASE),--base $(BASE)) $(if $(COLLECT),--collect $(COLLECT))
+		"[WORKERS=2 | SCHEDULER=tcp://host:port] [BASE=params/quick.yaml] [COLLECT=key.a,key.b] [FORCE=1]" >&2; exit 2; }
+	$(PY) -m imreg_lib.pipeline sweep $(NB) --grid '$(GRID)' --out _build/sweeps --cell-timeout $(CELL_TIMEOUT) \
+		--retries $(RETRIES) $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) \
+		$(if $(FORCE),--force) $(if $(BASE),--base $(BASE)) $(if $(COLLECT),--collect $(COLLECT))
 
 # ---- tests -----------------------------------------------------------------------------------------
 test: unit nbval

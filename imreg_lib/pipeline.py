@@ -1,20 +1,24 @@
-"""The book pipeline: execute notebooks with papermill, clean them, stage the book sources.
+"""The book pipeline: execute notebooks with papermill, clean them, stage the book sources, run sweeps on Dask.
 
 Used by the Makefile (``python -m imreg_lib.pipeline ...``)::
 
-    execute IN OUT --params params/paper.yaml   # papermill with the notebook's parameter set
+    execute IN OUT --params params/paper.yaml [--params params/data-paper.yaml]
+                                                # papermill with the notebook's parameter set (overlays win)
     execute NB NB --in-place                    # re-execute a committed notebook at its defaults
-    stage EXECUTED_DIR SRC_DIR                  # book sources + executed notebooks, for Jupyter Book
-    sweep NB --grid '{cg_counts: [[5], [25]], cg_iters_partial: [100, 200]}' --workers 2
-                                                # one run per grid point into _build/sweeps/<stem>/, one table
+    stage EXECUTED_DIR SRC_DIR                  # book sources + executed notebooks + the status page
+    sweep NB --grid '{cg_counts: [[5], [25]], cg_iters_partial: [100, 200]}' [--workers 2 | --scheduler ADDR]
+                                                # one run per grid point on Dask, into _build/sweeps/<stem>/
 
 ``params/*.yaml`` maps each notebook's file stem to its parameters. The parameter ``results_path`` is set
-to ``_build/results/<stem>.json`` unless the file sets it.
+to ``_build/results/<stem>.json`` unless the file sets it. Every execution leaves a record (status, wall time,
+per-cell durations, parameters, peak memory) in ``status/<stem>.json`` beside the executed notebook, from which
+:func:`stage_book` generates the book's execution-status page.
 
 A sweep runs the Cartesian product of the grid's values (each key a parameter of the notebook's
-``parameters`` cell, each value a list), on top of an optional ``--base`` parameter file, with papermill,
-optionally in parallel worker processes. Every run writes ``<name>.ipynb`` and ``<name>.json`` into
-``--out``/<stem>/; the scalar entries of the results JSON are collected into ``table.csv`` and ``table.md``.
+``parameters`` cell, each value a list), on top of an optional ``--base`` parameter file, one papermill
+execution per point on a Dask cluster (a local one on 127.0.0.1 by default). Every run's ``<name>.ipynb`` and
+``<name>.json`` come back to the client, into ``--out``/<stem>/; the scalar entries of the results JSON are
+collected into ``table.csv`` and ``table.md``.
 """
 
 from __future__ import annotations
@@ -28,12 +32,11 @@ import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["SweepRun", "clean_notebook", "execute_notebook", "flatten_results", "plan_sweep", "run_sweep",
-           "stage_book", "sweep_table"]
+           "stage_book", "status_page", "sweep_table", "write_execution_record"]
 
 _ROOT_FILES = ("_config.yml", "_toc.yml")
 
@@ -90,6 +93,32 @@ def _running_cell(path: Path) -> tuple[int, str]:
     return started[-1], (lines[0] if lines else "")
 
 
+def _kernel_manager_class():
+    """Kernels over Unix domain sockets where the platform has them.
+
+    Over TCP, jupyter_client picks five free ports, releases them and lets the kernel bind them; kernels that
+    start at the same moment (parallel sweep workers, tests) can take each other's ports, and a client then
+    waits forever for a reply that went elsewhere. A socket file with a unique name cannot collide, and nothing
+    listens on a network port at all. On Windows (no Unix sockets) the default TCP manager on 127.0.0.1 is kept.
+    """
+    if os.name != "posix":
+        return None
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            runtime = jupyter_runtime_dir()
+            os.makedirs(runtime, exist_ok=True)
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", os.path.join(runtime, f"imreg-{uuid.uuid4().hex[:12]}-ipc"))
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
 def execute_notebook(src: Path, dst: Path, params_file: str | Sequence[str] | None = None, in_place: bool = False,
                      params: Mapping | None = None, cell_timeout: float | None = None) -> None:
     """Run ``src`` with papermill into ``dst`` (cwd = the notebook's folder) and clean the result.
@@ -115,13 +144,24 @@ def execute_notebook(src: Path, dst: Path, params_file: str | Sequence[str] | No
         params.setdefault("results_path", os.path.relpath(results, os.path.abspath(src.parent)))
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_suffix(".running.ipynb")
+    record = None if in_place else dst.parent / STATUS_DIR / f"{src.stem}.json"
     try:
+        manager = _kernel_manager_class()
         pm.execute_notebook(str(src), str(tmp), parameters=params, cwd=str(src.parent), progress_bar=False,
-                            kernel_name="python3", execution_timeout=cell_timeout)
+                            kernel_name="python3", execution_timeout=cell_timeout,
+                            **({"kernel_manager_class": manager} if manager is not None else {}))
     except TimeoutError as exc:  # nbclient's CellTimeoutError
         index, first = _running_cell(tmp) if tmp.is_file() else (-1, "")
+        if record is not None:
+            write_execution_record(tmp, src, params, record, status="timed out")
         raise TimeoutError(f"{src}: cell {index} ({first!r}) ran longer than the per-cell limit of {cell_timeout} s "
                            f"(CELL_TIMEOUT / --cell-timeout); partial output in {tmp}") from exc
+    except Exception:
+        if record is not None and tmp.is_file():
+            write_execution_record(tmp, src, params, record, status="failed")
+        raise
+    if record is not None:  # papermill's timings, before clean_notebook strips them from the notebook
+        write_execution_record(tmp, src, params, record, status="completed")
     if in_place:  # keep the committed notebook free of an injected cell
         import nbformat
 
@@ -132,8 +172,128 @@ def execute_notebook(src: Path, dst: Path, params_file: str | Sequence[str] | No
     tmp.replace(dst)
 
 
+#: Where :func:`execute_notebook` keeps each run's execution record, beside the executed notebook.
+STATUS_DIR = "status"
+#: The generated part of the book's execution-status page (included by ``book/status.md``).
+STATUS_PAGE = "_status_generated.md"
+
+
+def _json_safe(value):
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return repr(value)
+
+
+def write_execution_record(executed: Path, src: Path, params: Mapping, path: Path, *, status: str) -> Path:
+    """Keep what papermill measured of one run: status, wall time, per-cell durations, parameters and, where the
+    notebook wrote one, the kernel's peak memory from its results JSON. Written atomically to ``path``."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    cells = []
+    for index, cell in enumerate(c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])):
+        pm_meta = cell.metadata.get("papermill", {})
+        if cell.cell_type == "code" and pm_meta.get("duration") is not None:
+            first = next((line for line in cell.source.splitlines() if line.strip()), "")
+            cells.append({"index": index, "first_line": first[:80], "seconds": float(pm_meta["duration"])})
+    peak = None
+    results = params.get("results_path")
+    if results:
+        res = Path(src.parent, results)
+        try:
+            peak = json.loads(res.read_text()).get("peak_memory_mb")
+        except (OSError, ValueError, AttributeError):
+            peak = None
+    record = {"notebook": src.stem, "status": status, "seconds": meta.get("duration"),
+              "started": meta.get("start_time"), "finished": meta.get("end_time"), "cells": cells,
+              "parameters": {k: _json_safe(v) for k, v in params.items()}, "peak_memory_mb": peak}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
+    return path
+
+
+def _git_commit(root: Path) -> str:
+    import subprocess
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return sha + (" with local changes" if dirty else "")
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def status_page(records: Sequence[Mapping], machine: Mapping | None, commit: str, numerics: Mapping[str, str],
+                downloads: Sequence[str] = ()) -> str:
+    """The generated Markdown of the execution-status page: one row per notebook, the slowest cells, the machine,
+    the numeric settings, the commit and the results files to download."""
+    lines = [f"Built from commit `{commit}`.", "", "| notebook | status | wall time | peak memory | parameters |",
+             "|---|---|---|---|---|"]
+    for r in records:
+        params = ", ".join(f"`{k}={v}`" for k, v in sorted(r.get("parameters", {}).items()) if k != "results_path")
+        wall = f"{r['seconds']:.1f} s" if r.get("seconds") is not None else "—"
+        peak = f"{r['peak_memory_mb']:.0f} MB" if r.get("peak_memory_mb") is not None else "—"
+        lines.append(f"| {r['notebook']} | {r['status']} | {wall} | {peak} | {_cell(params) or '—'} |")
+    lines += ["", "The slowest cells of each notebook:", "", "| notebook | cell | first line | time |",
+              "|---|---|---|---|"]
+    for r in records:
+        for c in sorted(r.get("cells", []), key=lambda c: -c["seconds"])[:3]:
+            lines.append(f"| {r['notebook']} | {c['index']} | `{_cell(c['first_line'])}` | {c['seconds']:.1f} s |")
+    lines += ["", "| machine | |", "|---|---|"]
+    for key in ("cpu", "cores", "os", "python", "torch", "numpy", "scipy", "threads", "device", "gpu"):
+        if machine and machine.get(key) is not None:
+            lines.append(f"| {key} | {_cell(machine[key])} |")
+    if not machine:
+        lines.append("| (not recorded) | the AD-costs notebook records the machine in its results |")
+    lines += ["", "Numeric settings of the run (`tools/numerics.mk`; the environment wins):", "",
+              "| variable | value |", "|---|---|"]
+    lines += [f"| `{k}` | `{v}` |" for k, v in numerics.items()]
+    if downloads:
+        lines += ["", "Results of this build, to take away (JSON, as the notebooks wrote them):", ""]
+        lines += [f"* {{download}}`{Path(d).name} <{d}>`" for d in downloads]
+    return "\n".join(lines) + "\n"
+
+
+def _write_status(executed: Path, out: Path, root: Path) -> None:
+    """Generate ``out/book/_status_generated.md`` from the execution records in ``executed/status`` and copy the
+    results JSON they point at into ``out/book/results`` for download."""
+    from tools.numerics import defaults
+
+    records = [json.loads(p.read_text()) for p in sorted((executed / STATUS_DIR).glob("*.json"))]
+    machine, downloads = None, []
+    results_dir = out / "book" / "results"
+    for r in records:
+        res = r.get("parameters", {}).get("results_path")
+        if not res:
+            continue
+        path = (root / "notebooks" / res).resolve()
+        if path.is_file():
+            results_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, results_dir / path.name)
+            downloads.append(f"results/{path.name}")
+            machine = machine or json.loads(path.read_text()).get("machine")
+            report = path.parent / "report.json"
+            if r["notebook"].startswith("04") and report.is_file():
+                shutil.copy2(report, results_dir / "report.json")
+                downloads.append("results/report.json")
+    numerics = {k: os.environ.get(k, v) for k, v in defaults().items()}
+    (out / "book" / STATUS_PAGE).write_text(status_page(records, machine, _git_commit(root), numerics, downloads))
+
+
 def stage_book(executed: Path, out: Path) -> None:
-    """Copy the book's sources and the executed notebooks into ``out`` (what Jupyter Book renders)."""
+    """Copy the book's sources and the executed notebooks into ``out`` (what Jupyter Book renders), and generate
+    the execution-status page from the runs' records."""
     root = Path.cwd()
     if out.exists():
         shutil.rmtree(out)
@@ -141,7 +301,8 @@ def stage_book(executed: Path, out: Path) -> None:
     for name in _ROOT_FILES:
         shutil.copy2(root / name, out / name)
     shutil.copytree(root / "book", out / "book")
-    shutil.copytree(executed, out / "notebooks", ignore=shutil.ignore_patterns("*.running.ipynb"))
+    shutil.copytree(executed, out / "notebooks", ignore=shutil.ignore_patterns("*.running.ipynb", STATUS_DIR))
+    _write_status(executed, out, root)
 
 
 # ---- sweeps -------------------------------------------------------------------------------------------------
@@ -211,15 +372,57 @@ def plan_sweep(notebook: Path, grid: Mapping[str, Sequence], out: Path, base: Ma
     return runs
 
 
-def _execute_run(notebook: str, run: SweepRun, threads: int, cell_timeout: float | None = None) -> str | None:
-    """Worker: execute one sweep run; returns an error message or None."""
+def _execute_point(notebook: str, name: str, params: Mapping, threads: int | None,
+                   cell_timeout: float | None = None) -> dict:
+    """Task of a sweep (on a Dask worker): execute one grid point in a temporary folder and return its notebook,
+    results JSON and execution record to the client, so that a remote worker needs the repository and its
+    environment at the same path but no shared file system. Raises ``RuntimeError`` on failure (Dask's retries
+    then run the point again)."""
+    import tempfile
+
+    if threads is None:  # the thread count of the worker the task landed on
+        try:
+            from distributed import get_worker
+
+            threads = max(1, int(get_worker().state.nthreads))
+        except (ImportError, ValueError, AttributeError):
+            threads = 1
     os.environ["OMP_NUM_THREADS"] = str(threads)  # the kernel inherits it: no oversubscription across workers
     os.environ["MKL_NUM_THREADS"] = str(threads)
+    with tempfile.TemporaryDirectory(prefix="imreg-sweep-") as tmp:
+        out = Path(tmp) / f"{name}.ipynb"
+        results = Path(tmp) / f"{name}.json"
+        try:
+            execute_notebook(Path(notebook), out, params={**params, "results_path": str(results)},
+                             cell_timeout=cell_timeout)
+        except Exception as exc:  # a plain message: every exception type must travel back to the client
+            text = str(exc).strip()
+            raise RuntimeError(f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}") from None
+        record = out.parent / STATUS_DIR / f"{Path(notebook).stem}.json"  # execute_notebook's record of the run
+        return {"notebook": out.read_bytes(), "results": results.read_bytes() if results.is_file() else None,
+                "record": record.read_bytes() if record.is_file() else None}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _params_path(run: SweepRun) -> Path:
+    return run.results.with_suffix(".params.json")
+
+
+def _is_done(run: SweepRun) -> bool:
+    """Whether a previous sweep already ran this point with the same parameters (results and parameters kept)."""
     try:
-        execute_notebook(Path(notebook), run.notebook.resolve(), params=run.params, cell_timeout=cell_timeout)
-    except Exception as exc:  # a failed run is reported in the table; the others go on
-        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
-    return None
+        return run.results.is_file() and json.loads(_params_path(run).read_text()) == _jsonable(run.params)
+    except (OSError, ValueError):
+        return False
+
+
+def _jsonable(params: Mapping) -> dict:
+    return json.loads(json.dumps({k: v for k, v in params.items() if k != "results_path"}, default=repr))
 
 
 def flatten_results(results: Mapping, prefix: str = "") -> dict:
@@ -262,28 +465,49 @@ def _fmt(value) -> str:
 
 
 def run_sweep(notebook: Path, grid: Mapping[str, Sequence], out: Path = Path("_build/sweeps"),
-              base: Mapping | None = None, workers: int = 1, collect: Sequence[str] | None = None,
-              cell_timeout: float | None = None) -> Path:
-    """Execute every run of :func:`plan_sweep` (``workers`` processes, the cores shared among them) and write
-    ``table.csv`` and ``table.md`` into the sweep folder, whose path is returned. Raises ``RuntimeError`` after
-    writing the table if a run failed. ``cell_timeout``: the per-cell limit of each run, in seconds.
+              base: Mapping | None = None, workers: int | None = None, collect: Sequence[str] | None = None,
+              cell_timeout: float | None = None, *, scheduler: str | None = None, retries: int = 1,
+              force: bool = False, progress: bool = True) -> Path:
+    """Execute every run of :func:`plan_sweep` on Dask and write ``table.csv`` and ``table.md`` into the sweep
+    folder, whose path is returned.
 
-    The threads of the numeric settings (``OMP_NUM_THREADS``, default 1) are split among the workers (at least one
-    each)."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    Parameters
+    ----------
+    workers
+        Worker processes of the local cluster (one thread each); default: the machine's cores. Ignored with
+        ``scheduler``.
+    scheduler
+        Address of an existing Dask scheduler (``tcp://host:port``, or ``tls://`` with Dask's security settings
+        from its configuration); ``None`` starts a ``LocalCluster`` on 127.0.0.1 for this sweep.
+    retries
+        How often a failed point is run again (a lost worker, a hung kernel stopped by ``cell_timeout``).
+    force
+        Run points whose results for the same parameters already exist (by default they are skipped).
+    progress
+        A progress bar over finished runs (tqdm, on stderr).
+
+    Each point is one papermill execution in its own kernel process on a worker; its notebook, results and
+    execution record come back to the client, which writes them into the sweep folder. A failed point is a row
+    with its error, and ``RuntimeError`` is raised after the table is written. The threads of the numeric
+    settings (``OMP_NUM_THREADS``, default 1) are split among the local workers (at least one each); on an
+    existing cluster each kernel uses its worker's thread count.
+    """
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive integer or None (the cores), got {workers!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
+    if scheduler is not None and not (isinstance(scheduler, str) and re.match(r"^(tcp|tls|inproc)://.+", scheduler)):
+        raise ValueError(f"scheduler must be an address such as tcp://127.0.0.1:8786 or tls://host:8786, "
+                         f"got {scheduler!r}")
     runs = plan_sweep(notebook, grid, out, base)
     folder = runs[0].notebook.parent
     folder.mkdir(parents=True, exist_ok=True)
-    from tools.numerics import apply_defaults
-
-    threads = max(1, int(apply_defaults()["OMP_NUM_THREADS"]) // workers)
-    if workers == 1:
-        errors = {r.name: _execute_run(str(notebook), r, threads, cell_timeout) for r in runs}
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {r.name: pool.submit(_execute_run, str(notebook), r, threads, cell_timeout) for r in runs}
-            errors = {name: f.result() for name, f in futures.items()}
+    todo = [r for r in runs if force or not _is_done(r)]
+    errors: dict[str, str | None] = {r.name: None for r in runs}
+    if todo:
+        errors.update(_run_on_dask(str(Path(notebook).resolve()), todo, workers, cell_timeout, scheduler, retries,
+                                   progress))
+    skipped = len(runs) - len(todo)
     columns, rows = sweep_table(runs, errors, collect)
     with open(folder / "table.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
@@ -292,10 +516,67 @@ def run_sweep(notebook: Path, grid: Mapping[str, Sequence], out: Path = Path("_b
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
     (folder / "table.md").write_text("\n".join(lines) + "\n")
+    if skipped and progress:
+        print(f"sweep: {skipped} of {len(runs)} points already had results for the same parameters (--force "
+              "to run them again)", file=sys.stderr)
     failed = [name for name, e in errors.items() if e]
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(runs)} runs failed ({', '.join(failed)}); see {folder / 'table.md'}")
     return folder
+
+
+def _run_on_dask(notebook: str, runs: Sequence[SweepRun], workers: int | None, cell_timeout: float | None,
+                 scheduler: str | None, retries: int, progress: bool) -> dict[str, str | None]:
+    """Submit every run to a Dask cluster (local unless ``scheduler``) and write what comes back."""
+    import logging
+
+    from distributed import Client, LocalCluster, as_completed
+
+    from tools.numerics import apply_defaults
+
+    cluster = None
+    if scheduler is None:
+        n = workers or os.cpu_count() or 1
+        threads = max(1, int(apply_defaults()["OMP_NUM_THREADS"]) // n)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=logging.ERROR)
+        client = Client(cluster)
+    else:
+        threads = None  # each worker's own thread count
+        client = Client(scheduler, timeout="30s")
+    errors: dict[str, str | None] = {}
+    try:
+        futures = {client.submit(_execute_point, notebook, r.name, r.params, threads, cell_timeout,
+                                 key=f"sweep-{r.name}", pure=False, retries=retries): r for r in runs}
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(futures), desc=f"sweep {Path(notebook).stem}", unit="run", file=sys.stderr)
+        for future in as_completed(futures):
+            run = futures[future]
+            if future.status == "error":
+                exc = future.exception()
+                errors[run.name] = str(exc) or type(exc).__name__
+            else:
+                got = future.result()
+                _write_atomic(run.notebook, got["notebook"])
+                if got["results"] is not None:
+                    _write_atomic(run.results, got["results"])
+                if got["record"] is not None:
+                    (run.notebook.parent / STATUS_DIR).mkdir(exist_ok=True)
+                    _write_atomic(run.notebook.parent / STATUS_DIR / f"{run.name}.json", got["record"])
+                _write_atomic(_params_path(run), json.dumps(_jsonable(run.params), indent=1).encode())
+                errors[run.name] = None
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return errors
 
 
 def _yaml_arg(text: str | None, what: str) -> dict:
@@ -329,7 +610,12 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--grid", required=True, help="YAML {parameter: [values]}, inline or a file")
     sw.add_argument("--base", default=None, help="a params file (its entry for the notebook) shared by all runs")
     sw.add_argument("--out", type=Path, default=Path("_build/sweeps"))
-    sw.add_argument("--workers", type=int, default=1, help="parallel worker processes (cores are shared)")
+    sw.add_argument("--workers", type=int, default=None,
+                    help="worker processes of the local Dask cluster, one thread each (default: the cores)")
+    sw.add_argument("--scheduler", default=None,
+                    help="address of an existing Dask scheduler (tcp://host:port, tls://...) instead of a local one")
+    sw.add_argument("--retries", type=int, default=1, help="runs of a failed point again (default: 1)")
+    sw.add_argument("--force", action="store_true", help="run points whose results already exist")
     sw.add_argument("--collect", default=None, help="comma-separated result keys (a.b.c) for the table")
     sw.add_argument("--cell-timeout", type=float, default=None, help="per-cell time limit of each run, seconds")
     args = ap.parse_args(argv)
@@ -341,7 +627,8 @@ def main(argv: list[str] | None = None) -> int:
         base = _load_params(args.base, args.notebook.stem) if args.base else {}
         base.pop("results_path", None)
         folder = run_sweep(args.notebook, _yaml_arg(args.grid, "--grid"), args.out, base, args.workers,
-                           args.collect.split(",") if args.collect else None, cell_timeout=args.cell_timeout)
+                           args.collect.split(",") if args.collect else None, cell_timeout=args.cell_timeout,
+                           scheduler=args.scheduler, retries=args.retries, force=args.force)
         print((folder / "table.md").read_text())
     return 0
 

@@ -113,3 +113,106 @@ def test_params_files_overlay_and_results_path_is_relative(tmp_path, tiny_notebo
     injected = [c for c in cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert "results_path = \"_build/results/tiny.json\"" in injected[0].source  # no path of this machine
     assert str(tmp_path) not in injected[0].source
+
+
+def test_execution_records_feed_the_status_page(tmp_path, tiny_notebook, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "_build" / "results").mkdir(parents=True)
+    executed = tmp_path / "_build" / "executed"
+    pipeline.execute_notebook(tiny_notebook, executed / "tiny.ipynb", params={"a": 2})
+    record = json.loads((executed / pipeline.STATUS_DIR / "tiny.json").read_text())
+    assert record["status"] == "completed" and record["parameters"]["a"] == 2 and record["seconds"] > 0
+    assert [c["index"] for c in record["cells"]] == [0, 1] and record["cells"][1]["first_line"] == "import json"
+    assert "papermill" not in nbformat.read(executed / "tiny.ipynb", as_version=4).metadata  # still cleaned
+    with pytest.raises(Exception, match="a must not be 3"):
+        pipeline.execute_notebook(tiny_notebook, executed / "tiny.ipynb", params={"a": 3})
+    assert json.loads((executed / pipeline.STATUS_DIR / "tiny.json").read_text())["status"] == "failed"
+
+    page = pipeline.status_page([record], {"cpu": "Test CPU", "cores": 2, "torch": "2.13.0"}, "abc123",
+                                {"OMP_NUM_THREADS": "1"}, ["results/tiny.json"])
+    assert "Built from commit `abc123`." in page and "| tiny | completed |" in page and "`a=2`" in page
+    assert "| cpu | Test CPU |" in page and "| `OMP_NUM_THREADS` | `1` |" in page
+    assert "{download}`tiny.json <results/tiny.json>`" in page
+
+
+def test_stage_generates_the_status_page_and_the_downloads(tmp_path, tiny_notebook, monkeypatch):
+    root = tmp_path / "repo"
+    (root / "book").mkdir(parents=True)
+    (root / "notebooks").mkdir()
+    (root / "_build" / "results").mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        (root / name).write_text("")
+    (root / "book" / "status.md").write_text("# Execution status\n")
+    nb = root / "notebooks" / "tiny.ipynb"
+    nb.write_bytes(tiny_notebook.read_bytes())
+    monkeypatch.chdir(root)
+    pipeline.execute_notebook(nb, root / "_build" / "executed" / "tiny.ipynb", params={"a": 4})
+    pipeline.stage_book(root / "_build" / "executed", root / "_build" / "src")
+    src = root / "_build" / "src"
+    assert sorted(p.name for p in (src / "notebooks").iterdir()) == ["tiny.ipynb"]  # no records among the pages
+    generated = (src / "book" / pipeline.STATUS_PAGE).read_text()
+    assert "| tiny | completed |" in generated and "`a=4`" in generated
+    assert json.loads((src / "book" / "results" / "tiny.json").read_text())["twice"] == 8
+    assert "Built from commit `" in generated
+
+
+def test_a_rerun_skips_points_with_results_for_the_same_parameters(tiny_notebook, tmp_path):
+    folder = pipeline.run_sweep(tiny_notebook, {"a": [1, 2]}, tmp_path / "sw", workers=1, progress=False)
+    stamp = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.ipynb")}
+    assert sorted(p.name for p in folder.glob("*.params.json")) == ["a-1.params.json", "a-2.params.json"]
+    assert sorted(p.name for p in (folder / pipeline.STATUS_DIR).glob("*.json")) == ["a-1.json", "a-2.json"]
+    pipeline.run_sweep(tiny_notebook, {"a": [1, 2, 4]}, tmp_path / "sw", workers=1, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("a-[12].ipynb")} == stamp  # not run again
+    rows = list(csv.DictReader(open(folder / "table.csv")))
+    assert [r["twice"] for r in rows] == ["2", "4", "8"]
+    pipeline.run_sweep(tiny_notebook, {"a": [1]}, tmp_path / "sw", base={"b": "other"}, workers=1, progress=False)
+    assert (folder / "a-1.ipynb").stat().st_mtime_ns != stamp["a-1.ipynb"]  # other parameters: run again
+    before = (folder / "a-2.ipynb").stat().st_mtime_ns
+    pipeline.run_sweep(tiny_notebook, {"a": [2]}, tmp_path / "sw", workers=1, force=True, progress=False)
+    assert (folder / "a-2.ipynb").stat().st_mtime_ns != before  # --force
+    with pytest.raises(ValueError, match="scheduler must be an address"):
+        pipeline.run_sweep(tiny_notebook, {"a": [1]}, tmp_path / "sw", scheduler="localhost:8786")
+    with pytest.raises(ValueError, match="retries must be an integer >= 0"):
+        pipeline.run_sweep(tiny_notebook, {"a": [1]}, tmp_path / "sw", retries=-1)
+
+
+def test_a_sweep_on_a_scheduler_and_a_worker_started_as_processes(tiny_notebook, tmp_path):
+    """`dask scheduler` and `dask worker` as separate processes on 127.0.0.1, as the README's recipe."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    info = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                  "--port", "0", "--no-dashboard", "--scheduler-file", str(info)], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        for _ in range(300):
+            if info.is_file() and info.read_text().strip():
+                break
+            time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                                   "--host", "127.0.0.1", "--no-dashboard"], env=env, cwd=tmp_path,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with pytest.raises(RuntimeError, match="1 of 2 runs failed"):
+            pipeline.run_sweep(tiny_notebook, {"a": [2, 3]}, tmp_path / "sw", scheduler=address, retries=0,
+                               progress=False)
+        rows = {r["a"]: r for r in csv.DictReader(open(tmp_path / "sw" / "tiny" / "table.csv"))}
+        assert rows["2"]["status"] == "ok" and rows["2"]["twice"] == "4"
+        assert rows["3"]["status"].startswith("failed: ") and "a must not be 3" in rows["3"]["status"]
+        assert (tmp_path / "sw" / "tiny" / "a-2.ipynb").is_file()  # returned to the client, written here
+    finally:
+        for proc in (worker, scheduler):
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
