@@ -305,14 +305,27 @@ class PageReport:
     page_errors: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
     broken_images: list[str] = field(default_factory=list)
+    widget_views: int = 0
+    widget_views_rendered: int = 0
+    mode: str = "light"
+    unreadable_figures: list[str] = field(default_factory=list)
+    accessibility: list[dict] = field(default_factory=list)
+    accessibility_theme: list[dict] = field(default_factory=list)
 
     def problems(self) -> list[str]:
-        """One line per problem, each naming the page."""
+        """One line per problem, each naming the page (and the colour mode, for the dark pass)."""
         lines = [*(f"console error: {m}" for m in self.console_errors),
                  *(f"uncaught exception: {m}" for m in self.page_errors),
                  *self.failed_requests,
-                 *(f"image not rendered: {src}" for src in self.broken_images)]
-        return [f"{self.page}: {line}" for line in lines]
+                 *(f"image not rendered: {src}" for src in self.broken_images),
+                 *(f"figure unreadable in dark mode (transparent on a dark page): {src}"
+                   for src in self.unreadable_figures),
+                 *(f"accessibility ({v['impact']}): {v['id']}: {v['help']} ({v['nodes']} element(s), e.g. "
+                   f"{v['example']})" for v in self.accessibility)]
+        if self.widget_views_rendered < self.widget_views:
+            lines.append(f"widget views: {self.widget_views_rendered} of {self.widget_views} saved views rendered")
+        where = self.page if self.mode == "light" else f"{self.page} [{self.mode}]"
+        return [f"{where}: {line}" for line in lines]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -365,13 +378,76 @@ def _screenshot_name(page: str) -> str:
 
 _BROKEN_IMAGES_JS = "Array.from(document.images).filter(i => i.complete && i.getAttribute('src') && " \
                     "i.naturalWidth === 0).map(i => i.getAttribute('src').slice(0, 120))"
+#: Saved widget views (one script tag each) and how many the embedder rendered (it inserts a ``widget-subarea``
+#: with the view before each tag).
+_WIDGETS_JS = """() => {
+  const views = Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'));
+  const shown = views.filter(v => { const d = v.previousElementSibling;
+    return d && d.classList.contains('widget-subarea') && d.childElementCount > 0 && d.offsetHeight > 0; });
+  return [views.length, shown.length];
+}"""
+#: Figures of the page content whose corners are transparent and that get no light background from the page: on
+#: a dark page their dark lines and labels vanish.
+_TRANSPARENT_FIGURES_JS = """() => {
+  const out = [];
+  for (const img of document.querySelectorAll('article img')) {
+    if (!img.complete || img.naturalWidth < 8) continue;
+    const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+    const w = c.width - 1, h = c.height - 1;
+    const alpha = [[0, 0], [w, 0], [0, h], [w, h]].map(([x, y]) => g.getImageData(x, y, 1, 1).data[3]);
+    if (Math.max(...alpha) > 127) continue;
+    let el = img, light = false;
+    while (el && !light) {
+      const m = getComputedStyle(el).backgroundColor.match(/[\\d.]+/g) || [];
+      const [r, gr, b, a] = [...m.map(Number), m.length === 3 ? 1 : undefined];
+      if (m.length >= 3 && (a === undefined || a > 0.5)) { light = (r + gr + b) / 3 > 160; break; }
+      el = el.parentElement;
+    }
+    if (!light) out.push((img.getAttribute('src') || '').slice(0, 120));
+  }
+  return out;
+}"""
+#: axe-core's WCAG 2 A/AA rules; a violation inside the page's article is ours, outside it the theme's.
+_AXE_JS = """async () => {
+  const r = await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa']},
+                                      resultTypes: ['violations']});
+  return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.map(n => ({target: n.target.join(' '), ours: !!document.querySelector('article') &&
+      Array.from(document.querySelectorAll(n.target.join(' '))).some(e => e.closest('article'))}))}));
+}"""
 _MATHJAX_JS = "() => (window.MathJax && MathJax.startup && MathJax.startup.promise) ? " \
               "MathJax.startup.promise.then(() => true) : true"  # resolves at once on pages without MathJax
 
 
-def _visit(context, base_url: str, page: str, out_dir: Path, *, timeout_ms: int, settle_ms: int) -> PageReport:
-    """Load one page in a new tab of ``context`` and record what went wrong."""
-    report = PageReport(page=page, url=f"{base_url}{page}.html", screenshot=_screenshot_name(page))
+def _axe_source() -> str | None:
+    """axe-core's script, as pinned by requirements-site.txt (axe-playwright-python ships it); None if absent."""
+    try:
+        from importlib.resources import files
+
+        return (files("axe_playwright_python") / "axe.min.js").read_text(encoding="utf-8")
+    except (ImportError, FileNotFoundError, ModuleNotFoundError):
+        return None
+
+
+def _summarise_axe(violations: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Split axe's violations into those with an element in the page's article (ours) and the theme's."""
+    ours, theme = [], []
+    for v in violations:
+        for mine, bucket in ((True, ours), (False, theme)):
+            nodes = [n["target"] for n in v["nodes"] if n["ours"] == mine]
+            if nodes:
+                bucket.append({"id": v["id"], "impact": v["impact"] or "minor", "help": v["help"],
+                               "nodes": len(nodes), "example": nodes[0][:100]})
+    return ours, theme
+
+
+def _visit(context, base_url: str, page: str, out_dir: Path, *, timeout_ms: int, settle_ms: int,
+           mode: str = "light", axe: str | None = None) -> PageReport:
+    """Load one page in a new tab of ``context`` and record what went wrong; in the light pass also the widget
+    views and, with ``axe`` (its script), the accessibility violations; in the dark pass unreadable figures."""
+    shot = _screenshot_name(page) if mode == "light" else f"{mode}/{_screenshot_name(page)}"
+    report = PageReport(page=page, url=f"{base_url}{page}.html", screenshot=shot, mode=mode)
     tab = context.new_page()
 
     def on_console(msg) -> None:
@@ -408,7 +484,14 @@ def _visit(context, base_url: str, page: str, out_dir: Path, *, timeout_ms: int,
         tab.wait_for_timeout(settle_ms)
         report.images = tab.evaluate("document.images.length")
         report.broken_images = tab.evaluate(_BROKEN_IMAGES_JS)
+        report.widget_views, report.widget_views_rendered = tab.evaluate(_WIDGETS_JS)
+        if mode == "dark":
+            report.unreadable_figures = tab.evaluate(_TRANSPARENT_FIGURES_JS)
+        (out_dir / report.screenshot).parent.mkdir(parents=True, exist_ok=True)
         tab.screenshot(path=str(out_dir / report.screenshot), full_page=True)
+        if axe is not None and mode == "light":
+            tab.add_script_tag(content=axe)
+            report.accessibility, report.accessibility_theme = _summarise_axe(tab.evaluate(_AXE_JS))
     except Exception as exc:  # a timeout or a crash of the tab is a problem of this page, not of the check
         report.page_errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0])
     finally:
@@ -458,15 +541,24 @@ def browse(html_dir: Path, out_dir: Path, chromium: str = CHROMIUM, *, toc_path:
         browser = pw.chromium.launch(executable_path=shutil.which(chromium), headless=True,
                                      args=list(CHROMIUM_ARGS))
         try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
-            reports = [_visit(context, base_url, page, out_dir, timeout_ms=timeout_ms, settle_ms=settle_ms)
-                       for page in pages]
+            axe = _axe_source()
+            if axe is None:
+                raise SiteCheckError("axe-core is missing: `make site-check` installs requirements-site.txt into "
+                                     ".venv (axe-playwright-python ships the pinned axe-core)")
+            reports = []
+            for mode in ("light", "dark"):
+                context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block",
+                                              color_scheme=mode)
+                reports += [_visit(context, base_url, page, out_dir, timeout_ms=timeout_ms, settle_ms=settle_ms,
+                                   mode=mode, axe=axe) for page in pages]
+                context.close()
             version = browser.version
         finally:
             browser.close()
     problems = [line for r in reports for line in r.problems()]
+    theme = sorted({f"{v['id']} ({v['impact']}): {v['help']}" for r in reports for v in r.accessibility_theme})
     summary = {"chromium": version, "seconds": round(time.perf_counter() - start, 2), "ok": not problems,
-               "problems": problems, "pages": [asdict(r) for r in reports]}
+               "problems": problems, "accessibility_theme": theme, "pages": [asdict(r) for r in reports]}
     (out_dir / "report.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return problems
 

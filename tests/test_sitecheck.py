@@ -173,3 +173,61 @@ def test_unique_scripts_drops_repeated_inline_scripts():
                _JavaScript("", body=body), _JavaScript(None, body="other")]
     assert unique_scripts(scripts) == [scripts[0], scripts[1], scripts[2], scripts[4]]
     assert unique_scripts(["a.js", "b.js", "a.js"]) == ["a.js", "b.js"]
+
+
+def _have_browser() -> bool:
+    import importlib.util
+    import shutil
+
+    return bool(shutil.which(sitecheck.CHROMIUM)) and importlib.util.find_spec("playwright") is not None \
+        and sitecheck._axe_source() is not None
+
+
+def test_accessibility_violations_split_into_ours_and_the_theme():
+    ours, theme = sitecheck._summarise_axe([
+        {"id": "image-alt", "impact": "critical", "help": "Images must have alternate text",
+         "nodes": [{"target": "article img", "ours": True}, {"target": ".navbar img", "ours": False}]},
+        {"id": "color-contrast", "impact": None, "help": "Contrast", "nodes": [{"target": "nav a", "ours": False}]}])
+    assert [(v["id"], v["nodes"], v["example"]) for v in ours] == [("image-alt", 1, "article img")]
+    assert [(v["id"], v["impact"]) for v in theme] == [("image-alt", "critical"), ("color-contrast", "minor")]
+    report = sitecheck.PageReport("p", "u", "s.png", accessibility=ours, widget_views=2, widget_views_rendered=1)
+    assert report.problems() == ["p: accessibility (critical): image-alt: Images must have alternate text "
+                                 "(1 element(s), e.g. article img)", "p: widget views: 1 of 2 saved views rendered"]
+    dark = sitecheck.PageReport("p", "u", "s.png", mode="dark", unreadable_figures=["../_images/a.png"])
+    assert dark.problems() == ["p [dark]: figure unreadable in dark mode (transparent on a dark page): "
+                               "../_images/a.png"]
+
+
+@pytest.mark.skipif(not _have_browser(), reason="needs Chromium, Playwright and axe-core (requirements-site.txt)")
+def test_the_browser_finds_unrendered_widgets_unreadable_figures_and_missing_alt_text(tmp_path):
+    """Each new check of the browser pass can fail: a saved widget view nobody renders, a transparent figure on a
+    dark page, an image without alternative text in the article."""
+    import base64
+    import struct
+    import zlib
+
+    def png(rgba: bytes, size: int = 16) -> bytes:
+        raw = b"".join(b"\x00" + rgba * size for _ in range(size))
+        chunk = lambda tag, data: struct.pack(">I", len(data)) + tag + data + struct.pack(  # noqa: E731
+            ">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 6, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+    html = tmp_path / "html"
+    (html / "notebooks").mkdir(parents=True)
+    (html / "notebooks" / "clear.png").write_bytes(png(b"\x00\x00\x00\x00"))
+    solid = base64.b64encode(png(b"\xff\xff\xff\xff")).decode()
+    (html / "notebooks" / "00_a.html").write_text(f"""<!DOCTYPE html><html lang="en"><head><title>a</title>
+        <style>@media (prefers-color-scheme: dark) {{ body {{ background: #111; color: #eee; }} }}</style></head>
+        <body><main><article><h1>A</h1><img src="clear.png" alt="a transparent figure">
+        <img src="data:image/png;base64,{solid}" alt="an opaque figure"><img src="clear.png">
+        <script type="application/vnd.jupyter.widget-view+json">{{"model_id": "x", "version_major": 2}}</script>
+        </article></main></body></html>""")
+    toc = tmp_path / "_toc.yml"
+    toc.write_text("format: jb-book\nroot: notebooks/00_a\n")
+    problems = browse(html, tmp_path / "out", toc_path=toc, settle_ms=200)
+    assert any("widget views: 0 of 1 saved views rendered" in p for p in problems), problems
+    assert any("[dark]: figure unreadable in dark mode" in p and "clear.png" in p for p in problems), problems
+    assert not any("[dark]" in p and "data:image" in p for p in problems)  # the opaque one is fine
+    assert any("accessibility (critical): image-alt" in p for p in problems), problems
+    assert (tmp_path / "out" / "dark" / "notebooks__00_a.png").is_file()
