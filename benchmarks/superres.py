@@ -1,6 +1,6 @@
 """Benchmark of the super-resolution experiments (issue: section 4) at the paper's settings on the default data.
 
-Settings (spec §8): m = 20, factor 2, 4 templates, λ = 1e-2, CG at most 500 iterations with absolute tolerance
+Settings: m = 20, factor 2, 4 templates, λ = 1e-2, CG at most 500 iterations with absolute tolerance
 1e-3, Levenberg-Marquardt max_iter = 10 (recorded points) and gtol = 1e-5.
 
 * Cost per method at the LM start point: residual and Jacobian (median of repeats) for Diff All, No Diff,
@@ -13,7 +13,7 @@ Settings (spec §8): m = 20, factor 2, 4 templates, λ = 1e-2, CG at most 500 it
 * Memory: resident set size after every LM iteration, read after ``malloc_trim`` (target: growth < 5 % after
   the second) and the peak of the process (target ≤ 1 GB); an extra longer run (``--memory-iters``) shows that
   nothing accumulates.
-* Relative reconstruction errors and final ||r|| beside the paper's (10.70 % / 25.61 %; spec §8 logs). Our data
+* Relative reconstruction errors and final ||r|| beside the paper's (10.70 % / 25.61 %, the authors' runs). Our data
   are a synthetic hand, not the FAIR image, so the numbers differ; nothing is tuned to match.
 * Speed against the authors' notebook, which cannot run here (FAIR data, > 6 GB): an **estimate** from an
   authors-style implementation written here (per template: dense coefficient solves and a spline evaluation at

@@ -1,4 +1,4 @@
-r"""The cost of derivatives (paper §2.2, Table 1; spec §2): loss, gradient, Hessian, forward map and its
+r"""The cost of derivatives (paper §2.2, Table 1): loss, gradient, Hessian, forward map and its
 Jacobian, timed for a transformation model under one of two protocols.
 
 Protocols

@@ -1,6 +1,6 @@
 r"""Conjugate gradient for symmetric positive definite systems, with a switch for which iterations AD sees.
 
-The iteration (spec §6.5, the authors' notebook CG): from :math:`x_0`, :math:`r = b - Mx_0`, :math:`p = r`,
+The iteration (the authors' notebook CG): from :math:`x_0`, :math:`r = b - Mx_0`, :math:`p = r`,
 
 .. math::
     \alpha = \frac{r^\top r}{p^\top M p}, \quad x \mathrel{+}= \alpha p, \quad r \mathrel{-}= \alpha M p,

@@ -2,7 +2,7 @@ r"""Distance measures. The paper uses the sum of squared differences weighted by
 
 .. math::  D(T_y, R) = \prod_k h_k \, \| T_y - R \|_2^2
 
-(no factor ½; spec §1.5).
+(no factor ½).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-r"""The neural-ODE transformation of the paper's Table 1 (spec §2): the flow of a small velocity network.
+r"""The neural-ODE transformation of the paper's Table 1: the flow of a small velocity network.
 
 Model
 -----

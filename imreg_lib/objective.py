@@ -1,4 +1,4 @@
-r"""The registration objective (paper eq. 3, spec §4):
+r"""The registration objective (paper eq. 3):
 
 .. math::
     J(w; \theta) = \prod_k h_k \,\big\| T_\theta(y(w, x_c)) - R_\theta(x_c) \big\|^2 \; [+\, S(w)],

@@ -4,7 +4,7 @@ r"""Optimizers that see only functions of the parameters (FAIR's design: no imag
   ``trust-ncg``, what the authors' Fig. 3 script runs) with loss, gradient and Hessian computed together in
   one call ``w -> (J, ∇J, H)`` and cached per iterate (SciPy asks for them separately).
 * :func:`levenberg_marquardt`: Gauss-Newton with Nielsen's damping for :math:`\min_w \|r(w)\|^2`, with the
-  history semantics of the authors' ``lsq_lma`` (spec §1.6): ``max_iter`` counts *recorded points*, the initial
+  history semantics of the authors' ``lsq_lma``: ``max_iter`` counts *recorded points*, the initial
   one included, and a rejected trial step is recorded as a point (flat segments in convergence plots). The
   residual is evaluated once per distinct point and the Jacobian once per accepted point (in variable
   projection each residual is a full CG solve; the original evaluates it up to three times per iteration).
@@ -167,7 +167,7 @@ def levenberg_marquardt(residual: Callable[[torch.Tensor], torch.Tensor],
                         jacobian: Callable[[torch.Tensor], torch.Tensor], w0: torch.Tensor, *,
                         max_iter: int = 100, gtol: float = 1e-4, ptol: float = 1e-50, ftol: float = 1e-20,
                         tau: float = 1e-3) -> LMResult:
-    r"""Levenberg-Marquardt for :math:`\min_w \|r(w)\|^2` (spec §1.6).
+    r"""Levenberg-Marquardt for :math:`\min_w \|r(w)\|^2`.
 
     With :math:`g = J^\top r` and :math:`H = J^\top J` at the current point, the trial step solves
     :math:`(H + \mu I) h = -g`; the gain ratio is

@@ -1,4 +1,4 @@
-"""Plotting helpers shared by the notebooks (spec §1.8 conventions): images upright in physical units
+"""Plotting helpers shared by the notebooks (the book's conventions): images upright in physical units
 (``img.T`` with ``origin="lower"`` and the domain as extent), deformed grids, and a static-interactive
 fallback for widgets (a JavaScript animation that needs no kernel).
 
@@ -80,7 +80,7 @@ def strip_remote_stylesheets(html: str) -> str:
 def plot_performance(axes, histories: Mapping[str, tuple[Sequence[float], Sequence[float]]], *,
                      loss_ylim: tuple[float, float] | None = None, grad_ylim: tuple[float, float] | None = None,
                      **line_kw) -> None:
-    """The paper's performance panels (spec §6.10): ``losses/losses[0]`` and ``grads/grads[0]`` against the
+    """The paper's performance panels: ``losses/losses[0]`` and ``grads/grads[0]`` against the
     recorded LM point 1..n on log-log axes, with grey dotted :math:`1/k^i` guides.
 
     ``histories`` maps a legend label to ``(losses, grad_norms)``; extra keywords go to every line.
@@ -109,7 +109,7 @@ def plot_performance(axes, histories: Mapping[str, tuple[Sequence[float], Sequen
 def plot_reconstructions(images: Mapping[str, torch.Tensor], reference: torch.Tensor, grid: Grid, *,
                          title: str | None = None, clim: tuple[float, float] = (0.0, 250.0),
                          diff_clim: tuple[float, float] = (-50.0, 50.0), column_width: float = 3.0):
-    """The paper's reconstruction figure (spec §6.9): reconstructions on top, reconstruction − truth below,
+    """The paper's reconstruction figure: reconstructions on top, reconstruction − truth below,
     one column per entry of ``images``, shared colour bars. Returns the figure."""
     import matplotlib.pyplot as plt
 

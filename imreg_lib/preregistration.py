@@ -1,4 +1,4 @@
-r"""Pre-registration of the super-resolution templates (spec §6.7): the Levenberg-Marquardt starting point.
+r"""Pre-registration of the super-resolution templates: the Levenberg-Marquardt starting point.
 
 Each template :math:`d^{(j)}` is registered to template 0 at the template resolution: with
 :math:`T_\theta` the moments spline of :math:`d^{(0)}` on the template grid at scale :math:`\theta` and
@@ -71,7 +71,7 @@ def prereg_objective(problem: SuperResolutionProblem, theta: float, *, loss: Los
     blur_data
         Compare with the data at the same scale, :math:`D^{(j)}_\theta(x_T)` (the moments spline of
         :math:`d^{(j)}` evaluated at the template centres), instead of the raw :math:`d^{(j)}`. The authors
-        compute these blurred templates but never use them (spec §6.7: dead code), so at large θ their model
+        compute these blurred templates but never use them (dead code), so at large θ their model
         is a blurred image fitted to sharp data.
     """
     if loss not in ("norm", "squared"):
@@ -155,7 +155,7 @@ def preregister(problem: SuperResolutionProblem, *, thetas: Sequence[float] = PR
                 continuation: bool = False, optimizer: Literal["newton-cg", "trust-exact"] | None = None,
                 maxiter: int = 50, xtol: float = 1e-5, gtol: float = 1e-6,
                 variant: str = "as_coded", blur_data: bool | None = None) -> PreregistrationResult:
-    r"""Multi-scale pre-registration of the templates to template 0 (spec §6.7).
+    r"""Multi-scale pre-registration of the templates to template 0.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-r"""Cubic B-spline image model with the scale parameter :math:`\theta` (paper §2.1, spec §1.3).
+r"""Cubic B-spline image model with the scale parameter :math:`\theta` (paper §2.1).
 
 Model
 -----
@@ -144,7 +144,7 @@ def _from_spectral(X: torch.Tensor, theta) -> torch.Tensor:
 def spline_coefficients(data: torch.Tensor, theta: float | torch.Tensor = 0.0) -> torch.Tensor:
     r"""Spline coefficients of ``data`` (values at cell centres) at scale ``theta``.
 
-    Solves :math:`(B^\top B + \theta P) c = B^\top t` along every dimension (spec §1.3). Linear in
+    Solves :math:`(B^\top B + \theta P) c = B^\top t` along every dimension. Linear in
     ``data``; exactly differentiable in ``theta`` (pass a tensor) under every ``torch.func`` transform.
 
     Parameters

@@ -13,7 +13,7 @@ Each driver validates all of its settings before the first solve, runs
 * :func:`projection_costs`: time of a residual and of a Jacobian per method;
 * :func:`reconstruction_path`: the exact reconstruction at every recorded LM point (for the widgets).
 
-:data:`PAPER_SR` holds the numbers recorded in the authors' runs (spec §8-10), to print beside ours.
+:data:`PAPER_SR` holds the numbers recorded in the authors' runs, to print beside ours.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ __all__ = ["FIG7_STEPS", "PAPER_SR", "ProjectionCost", "check_counts", "check_fr
 #: The step sizes of the authors' Jacobian test (Fig 7): ``logspace(5, -15, 10)``.
 FIG7_STEPS: tuple[float, ...] = tuple(float(10.0 ** (5 - 20 * k / 9)) for k in range(10))
 
-#: Numbers recorded in the authors' runs (spec §8, §9.4, §10.2; "read" = read off the figure).
+#: Numbers recorded in the authors' runs ("read" = read off the figure).
 PAPER_SR: dict = {
     "diff_all": {"rel_error": 0.1070,
                  "residual_norms": [3.1410, 0.69426, 0.43870, 0.29379, 0.21883, 0.18505, 0.16783, 0.16350, 0.16350,
@@ -97,7 +97,7 @@ def compare_projections(problem: SuperResolutionProblem, w0: torch.Tensor, *,
                         methods: Sequence[str] = ("diff_all", "no_diff", "implicit"), cg_iters: int = 500,
                         tol: float = 1e-3, gn_iters: int = 10, gtol: float = 1e-5,
                         variant: str = "as_coded") -> dict[str, VarProRun]:
-    """Figs 5-6: one LM run per Jacobian method from ``w0`` (spec §8: N = 500, tol 1e-3, 10 LM points)."""
+    """Figs 5-6: one LM run per Jacobian method from ``w0`` (N = 500, tol 1e-3, 10 LM points)."""
     varpros = {m: VarPro(problem, method=m, variant=variant, cg_iters=cg_iters, tol=tol) for m in methods}
     return _run_all(varpros, w0, gn_iters, gtol)
 
@@ -107,7 +107,7 @@ def partial_differentiation(problem: SuperResolutionProblem, w0: torch.Tensor, f
                             gtol: float = 1e-5, variant: str = "as_coded") -> dict[float, VarProRun]:
     """Figs 8-9: the last fraction ``p`` of ``cg_iters`` CG iterations differentiated, one run per ``p``.
 
-    ``restarted=True`` is the authors' "lastdiff" (a fresh CG at the split, spec §6.5); ``False`` continues one
+    ``restarted=True`` is the authors' "lastdiff" (a fresh CG at the split); ``False`` continues one
     CG run (the same iterates as differentiating everything).
     """
     method = "last_restarted" if restarted else "last_continued"
@@ -128,7 +128,7 @@ def inexact_projections(problem: SuperResolutionProblem, w0: torch.Tensor, cg_co
 def projection_taylor(problem: SuperResolutionProblem, w0: torch.Tensor, fractions: Sequence[float], *,
                       cg_iters: int = 200, tol: float = 1e-3, continued: bool = True, implicit: bool = True,
                       h: Sequence[float] = FIG7_STEPS, variant: str = "as_coded") -> dict[str, TaylorResult]:
-    r"""Fig 7: how well each Jacobian predicts the change of the residual (spec §9.2).
+    r"""Fig 7: how well each Jacobian predicts the change of the residual.
 
     As the authors: the direction is :math:`v = J^\top r / \|J^\top r\|` with :math:`J` the Diff-All Jacobian,
     and every method's :math:`J_p v` is compared with one reference function, the residual of ``cg_iters``
@@ -242,7 +242,7 @@ def projection_costs(varpros: Mapping[str, VarPro], w0: torch.Tensor, *, n_runs:
 
 def reconstruction_path(run: VarProRun, problem: SuperResolutionProblem, varpro: VarPro,
                         points: Sequence[int] | None = None) -> torch.Tensor:
-    """Exact reconstructions (spec §6.8) at the recorded LM points of ``run`` (all, or the indices ``points``),
+    """Exact reconstructions at the recorded LM points of ``run`` (all, or the indices ``points``),
     shape ``(n_points, m, m)``: what the image estimate looked like along the optimisation."""
     idx = range(len(run.lm.points)) if points is None else points
     m = problem.grid.m

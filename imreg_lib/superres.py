@@ -1,4 +1,4 @@
-r"""Coupled super-resolution (paper §4, spec §6): the test problem and its matrix-free operators.
+r"""Coupled super-resolution (paper §4): the test problem and its matrix-free operators.
 
 Model
 -----
@@ -6,7 +6,7 @@ An unknown high-resolution image :math:`f \in \mathbb{R}^{n}` (``m × m`` cells 
 :math:`q` affine motions and a :math:`k × k` mean pooling :math:`K` as low-resolution templates
 :math:`d^{(j)} = K\, I_j(w)\, f \in \mathbb{R}^{(m/k)^2}`, where :math:`I_j(w) f` is the cubic spline of
 :math:`f` (θ = 0, the paper's window) evaluated at :math:`y_j(x_c) = A_j x_c + b_j`. With the regulariser
-:math:`L f = [\,D_x f / h_0;\ D_y f / h_1\,]` (forward differences divided by :math:`h`, spec §6.3: the
+:math:`L f = [\,D_x f / h_0;\ D_y f / h_1\,]` (forward differences divided by :math:`h`; the
 consistent gradient; the paper writes a product with :math:`h`), the stacked least-squares system is
 
 .. math::
@@ -26,10 +26,9 @@ are built once per operator, not once per application). The transpose is exact a
 the AD adjoint (``torch.func.vjp``, as the authors do) is available for comparison. Everything is pure tensor
 code: ``jacfwd`` in :math:`w` goes through the weights, and ``vmap`` works over :math:`f`.
 
-Data (spec §6.2): template 0 is :math:`K R`, templates :math:`j \ge 1` are :math:`K I_j(w^*_j) R` with the
-authors' ``getRandomAffine`` (:func:`random_affine`, seeds :math:`j + 1`); no noise. The CG start vector
-(spec §6.4) is the moments spline (θ = 1e-2) of :math:`d^{(0)}` on the template grid evaluated at the fine cell
-centres.
+Data: template 0 is :math:`K R`, templates :math:`j \ge 1` are :math:`K I_j(w^*_j) R` with the
+authors' ``getRandomAffine`` (:func:`random_affine`, seeds :math:`j + 1`); no noise. The CG start vector is the
+moments spline (θ = 1e-2) of :math:`d^{(0)}` on the template grid evaluated at the fine cell centres.
 """
 
 from __future__ import annotations
@@ -51,7 +50,7 @@ from .transformations import Affine
 
 __all__ = ["SROperator", "SuperResolutionProblem", "random_affine", "superresolution_problem"]
 
-#: θ of the moments spline of template 0 that gives the CG start vector (spec §6.4).
+#: θ of the moments spline of template 0 that gives the CG start vector.
 F_INIT_THETA = 1e-2
 
 #: Route :meth:`SROperator.normal` to its sparse and custom-``jvp`` implementations where they apply.
@@ -63,7 +62,7 @@ def random_affine(seed: int, *, scale_range: tuple[float, float] = (0.95, 1.3),
                   translation_range: tuple[float, float] = (-0.15, 0.15),
                   center: Sequence[float] = (10.0, 12.5), dtype: torch.dtype = DEFAULT_DTYPE,
                   device: torch.device | str | None = None) -> torch.Tensor:
-    r"""The authors' ``getRandomAffine`` (spec §6.2): affine parameters ``[A11, A12, A21, A22, b1, b2]``.
+    r"""The authors' ``getRandomAffine``: affine parameters ``[A11, A12, A21, A22, b1, b2]``.
 
     With NumPy's legacy generator seeded by ``seed`` (the stream of ``np.random.seed(seed)``, without touching
     the global state): :math:`s_x, s_y \sim U(\text{scale\_range})`, :math:`\alpha \sim U(\text{rotation\_range})`
@@ -109,7 +108,7 @@ def _forward_difference_transpose(z: torch.Tensor, axis: int) -> torch.Tensor:
 
 @dataclass(frozen=True, eq=False)
 class SuperResolutionProblem:
-    r"""A super-resolution test problem (spec §6): ground truth, data and the pieces of :math:`A(w)`, :math:`b`.
+    r"""A super-resolution test problem: ground truth, data and the pieces of :math:`A(w)`, :math:`b`.
 
     Build it with :func:`superresolution_problem`. Parameters of all templates form one vector
     :math:`w \in \mathbb{R}^{6q}`, template 0 first, each ``[A11, A12, A21, A22, b1, b2]``.
@@ -123,7 +122,7 @@ class SuperResolutionProblem:
     w_true
         Generating parameters, shape ``(6q,)`` (template 0: identity).
     f_init
-        CG start vector ``f0_interp`` (spec §6.4), shape ``(m*m,)``.
+        CG start vector ``f0_interp``, shape ``(m*m,)``.
     grid, template_grid
         Fine grid (``m`` cells) and template grid (``m/k`` cells) on the same domain.
     factor
@@ -602,7 +601,7 @@ def superresolution_problem(m: int = 20, factor: int = 2, n_templates: int = 4, 
                             rotation_range: tuple[float, float] = (0.0, 45.0),
                             device: str | torch.device = "cpu",
                             dtype: torch.dtype = DEFAULT_DTYPE) -> SuperResolutionProblem:
-    r"""Generate the super-resolution test problem of spec §6.2 from any reference image.
+    r"""Generate the authors' super-resolution test problem from any reference image.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-r"""Parametric transformations :math:`y(w, x)` as pure functions (paper §2.1, spec §1.4).
+r"""Parametric transformations :math:`y(w, x)` as pure functions (paper §2.1).
 
 Affine in d dimensions: :math:`y(x) = A x + b` with the flat parameter vector
 :math:`w = [A_{11}, A_{12}, \dots, A_{dd}, b_1, \dots, b_d]` (row-major A, then b), so the 2D identity is

@@ -1,4 +1,4 @@
-r"""Variable projection for coupled super-resolution (paper §4.2-4.3, spec §6.5-6.8).
+r"""Variable projection for coupled super-resolution (paper §4.2-4.3).
 
 The image is eliminated by the projection :math:`f_0(w) = \arg\min_f \|A(w) f - b\|^2`, the solution of the
 normal equations :math:`A^\top A f = A^\top b` (computed by CG from ``f_init``), and Gauss-Newton (Levenberg-
@@ -247,7 +247,7 @@ class VarPro:
 
 def reconstruct(problem: SuperResolutionProblem, w_full: torch.Tensor, *, max_iter: int = 5000,
                 tol: float = 1e-12, adjoint: str = "exact") -> CGResult:
-    r"""Final image (spec §6.8): untraced CG on :math:`A(w)^\top A(w) f = A(w)^\top b` from ``f_init``,
+    r"""Final image: untraced CG on :math:`A(w)^\top A(w) f = A(w)^\top b` from ``f_init``,
     5000 iterations, absolute tolerance 1e-12, at all :math:`6q` parameters ``w_full``."""
     op = problem.operator(w_full.detach()).detach()
     return conjugate_gradient(lambda v: op.normal(v, adjoint), op.normal_rhs(adjoint), problem.f_init,
@@ -269,7 +269,7 @@ class VarProRun:
     method, variant
         As in :class:`VarPro`.
     lm
-        The optimiser's result (history with the semantics of spec §1.6).
+        The optimiser's result (history with the semantics of the authors' ``lsq_lma``).
     w_full
         Final parameters of all templates.
     cg_iterations
@@ -319,7 +319,7 @@ def varpro_levenberg_marquardt(varpro: VarPro, w0: torch.Tensor | None = None, *
                                gtol: float = 1e-5, ptol: float = 1e-50, ftol: float = 1e-20, tau: float = 1e-3,
                                eager_jacobian: bool = False, final_solve: bool = True, final_max_iter: int = 5000,
                                final_tol: float = 1e-12) -> VarProRun:
-    r"""Levenberg-Marquardt on the reduced residual (spec §8: ``max_iter=10``, ``gtol=1e-5``).
+    r"""Levenberg-Marquardt on the reduced residual (``max_iter=10``, ``gtol=1e-5``).
 
     Uses :func:`~imreg_lib.optimizers.levenberg_marquardt` (residual once per distinct point, Jacobian once per
     accepted point). The projection of the latest residual is kept (one plain tensor) and handed to the
@@ -341,7 +341,7 @@ def varpro_levenberg_marquardt(varpro: VarPro, w0: torch.Tensor | None = None, *
     eager_jacobian
         Compute the AD Jacobian together with each residual (ignored for ``"implicit"`` and ``"no_diff"``).
     final_solve, final_max_iter, final_tol
-        Compute the final reconstruction (spec §6.8) and its relative error.
+        Compute the final reconstruction and its relative error.
     """
     w0 = varpro.identity() if w0 is None else w0.detach()
     varpro.full_parameters(w0)  # validates the shape
