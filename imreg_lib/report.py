@@ -746,9 +746,12 @@ def reading(claims: Sequence[Claim], data: str) -> str:
     parts = [f"{counts[s]} {s}" for s in ("reproduced", "differs", "improved") if counts[s]]
     text = (f"On {data}, {len(judged)} claims were judged: " + ", ".join(parts) + "."
             if judged else f"On {data}, no claim was judged.")
-    differ = [c for c in claims if c.status == "differs"]
+    differ: dict[str, int] = {}
+    for c in claims:
+        if c.status == "differs":
+            differ[c.section] = differ.get(c.section, 0) + 1
     if differ:
-        text += " Differing: " + "; ".join(f"{c.section}, {c.claim} ({c.ours})" for c in differ) + "."
+        text += " Differing, by section: " + ", ".join(f"{s} ({n})" for s, n in differ.items()) + "."
     if counts["not run"]:
         text += f" {counts['not run']} not run with these parameters."
     return text
