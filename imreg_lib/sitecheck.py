@@ -408,10 +408,11 @@ _TRANSPARENT_FIGURES_JS = """() => {
   }
   return out;
 }"""
-#: axe-core's WCAG 2 A/AA rules; a violation inside the page's article is ours, outside it the theme's.
+#: axe-core's WCAG 2 A/AA rules; a violation inside the page's article is ours, outside it the theme's. No preload:
+#: axe would fetch every stylesheet again, resolving the theme's @import against the wrong base.
 _AXE_JS = """async () => {
   const r = await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa']},
-                                      resultTypes: ['violations']});
+                                      resultTypes: ['violations'], preload: false});
   return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
     nodes: v.nodes.map(n => ({target: n.target.join(' '), ours: !!document.querySelector('article') &&
       Array.from(document.querySelectorAll(n.target.join(' '))).some(e => e.closest('article'))}))}));

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from typing import Any
 
-__all__ = ["setup", "unique_scripts"]
+__all__ = ["accessible_citations", "setup", "unique_scripts"]
 
 
 def _script_key(script: Any) -> Hashable:
@@ -52,7 +52,25 @@ def _dedupe_page_scripts(app, pagename: str, templatename: str, context: dict, d
         scripts[:] = unique_scripts(scripts)  # in place: the builder restores this list after each page
 
 
+def accessible_citations(html: str) -> str:
+    """``html`` with the bibliography entries' deprecated ``role="doc-biblioentry"`` replaced by ``listitem``."""
+    return html.replace('role="doc-biblioentry"', 'role="listitem"')
+
+
+def _fix_written_pages(app, exception) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    from pathlib import Path
+
+    for page in Path(app.outdir).rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        fixed = accessible_citations(text)
+        if fixed != text:
+            page.write_text(fixed, encoding="utf-8")
+
+
 def setup(app) -> dict[str, Any]:
     """Register with Sphinx (after the other extensions' ``html-page-context`` handlers)."""
     app.connect("html-page-context", _dedupe_page_scripts, priority=900)
+    app.connect("build-finished", _fix_written_pages)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -13,6 +13,7 @@ def test_player_html_has_no_remote_url():
     html = animation_html(fig, lambda k: line.set_ydata([0.0, float(k)]), 3)
     assert re.search(r"https?://", html) is None
     assert "anim-buttons" in html and "data:image/png;base64," in html  # still the player, frames inline
+    assert re.search(r'<input[^>]*type="range"[^>]*aria-label="frame"', html)  # the slider has a name
     assert not plt.fignum_exists(fig.number)
 
 

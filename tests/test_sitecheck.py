@@ -231,3 +231,11 @@ def test_the_browser_finds_unrendered_widgets_unreadable_figures_and_missing_alt
     assert not any("[dark]" in p and "data:image" in p for p in problems)  # the opaque one is fine
     assert any("accessibility (critical): image-alt" in p for p in problems), problems
     assert (tmp_path / "out" / "dark" / "notebooks__00_a.png").is_file()
+
+
+def test_bibliography_entries_get_a_role_their_list_accepts():
+    from imreg_lib.sphinxext import accessible_citations
+
+    html = '<div role="list" class="citation-list">\n<div class="citation" id="id1" role="doc-biblioentry">x</div>'
+    assert accessible_citations(html) == html.replace('role="doc-biblioentry"', 'role="listitem"')
+    assert accessible_citations("<p>no bibliography</p>") == "<p>no bibliography</p>"

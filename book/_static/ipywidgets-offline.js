@@ -6,6 +6,8 @@
  *    map that module path onto the vendored folder, which holds the fonts.
  * 2. The widgets typeset their labels with the MathJax 2 call MathJax.Hub.Queue, while the book loads
  *    MathJax 3: provide that call on top of MathJax 3's typesetPromise.
+ * 3. Accessible names for what the widgets render: a slider handle is named after its widget's label, an
+ *    image drawn by a widget's output gets an alternative text (the widgets write neither).
  */
 (function () {
   "use strict";
@@ -41,7 +43,30 @@
     }
   }
 
+  function nameWidgets(root) {
+    var handles = root.querySelectorAll(".widget-subarea .noUi-handle:not([aria-label])");
+    for (var i = 0; i < handles.length; i++) {
+      var slider = handles[i].closest(".widget-slider, .widget-hslider, .widget-vslider, .widget-inline-hbox");
+      var label = slider && slider.querySelector(".widget-label");
+      var text = label && label.textContent.trim();
+      handles[i].setAttribute("aria-label", text || "slider");
+    }
+    var images = root.querySelectorAll(".widget-subarea img:not([alt])");
+    for (var j = 0; j < images.length; j++) {
+      images[j].setAttribute("alt", "figure drawn by the interactive widget");
+    }
+  }
+
+  function watchWidgets() {
+    nameWidgets(document);
+    if (window.MutationObserver) {
+      new MutationObserver(function () { nameWidgets(document); })
+        .observe(document.body, {childList: true, subtree: true});
+    }
+  }
+
   // MathJax 3 (a deferred script) replaces window.MathJax before DOMContentLoaded; the widgets render on load.
   document.addEventListener("DOMContentLoaded", installHub);
+  document.addEventListener("DOMContentLoaded", watchWidgets);
   window.addEventListener("load", installHub);
 })();
