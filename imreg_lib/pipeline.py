@@ -260,14 +260,16 @@ def status_page(records: Sequence[Mapping], machine: Mapping | None, commit: str
               "| variable | value |", "|---|---|"]
     lines += [f"| `{k}` | `{v}` |" for k, v in numerics.items()]
     if downloads:
-        lines += ["", "Results of this build, to take away (JSON, as the notebooks wrote them):", ""]
+        lines += ["", "Results of this build to take away (the notebooks' JSON, the report's claims, and the tables of "
+                  "the sweeps run in this checkout):", ""]
         lines += [f"* {{download}}`{Path(d).name} <{d}>`" for d in downloads]
     return "\n".join(lines) + "\n"
 
 
 def _write_status(executed: Path, out: Path, root: Path) -> None:
     """Generate ``out/book/_status_generated.md`` from the execution records in ``executed/status`` and copy the
-    results JSON they point at into ``out/book/results`` for download."""
+    results JSON they point at, and the tables of the sweeps in ``_build/sweeps``, into ``out/book/results`` for
+    download."""
     from tools.numerics import defaults
 
     records = [json.loads(p.read_text()) for p in sorted((executed / STATUS_DIR).glob("*.json"))]
@@ -287,6 +289,11 @@ def _write_status(executed: Path, out: Path, root: Path) -> None:
             if r["notebook"].startswith("04") and report.is_file():
                 shutil.copy2(report, results_dir / "report.json")
                 downloads.append("results/report.json")
+    for table in sorted(root.glob("_build/sweeps/*/table.csv")) + sorted(root.glob("_build/sweeps/*/table.md")):
+        name = f"sweep-{table.parent.name}-{table.name}"  # the sweep tables of this checkout, if any ran
+        results_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(table, results_dir / name)
+        downloads.append(f"results/{name}")
     numerics = {k: os.environ.get(k, v) for k, v in defaults().items()}
     (out / "book" / STATUS_PAGE).write_text(status_page(records, machine, _git_commit(root), numerics, downloads))
 

@@ -47,7 +47,8 @@ def animation_html(fig, draw: Callable[[int], None], frames: int | Sequence[int]
 
     This is the static-interactive version of a widget: it works in the rendered book without a kernel, and
     without the network: matplotlib's link to a remote Font Awesome stylesheet is removed (the book's theme
-    ships Font Awesome for the buttons' icons). The frame slider gets an accessible name (matplotlib's has none).
+    ships Font Awesome for the buttons' icons). The frame slider and the frame image get accessible names
+    (matplotlib's have none).
     """
     import matplotlib.pyplot as plt
     from matplotlib.animation import FuncAnimation
@@ -55,6 +56,7 @@ def animation_html(fig, draw: Callable[[int], None], frames: int | Sequence[int]
     anim = FuncAnimation(fig, draw, frames=frames, interval=interval)
     html = strip_remote_stylesheets(anim.to_jshtml(default_mode="once"))
     html = html.replace('type="range" class="anim-slider"', 'type="range" class="anim-slider" aria-label="frame"')
+    html = html.replace('<img id="_anim_img', '<img alt="the animation\'s current frame" id="_anim_img')
     plt.close(fig)
     return html
 

@@ -592,7 +592,11 @@ def main(argv: list[str] | None = None) -> int:
             return _report(check_site(args.html, args.toc), "static site check")
         start = time.perf_counter()
         problems = browse(args.html, args.out, args.chromium, toc_path=args.toc)
-        print(f"screenshots and report.json in {args.out} ({time.perf_counter() - start:.1f} s)")
+        print(f"screenshots (light, and dark/ for the dark mode) and report.json in {args.out} "
+              f"({time.perf_counter() - start:.1f} s)")
+        theme = json.loads((args.out / "report.json").read_text()).get("accessibility_theme", [])
+        for line in theme:  # outside the pages' articles: the theme's, listed, not failed
+            print(f"theme accessibility finding (not ours): {line}")
         return _report(problems, "browser site check")
     except SiteCheckError as exc:
         print(f"error: {exc}", file=sys.stderr)

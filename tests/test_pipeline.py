@@ -216,3 +216,16 @@ def test_a_sweep_on_a_scheduler_and_a_worker_started_as_processes(tiny_notebook,
                     proc.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+def test_stage_offers_the_sweep_tables_for_download(tmp_path, monkeypatch):
+    root = tmp_path / "repo"
+    for d in ("book", "notebooks", "_build/executed", "_build/sweeps/00_data"):
+        (root / d).mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        (root / name).write_text("")
+    (root / "_build/sweeps/00_data/table.csv").write_text("m,status\n16,ok\n")
+    monkeypatch.chdir(root)
+    pipeline.stage_book(root / "_build" / "executed", root / "_build" / "src")
+    assert (root / "_build/src/book/results/sweep-00_data-table.csv").read_text() == "m,status\n16,ok\n"
+    assert "results/sweep-00_data-table.csv" in (root / "_build/src/book" / pipeline.STATUS_PAGE).read_text()

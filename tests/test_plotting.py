@@ -14,6 +14,7 @@ def test_player_html_has_no_remote_url():
     assert re.search(r"https?://", html) is None
     assert "anim-buttons" in html and "data:image/png;base64," in html  # still the player, frames inline
     assert re.search(r'<input[^>]*type="range"[^>]*aria-label="frame"', html)  # the slider has a name
+    assert re.search(r'<img alt="[^"]+" id="_anim_img', html)  # and the frame an alternative text
     assert not plt.fignum_exists(fig.number)
 
 
