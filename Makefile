@@ -81,13 +81,7 @@ $(STAMP): requirements-lock.txt pyproject.toml
 	touch $(STAMP)
 
 # ---- book ------------------------------------------------------------------------------------------
-# The notebooks are single-threaded (tools/numerics.mk): BOOK_JOBS of them run at once (default: the cores), the
-# two longest first, and the report after the others.
-BOOK_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
-SLOWEST   := $(filter %/03_superresolution.ipynb %/01_ad_costs.ipynb,$(EXECUTED))
-book: $(STAMP)
-	$(MAKE) -j$(BOOK_JOBS) $(SLOWEST) $(filter-out $(SLOWEST),$(EXECUTED))
-	$(MAKE) _build/html/index.html
+book: _build/html/index.html
 
 $(EXEC_DIR)/%.ipynb: notebooks/%.ipynb $(LIB) $(PARAMS) $(DATA_DEPS) $(STAMP)
 	$(PY) -m imreg_lib.pipeline execute $< $@ --params $(PARAMS) $(if $(DATA_PARAMS),--params $(DATA_PARAMS)) \
@@ -118,7 +112,7 @@ $(PAPER_FILES):
 # The section notebooks on the paper's images, for their results (_build/results/paper/); `make book` then
 # shows them beside the synthetic hand's in the report. This is what the GitHub Pages workflow runs.
 paper-results: $(STAMP)
-	$(MAKE) -j$(BOOK_JOBS) DATA=paper $(patsubst notebooks/%.ipynb,_build/executed-paper/%.ipynb,$(filter-out \
+	$(MAKE) DATA=paper $(patsubst notebooks/%.ipynb,_build/executed-paper/%.ipynb,$(filter-out \
 		notebooks/04_reproduction.ipynb,$(NOTEBOOKS)))
 
 # ---- site check ------------------------------------------------------------------------------------
