@@ -9,7 +9,8 @@ SITE_STAMP := $(VENV)/.installed-site
 CHROMIUM ?= /usr/bin/chromium
 PARAMS ?= params/paper.yaml
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
-LIB       := $(wildcard imreg_lib/*.py) tools/numerics.mk
+# What an executed notebook depends on besides itself: the library, the pipeline that runs it, the numeric settings.
+LIB       := $(wildcard imreg_lib/*.py) tools/pipeline.py tools/numerics.mk
 
 # The data the book runs on: DATA=synthetic (default, offline) or DATA=paper (the paper's images, fetched on
 # request by `make paper-data` into data/paper/, never committed; PAPER_DATA_URL for a mirror or a folder).
@@ -33,7 +34,7 @@ EXECUTED  := $(patsubst notebooks/%.ipynb,$(EXEC_DIR)/%.ipynb,$(NOTEBOOKS))
 REPORT_NB := $(EXEC_DIR)/04_reproduction.ipynb
 # Which data the last book build used: switching DATA rebuilds the site.
 DATA_STAMP := _build/data-$(DATA).stamp
-BOOK_SRC  := _config.yml _toc.yml $(shell find book -type f) $(EXECUTED) $(DATA_STAMP)
+BOOK_SRC  := _config.yml _toc.yml tools/sphinxext.py $(shell find book -type f) $(EXECUTED) $(DATA_STAMP)
 
 # Numeric settings (threads, MKL's code path, ...): one file, every `?=` overridable from the environment.
 CPU_AVX2 := $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && echo yes)
@@ -84,7 +85,7 @@ $(STAMP): requirements-lock.txt pyproject.toml
 book: _build/html/index.html
 
 $(EXEC_DIR)/%.ipynb: notebooks/%.ipynb $(LIB) $(PARAMS) $(DATA_DEPS) $(STAMP)
-	$(PY) -m imreg_lib.pipeline execute $< $@ --params $(PARAMS) $(if $(DATA_PARAMS),--params $(DATA_PARAMS)) \
+	$(PY) -m tools.pipeline execute $< $@ --params $(PARAMS) $(if $(DATA_PARAMS),--params $(DATA_PARAMS)) \
 		--cell-timeout $(CELL_TIMEOUT)
 
 # The reproduction report reads the results JSON of the section notebooks (both data sets where both exist):
@@ -97,7 +98,7 @@ $(DATA_STAMP):
 	touch $@
 
 _build/html/index.html: $(BOOK_SRC) $(STAMP)
-	$(PY) -m imreg_lib.pipeline stage $(EXEC_DIR) _build/src
+	$(PY) -m tools.pipeline stage $(EXEC_DIR) _build/src
 	$(VENV)/bin/jupyter-book build _build/src --path-output . --warningiserror --keep-going
 	@echo "Book: _build/html/index.html"
 
@@ -132,8 +133,8 @@ site-check: _build/html/index.html $(SITE_STAMP)
 			exit 1; \
 		fi; }
 	status=0; \
-	$(PY) -m imreg_lib.sitecheck static --html _build/html --toc _toc.yml || status=1; \
-	$(PY) -m imreg_lib.sitecheck browser --html _build/html --toc _toc.yml --out _build/site-check \
+	$(PY) -m tools.sitecheck static --html _build/html --toc _toc.yml || status=1; \
+	$(PY) -m tools.sitecheck browser --html _build/html --toc _toc.yml --out _build/site-check \
 		--chromium "$(CHROMIUM)" || status=1; \
 	exit $$status
 
@@ -142,7 +143,7 @@ site-check: _build/html/index.html $(SITE_STAMP)
 notebooks: $(STAMP)
 	rm -f $(patsubst notebooks/%.ipynb,_build/results/%.json,$(NOTEBOOKS))
 	for nb in $(NOTEBOOKS); do CUDA_VISIBLE_DEVICES=$(TEST_CUDA_VISIBLE_DEVICES) \
-		$(PY) -m imreg_lib.pipeline execute $$nb $$nb --in-place --cell-timeout $(CELL_TIMEOUT) || exit 1; done
+		$(PY) -m tools.pipeline execute $$nb $$nb --in-place --cell-timeout $(CELL_TIMEOUT) || exit 1; done
 	$(PY) -m tools.regression update _build/results --references $(REFERENCES)
 
 numerics:
@@ -167,7 +168,7 @@ FORCE ?=
 sweep: $(STAMP)
 	@test -n "$(NB)" -a -n "$(GRID)" || { echo "usage: make sweep NB=notebooks/X.ipynb GRID='{param: [v1, v2]}'" \
 		"[WORKERS=2 | SCHEDULER=tcp://host:port] [BASE=params/quick.yaml] [COLLECT=key.a,key.b] [FORCE=1]" >&2; exit 2; }
-	$(PY) -m imreg_lib.pipeline sweep $(NB) --grid '$(GRID)' --out _build/sweeps --cell-timeout $(CELL_TIMEOUT) \
+	$(PY) -m tools.pipeline sweep $(NB) --grid '$(GRID)' --out _build/sweeps --cell-timeout $(CELL_TIMEOUT) \
 		--retries $(RETRIES) $(if $(WORKERS),--workers $(WORKERS)) $(if $(SCHEDULER),--scheduler $(SCHEDULER)) \
 		$(if $(FORCE),--force) $(if $(BASE),--base $(BASE)) $(if $(COLLECT),--collect $(COLLECT))
 

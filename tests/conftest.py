@@ -32,7 +32,7 @@ def run_notebook(tmp_path):
     JSON."""
     import json
 
-    from imreg_lib import pipeline
+    from tools import pipeline
 
     def run(notebook, **params):
         out = tmp_path / "results.json"

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from imreg_lib import pipeline
+from tools import pipeline
 
 
 @pytest.fixture

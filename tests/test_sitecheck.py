@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from imreg_lib import sitecheck
-from imreg_lib.sitecheck import SiteCheckError, browse, check_site, section_pages, toc_pages
-from imreg_lib.sphinxext import unique_scripts
+from tools import sitecheck
+from tools.sitecheck import SiteCheckError, browse, check_site, section_pages, toc_pages
+from tools.sphinxext import unique_scripts
 
 TOC = """\
 format: jb-book
@@ -234,7 +234,7 @@ def test_the_browser_finds_unrendered_widgets_unreadable_figures_and_missing_alt
 
 
 def test_bibliography_entries_get_a_role_their_list_accepts():
-    from imreg_lib.sphinxext import accessible_citations
+    from tools.sphinxext import accessible_citations
 
     html = '<div role="list" class="citation-list">\n<div class="citation" id="id1" role="doc-biblioentry">x</div>'
     assert accessible_citations(html) == html.replace('role="doc-biblioentry"', 'role="listitem"')

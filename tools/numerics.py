@@ -2,7 +2,7 @@
 
 The Makefile includes ``tools/numerics.mk`` (``NAME ?= value`` lines, so the environment wins) and exports the
 variables to every command it runs: ``make test``, ``make book``, ``make notebooks`` and ``make sweep``. Python
-entry points that start kernels without make (``python -m imreg_lib.pipeline``, the tests' papermill fixture)
+entry points that start kernels without make (``python -m tools.pipeline``, the tests' papermill fixture)
 call :func:`apply_defaults`, which reads the same file and sets each variable that the environment does not set.
 
 ``python -m tools.numerics`` prints the settings in force and where each comes from.

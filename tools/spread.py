@@ -53,7 +53,7 @@ def run_settings(out: Path, settings: list[str], notebooks: list[Path], cell_tim
         folder.mkdir(parents=True, exist_ok=True)
         for nb in notebooks:
             t0 = time.perf_counter()
-            cmd = [sys.executable, "-m", "imreg_lib.pipeline", "execute", str(nb), str(folder / nb.name)]
+            cmd = [sys.executable, "-m", "tools.pipeline", "execute", str(nb), str(folder / nb.name)]
             cmd += ["--cell-timeout", str(cell_timeout)] if cell_timeout else []
             subprocess.run(cmd, env=env, check=True)
             # the run wrote _build/results/<stem>.json (where the report notebook reads it): keep a copy

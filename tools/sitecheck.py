@@ -2,8 +2,8 @@
 
 Used by the Makefile (``make site-check``)::
 
-    python -m imreg_lib.sitecheck static  [--html _build/html] [--toc _toc.yml]
-    python -m imreg_lib.sitecheck browser [--html _build/html] [--toc _toc.yml] [--out _build/site-check]
+    python -m tools.sitecheck static  [--html _build/html] [--toc _toc.yml]
+    python -m tools.sitecheck browser [--html _build/html] [--toc _toc.yml] [--out _build/site-check]
                                           [--chromium /usr/bin/chromium]
 
 ``static`` parses the HTML with the standard library only: every page of ``_toc.yml`` is built, every local
@@ -574,7 +574,7 @@ def _report(problems: list[str], what: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m imreg_lib.sitecheck", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m tools.sitecheck", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name, help_ in (("static", "offline check of files, links and figures"),

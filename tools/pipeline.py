@@ -1,6 +1,6 @@
 """The book pipeline: execute notebooks with papermill, clean them, stage the book sources, run sweeps on Dask.
 
-Used by the Makefile (``python -m imreg_lib.pipeline ...``)::
+Used by the Makefile (``python -m tools.pipeline ...``)::
 
     execute IN OUT --params params/paper.yaml [--params params/data-paper.yaml]
                                                 # papermill with the notebook's parameter set (overlays win)
@@ -599,7 +599,7 @@ def _yaml_arg(text: str | None, what: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m imreg_lib.pipeline", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m tools.pipeline", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     ex = sub.add_parser("execute", help="execute one notebook with papermill")
