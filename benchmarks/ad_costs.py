@@ -34,12 +34,13 @@ from pathlib import Path
 import torch
 
 import imreg_lib as il
+from imreg_lib import paper
 
 #: Targets of the issue (factors: gradient and Hessian over the loss, Jacobian over the forward map).
 TARGETS = {
     "cached": {"affine": {"gradient": 2.0, "hessian": 3.0, "jacobian": 2.0},
                "neural_ode": {"gradient": 3.0, "hessian": 12.0, "jacobian": 8.0}},
-    "paper": il.PAPER_FACTORS,
+    "paper": paper.PAPER_FACTORS,
 }
 #: The authors' code takes about 4 ms per (affine) loss at m = 32 on this machine type; ours must be 5x faster.
 AUTHORS_LOSS_MS = 4.0
@@ -50,8 +51,8 @@ def run_once(args, device) -> list:
     """One pass over all settings: ``[(protocol, m, {model: ADCosts})]``."""
     kw = {"theta": args.theta, "n_runs": args.n_runs, "warmup": args.warmup, "max_seconds": args.max_seconds,
           "device": device}
-    runs = [("cached", m, il.ad_cost_table(m, protocol="cached", **kw)["cached"]) for m in args.cached_sizes]
-    runs.append(("paper", args.paper_size, il.ad_cost_table(args.paper_size, protocol="paper", **kw)["paper"]))
+    runs = [("cached", m, paper.ad_cost_table(m, protocol="cached", **kw)["cached"]) for m in args.cached_sizes]
+    runs.append(("paper", args.paper_size, paper.ad_cost_table(args.paper_size, protocol="paper", **kw)["paper"]))
     return runs
 
 
@@ -88,7 +89,7 @@ def main() -> None:
                 entry["models"][model]["targets"][fn] = c
                 checks.append({"protocol": protocol, "m": m, "model": model, "function": fn, **c})
             entry["models"][model]["median_ms"] = {
-                fn: statistics.median(getattr(c, f"{fn}_median_ms") for c in reps) for fn in il.ad_costs.FUNCTIONS}
+                fn: statistics.median(getattr(c, f"{fn}_median_ms") for c in reps) for fn in paper.ad_costs.FUNCTIONS}
         results.append(entry)
     loss_check = None
     if 32 in args.cached_sizes:

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 import imreg_lib as il
+from imreg_lib import paper
 
 TARGETS = {"fig2_seconds": 3.0, "fig3_seconds": 60.0, "peak_rss_mb": 500.0}
 
@@ -53,8 +54,8 @@ def main() -> None:
 
     thetas30 = torch.logspace(3, -3, 30, dtype=torch.float64).tolist()
     thetas40 = torch.logspace(3, -3, 40, dtype=torch.float64).tolist()
-    fig2 = lambda: il.compare_methods(problem(), thetas30, gtol=1e-4, gtol_single=1e-7)  # noqa: E731
-    fig3 = lambda: il.compare_predictors(problem(), thetas40)  # noqa: E731
+    fig2 = lambda: paper.compare_methods(problem(), thetas30, gtol=1e-4, gtol_single=1e-7)  # noqa: E731
+    fig3 = lambda: paper.compare_predictors(problem(), thetas40)  # noqa: E731
 
     out2, fig2_cold = timed(fig2)
     out3, fig3_cold = timed(fig3)

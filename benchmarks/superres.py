@@ -38,10 +38,11 @@ from pathlib import Path
 import torch
 
 import imreg_lib as il
+from imreg_lib import paper
 
-PAPER = {"rel_error": {k: il.PAPER_SR[k]["rel_error"] for k in ("diff_all", "no_diff")},
-         "residual_norms": {k: il.PAPER_SR[k]["residual_norms"] for k in ("diff_all", "no_diff")},
-         "jacobian_over_residual": list(il.PAPER_SR["jacobian_over_residual"])}
+PAPER = {"rel_error": {k: paper.PAPER_SR[k]["rel_error"] for k in ("diff_all", "no_diff")},
+         "residual_norms": {k: paper.PAPER_SR[k]["residual_norms"] for k in ("diff_all", "no_diff")},
+         "jacobian_over_residual": list(paper.PAPER_SR["jacobian_over_residual"])}
 TARGETS = {"figs56_seconds": 60.0, "peak_rss_mb": 1024.0, "memory_growth_after_second": 0.05}
 SPEEDUP_TARGET = 10.0
 
@@ -118,7 +119,7 @@ def main() -> None:
     # --- Figs 5-6 end to end (problem, pre-registration, two LM runs, final reconstructions) -------------
     t0 = time.perf_counter()
     pb = il.superresolution_problem(20, 2, 4, 1e-2, device="cpu")
-    prereg = il.preregister(pb, loss="norm", continuation=True)
+    prereg = paper.preregister(pb, loss="norm", continuation=True)
     runs = {m: il.varpro_levenberg_marquardt(il.VarPro(pb, method=m, cg_iters=500, tol=1e-3), prereg.w, **lm)
             for m in ("diff_all", "no_diff")}
     figs56_seconds = time.perf_counter() - t0
@@ -129,7 +130,7 @@ def main() -> None:
                                                            eager_jacobian=True, **lm)
 
     # the authors' pre-registration (restart from the identity at every scale) and what it leads to
-    prereg_coded, prereg_coded_s = timed(lambda: il.preregister(pb, loss="norm"))
+    prereg_coded, prereg_coded_s = timed(lambda: paper.preregister(pb, loss="norm"))
     runs_coded = {m: il.varpro_levenberg_marquardt(il.VarPro(pb, method=m), prereg_coded.w, **lm)
                   for m in ("diff_all", "no_diff")}
 
@@ -162,12 +163,12 @@ def main() -> None:
         mr = il.varpro_levenberg_marquardt(il.VarPro(pb, method="diff_all"), prereg.w, max_iter=args.memory_iters,
                                            gtol=1e-30, final_solve=False)
         memory_run = {"max_iter": args.memory_iters, "rss_mb": list(mr.rss_mb),
-                      "growth_after_second": il.memory_growth(list(mr.rss_mb))}
+                      "growth_after_second": paper.memory_growth(list(mr.rss_mb))}
     peak_mb = il.peak_rss_mb()
     authors = authors_estimate(pb, w0, runs)
     authors["speedup_estimate"] = authors["figs56_seconds_estimate"] / figs56_seconds
 
-    growth = max(il.memory_growth(list(runs[m].rss_mb)) for m in ("diff_all", "no_diff", "implicit"))
+    growth = max(paper.memory_growth(list(runs[m].rss_mb)) for m in ("diff_all", "no_diff", "implicit"))
     if memory_run is not None:
         growth = max(growth, memory_run["growth_after_second"])
     measured = {"figs56_seconds": figs56_seconds, "peak_rss_mb": peak_mb, "memory_growth_after_second": growth}
@@ -187,8 +188,8 @@ def main() -> None:
                          "w_error_vs_truth": float(torch.linalg.vector_norm(prereg_coded.w - pb.w_true)),
                          "per_scale": [{"theta": h.theta, "loss": h.loss, "iterations": h.iterations}
                                        for h in prereg_coded.history]}}},
-        "runs": {k: il.run_summary(v) for k, v in runs.items()},
-        "runs_from_as_coded_preregistration": {k: il.run_summary(v) for k, v in runs_coded.items()},
+        "runs": {k: paper.run_summary(v) for k, v in runs.items()},
+        "runs_from_as_coded_preregistration": {k: paper.run_summary(v) for k, v in runs_coded.items()},
         "rel_error_at_true_parameters": il.relative_error(il.reconstruct(pb, pb.w_true).x, pb.reference),
         "costs": costs,
         "authors_style_estimate": authors,

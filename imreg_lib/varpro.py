@@ -334,7 +334,7 @@ def varpro_levenberg_marquardt(varpro: VarPro, w0: torch.Tensor | None = None, *
     varpro
         Residual and Jacobian method.
     w0
-        Start (the variant's parameters), e.g. from :func:`~imreg_lib.preregistration.preregister`;
+        Start (the variant's parameters), e.g. from a pre-registration of the templates;
         default: identity.
     max_iter, gtol, ptol, ftol, tau
         As in :func:`~imreg_lib.optimizers.levenberg_marquardt` (``max_iter`` counts recorded points).

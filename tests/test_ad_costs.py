@@ -9,7 +9,8 @@ import torch
 from torch.func import grad, jacfwd, jacrev
 
 import imreg_lib as il
-from imreg_lib.ad_costs import FUNCTIONS, _paper_functions
+from imreg_lib import paper
+from imreg_lib.paper.ad_costs import FUNCTIONS, _paper_functions
 
 F64 = torch.float64
 
@@ -22,22 +23,22 @@ def pair8():
 def test_paper_spline_coefficients_equal_the_library_solve(rng):
     data = torch.rand(9, 7, generator=rng, dtype=F64)
     for theta in (0.0, 1e-3, 5.0):
-        torch.testing.assert_close(il.paper_spline_coefficients(data, theta), il.spline_coefficients(data, theta),
+        torch.testing.assert_close(paper.paper_spline_coefficients(data, theta), il.spline_coefficients(data, theta),
                                    rtol=1e-10, atol=1e-10)
     th = torch.tensor(0.3, dtype=F64)  # a tensor theta, as the authors pass it
-    torch.testing.assert_close(il.paper_spline_coefficients(data, th), il.spline_coefficients(data, 0.3))
+    torch.testing.assert_close(paper.paper_spline_coefficients(data, th), il.spline_coefficients(data, 0.3))
     vol = torch.rand(4, 5, 6, generator=rng, dtype=F64)
-    torch.testing.assert_close(il.paper_spline_coefficients(vol, 0.1), il.spline_coefficients(vol, 0.1))
+    torch.testing.assert_close(paper.paper_spline_coefficients(vol, 0.1), il.spline_coefficients(vol, 0.1))
 
 
 @pytest.mark.parametrize("model", ["affine", "neural_ode"])
 def test_paper_functions_are_the_objective(pair8, model):
     """The paper protocol's pure functions equal the library's objective (same model, same θ)."""
-    tr = il.model_transformation(model)
+    tr = paper.model_transformation(model)
     forward, loss = _paper_functions(pair8, tr)
     obj = il.SSDObjective(il.SplineImage(pair8.template, pair8.grid), il.SplineImage(pair8.reference, pair8.grid),
                           tr)
-    w = il.near_identity(tr, 0.1, seed=3)
+    w = paper.near_identity(tr, 0.1, seed=3)
     th = torch.tensor(1e-2, dtype=F64)
     assert float(loss(w, th)) == pytest.approx(float(obj.loss(w, 1e-2)), rel=1e-10)
     torch.testing.assert_close(forward(w, th), obj.at_scale(1e-2).forward(w), rtol=1e-10, atol=1e-10)
@@ -49,21 +50,21 @@ def test_paper_functions_are_the_objective(pair8, model):
 
 
 def test_near_identity_and_models():
-    assert il.model_transformation("affine").n_params == 6
-    assert il.model_transformation("affine", dim=3).n_params == 12
-    assert il.model_transformation("neural_ode").n_params == 50
+    assert paper.model_transformation("affine").n_params == 6
+    assert paper.model_transformation("affine", dim=3).n_params == 12
+    assert paper.model_transformation("neural_ode").n_params == 50
     with pytest.raises(ValueError, match="model"):
-        il.model_transformation("bspline")
+        paper.model_transformation("bspline")
     tr = il.Affine()
-    w = il.near_identity(tr, scale=0.05, seed=1)
-    torch.testing.assert_close(w, il.near_identity(tr, scale=0.05, seed=1))  # deterministic
+    w = paper.near_identity(tr, scale=0.05, seed=1)
+    torch.testing.assert_close(w, paper.near_identity(tr, scale=0.05, seed=1))  # deterministic
     assert 0 < float((w - tr.identity()).abs().max()) < 0.25
-    assert not torch.equal(w, il.near_identity(tr, scale=0.05, seed=2))
+    assert not torch.equal(w, paper.near_identity(tr, scale=0.05, seed=2))
 
 
 @pytest.mark.parametrize("protocol", ["paper", "cached"])
 def test_measure_ad_costs_record(pair8, protocol):
-    res = il.measure_ad_costs(pair8, "neural_ode", protocol, n_runs=2, warmup=0)
+    res = paper.measure_ad_costs(pair8, "neural_ode", protocol, n_runs=2, warmup=0)
     assert (res.protocol, res.model, res.n_params, res.m) == (protocol, "neural_ode", 50, (8, 8))
     d = res.as_dict()
     json.dumps(d)  # serialisable
@@ -77,7 +78,7 @@ def test_measure_ad_costs_record(pair8, protocol):
     assert f["hessian"] == pytest.approx(res.hessian_ms / res.loss_ms)
     assert f["jacobian"] == pytest.approx(res.jacobian_ms / res.forward_ms)
     assert res.factors_median["hessian"] == pytest.approx(res.hessian_median_ms / res.loss_median_ms)
-    assert d["paper"]["factors"] == il.PAPER_FACTORS["neural_ode"]
+    assert d["paper"]["factors"] == paper.PAPER_FACTORS["neural_ode"]
     if protocol == "cached":  # both Jacobian routes were timed; the other one is kept
         assert len(res.alternatives) == 1 and next(iter(res.alternatives)).startswith("jacobian:")
         assert res.routes["jacobian"] in ("structured ∇T·Q", "torch.func.jacfwd")
@@ -94,47 +95,47 @@ def test_ad_cost_table_validation_happens_first():
     for kw, msg in bad:
         t0 = time.perf_counter()
         with pytest.raises(ValueError, match=msg):
-            il.ad_cost_table(**kw)
+            paper.ad_cost_table(**kw)
         assert time.perf_counter() - t0 < 5.0  # rejected before images are built or anything is timed
 
 
 def test_ad_cost_table_shape():
-    table = il.ad_cost_table(8, n_runs=2, warmup=0, protocol="cached", device="cpu", models=("affine",))
+    table = paper.ad_cost_table(8, n_runs=2, warmup=0, protocol="cached", device="cpu", models=("affine",))
     assert list(table) == ["cached"] and list(table["cached"]) == ["affine"]
-    both = il.ad_cost_table(6, n_runs=2, warmup=0, protocol="both", device="cpu", models="affine")
+    both = paper.ad_cost_table(6, n_runs=2, warmup=0, protocol="both", device="cpu", models="affine")
     assert list(both) == ["paper", "cached"]
     with pytest.raises(ValueError, match="protocol"):
-        il.measure_ad_costs(il.synthetic_hand_pair(6, device="cpu"), "affine", "both")
+        paper.measure_ad_costs(il.synthetic_hand_pair(6, device="cpu"), "affine", "both")
 
 
 def test_compare_derivatives_agreement(pair8):
     for model in ("affine", "neural_ode"):
-        tr = il.model_transformation(model)
+        tr = paper.model_transformation(model)
         obj = il.SSDObjective(il.SplineImage(pair8.template, pair8.grid),
                               il.SplineImage(pair8.reference, pair8.grid), tr)
-        cmp = il.compare_derivatives(obj.at_scale(1e-3), il.near_identity(tr), model, n_runs=2, warmup=0)
+        cmp = paper.compare_derivatives(obj.at_scale(1e-3), paper.near_identity(tr), model, n_runs=2, warmup=0)
         assert set(cmp.rel_diff) == {"gradient", "gauss_newton", "hessian"}
         assert max(cmp.rel_diff.values()) < 1e-10
         assert set(cmp.structured_ms) == set(cmp.ad_ms) == set(cmp.rel_diff)
         json.dumps(cmp.as_dict())
     with pytest.raises(ValueError, match="shape"):
-        il.compare_derivatives(obj.at_scale(1e-3), torch.zeros(3, dtype=F64), n_runs=2)
+        paper.compare_derivatives(obj.at_scale(1e-3), torch.zeros(3, dtype=F64), n_runs=2)
 
 
 def test_scaling_point_and_volume_pair():
-    vol = il.synthetic_volume_pair(6, device="cpu")
+    vol = paper.synthetic_volume_pair(6, device="cpu")
     assert vol.grid.dim == 3 and vol.template.shape == (6, 6, 6)
-    pt = il.scaling_point(vol, il.Affine(3), "affine 3D", n_runs=2, warmup=0)
+    pt = paper.scaling_point(vol, il.Affine(3), "affine 3D", n_runs=2, warmup=0)
     assert (pt.n_params, pt.n_points, pt.m) == (12, 216, (6, 6, 6))
     assert pt.hessian_ad_ms is not None and pt.jacobian_ad_ms is not None
-    pt = il.scaling_point(il.synthetic_hand_pair(6, device="cpu"), il.NeuralODE(width=3), n_runs=2, warmup=0,
+    pt = paper.scaling_point(il.synthetic_hand_pair(6, device="cpu"), il.NeuralODE(width=3), n_runs=2, warmup=0,
                           ad=False)
     assert pt.n_params == 20 and pt.hessian_ad_ms is None
     json.dumps(pt.as_dict())
     with pytest.raises(ValueError, match="3D"):
-        il.scaling_point(vol, il.Affine(2), n_runs=2)
+        paper.scaling_point(vol, il.Affine(2), n_runs=2)
     with pytest.raises(ValueError, match="m must"):
-        il.synthetic_volume_pair(2)
+        paper.synthetic_volume_pair(2)
 
 
 def test_time_function_budget_and_validation():

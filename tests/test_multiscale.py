@@ -7,13 +7,14 @@ import pytest
 import torch
 
 import imreg_lib as il
+from imreg_lib import paper
 
 THETAS30 = torch.logspace(3, -3, 30, dtype=torch.float64).tolist()
 
 
 @pytest.fixture(scope="module")
 def fig2(objective32):
-    return il.compare_methods(objective32, THETAS30, gtol=1e-4, gtol_single=1e-7)
+    return paper.compare_methods(objective32, THETAS30, gtol=1e-4, gtol_single=1e-7)
 
 
 def test_single_scale_stalls_and_predictor_corrector_succeeds(fig2, objective32, hand32):
@@ -71,7 +72,7 @@ def test_gauss_newton_predictors(objective32):
 @pytest.fixture(scope="module")
 def fig3(objective32):
     thetas = torch.logspace(3, -3, 12, dtype=torch.float64).tolist()
-    return il.compare_predictors(objective32, thetas)
+    return paper.compare_predictors(objective32, thetas)
 
 
 def test_prediction_quality(fig3, objective32):
@@ -97,7 +98,7 @@ def test_prediction_quality(fig3, objective32):
 
 def test_prediction_quality_needs_predictions(fig2, objective32):
     with pytest.raises(ValueError, match="predict=True"):
-        il.prediction_quality(objective32, fig2.traditional)
+        paper.prediction_quality(objective32, fig2.traditional)
 
 
 @pytest.mark.parametrize("thetas, match", [([1.0], "at least 2"), ([1.0, 2.0], "decreasing"),
@@ -106,7 +107,7 @@ def test_bad_schedule(objective32, thetas, match):
     with pytest.raises(ValueError, match=match):
         il.predictor_corrector(objective32, thetas)
     with pytest.raises(ValueError, match=match):
-        il.compare_methods(objective32, thetas)
+        paper.compare_methods(objective32, thetas)
 
 
 @pytest.mark.parametrize("kw, match", [({"gtol": 0.0}, "gtol"), ({"hessian": "bfgs"}, "hessian"),

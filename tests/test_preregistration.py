@@ -5,6 +5,7 @@ import torch
 from torch.func import grad, hessian
 
 import imreg_lib as il
+from imreg_lib import paper
 from imreg_lib.spline import SplineImage
 
 
@@ -34,7 +35,7 @@ def test_structured_derivatives_equal_ad(pb, loss, fix_first, blur):
     g = torch.Generator().manual_seed(0)
     n = 18 if fix_first else 24
     w = (pb.identity()[6:] if fix_first else pb.identity()) + 0.05 * torch.randn(n, generator=g, dtype=torch.float64)
-    J, dJ, H = il.prereg_objective(pb, 1e-2, loss=loss, fix_first=fix_first, blur_data=blur)(w)
+    J, dJ, H = paper.prereg_objective(pb, 1e-2, loss=loss, fix_first=fix_first, blur_data=blur)(w)
     ref = _ad_loss(pb, 1e-2, loss, fix_first, blur)
     assert float(J) == pytest.approx(float(ref(w)), rel=1e-12)
     torch.testing.assert_close(dJ, grad(ref)(w), rtol=1e-10, atol=1e-10)
@@ -42,7 +43,7 @@ def test_structured_derivatives_equal_ad(pb, loss, fix_first, blur):
 
 
 def test_as_coded_restarts_every_scale_from_the_identity(pb):
-    res = il.preregister(pb, thetas=(1.0, 1e-1, 1e-3), maxiter=5)
+    res = paper.preregister(pb, thetas=(1.0, 1e-1, 1e-3), maxiter=5)
     assert res.optimizer == "newton-cg" and not res.continuation and not res.blur_data
     for rec in res.history:
         torch.testing.assert_close(rec.w_start, pb.identity())
@@ -51,7 +52,7 @@ def test_as_coded_restarts_every_scale_from_the_identity(pb):
 
 
 def test_continuation_warm_starts_and_finds_the_motion(pb):
-    res = il.preregister(pb, continuation=True)
+    res = paper.preregister(pb, continuation=True)
     assert res.optimizer == "trust-exact" and res.blur_data
     for prev, rec in zip(res.history, res.history[1:], strict=False):
         torch.testing.assert_close(rec.w_start, prev.w)
@@ -61,7 +62,7 @@ def test_continuation_warm_starts_and_finds_the_motion(pb):
 
 
 def test_paper_variant_has_18_parameters(pb):
-    res = il.preregister(pb, continuation=True, variant="paper", thetas=(1.0, 1e-3))
+    res = paper.preregister(pb, continuation=True, variant="paper", thetas=(1.0, 1e-3))
     assert res.w.shape == (18,)
 
 
@@ -70,4 +71,4 @@ def test_paper_variant_has_18_parameters(pb):
                                        ({"variant": "x"}, "variant"), ({"gtol": 0.0}, "gtol")])
 def test_bad_inputs(pb, kw, match):
     with pytest.raises(ValueError, match=match):
-        il.preregister(pb, **kw)
+        paper.preregister(pb, **kw)

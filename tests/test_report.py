@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from imreg_lib import report
-from imreg_lib.ad_costs import PAPER_FACTORS, PAPER_TABLE1
-from imreg_lib.sr_experiments import PAPER_SR
+from imreg_lib.paper import report
+from imreg_lib.paper.numbers import PAPER_FACTORS, PAPER_SR, PAPER_TABLE1
 
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "specs" / "experiments.md"
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import imreg_lib as il
+from imreg_lib import paper
 
 
 @pytest.fixture(scope="module")
@@ -36,69 +37,69 @@ def test_taylor_from_differences_matches_taylor_test():
 @pytest.mark.parametrize("fractions", [[1.5], [-0.1], [], [True], ["0.9"]])
 def test_bad_fractions(pb, w0, fractions):
     with pytest.raises(ValueError, match=r"fractions must be .* in \[0, 1\]"):
-        il.partial_differentiation(pb, w0, fractions)
+        paper.partial_differentiation(pb, w0, fractions)
 
 
 @pytest.mark.parametrize("counts", [[-1], [0], [2.5], []])
 def test_bad_counts(pb, w0, counts):
     with pytest.raises(ValueError, match="cg_counts must be .* integers >= 1"):
-        il.inexact_projections(pb, w0, counts)
+        paper.inexact_projections(pb, w0, counts)
 
 
 def test_bad_settings_fail_before_any_solve(pb, w0, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("solved before validating")
 
-    monkeypatch.setattr(il.sr_experiments, "varpro_levenberg_marquardt", boom)
+    monkeypatch.setattr(paper.superres, "varpro_levenberg_marquardt", boom)
     with pytest.raises(ValueError, match="gn_iters"):
-        il.compare_projections(pb, w0, gn_iters=0)
+        paper.compare_projections(pb, w0, gn_iters=0)
     with pytest.raises(ValueError, match="method must be one of"):
-        il.compare_projections(pb, w0, methods=("diff_all", "bogus"))
+        paper.compare_projections(pb, w0, methods=("diff_all", "bogus"))
     with pytest.raises(ValueError, match="w must have shape|shape"):
-        il.inexact_projections(pb, w0[:-1], [5])
+        paper.inexact_projections(pb, w0[:-1], [5])
     with pytest.raises(ValueError, match="h must be"):
-        il.projection_taylor(pb, w0, [1.0], h=[1.0])
+        paper.projection_taylor(pb, w0, [1.0], h=[1.0])
 
 
 def test_each_jacobian_against_its_own_residual(pb, w0):
     vps = {"diff_all": il.VarPro(pb, cg_iters=10, tol=0.0),
            "no_diff": il.VarPro(pb, method="no_diff", cg_iters=10, tol=0.0),
            "implicit": il.VarPro(pb, method="implicit")}
-    res = il.varpro_taylor(vps, w0, h=(1e-1, 1e-2, 1e-3, 1e-4))
+    res = paper.varpro_taylor(vps, w0, h=(1e-1, 1e-2, 1e-3, 1e-4))
     assert res["diff_all"].slope(1, 1e-4, 1e-2) > 1.8
     assert res["implicit"].slope(1, 1e-4, 1e-2) > 1.8
     assert res["no_diff"].slope(1, 1e-4, 1e-2) < 1.2
 
 
 def test_fig7_protocol(pb, w0):
-    res = il.projection_taylor(pb, w0, [1.0, 0.5, 0.0], cg_iters=40, tol=0.0, h=(1.0, 1e-2, 1e-4))
+    res = paper.projection_taylor(pb, w0, [1.0, 0.5, 0.0], cg_iters=40, tol=0.0, h=(1.0, 1e-2, 1e-4))
     assert set(res) == {"100%", "50%", "0%", "50% continued", "implicit"}
     e = {k: v.errors[1] for k, v in res.items()}
     # the reference function is the 100 % one: its error decays fastest; No Diff is first order
     assert e["100%"][-1] < 1e-2 * e["0%"][-1]
     assert res["0%"].slope(1, 1e-4, 1e-2) == pytest.approx(1.0, abs=0.1)
     assert all(len(v.h) == 3 for v in res.values())
-    assert len(il.FIG7_STEPS) == 10 and il.FIG7_STEPS[0] == 1e5 and il.FIG7_STEPS[-1] == pytest.approx(1e-15)
+    assert len(paper.FIG7_STEPS) == 10 and paper.FIG7_STEPS[0] == 1e5 and paper.FIG7_STEPS[-1] == pytest.approx(1e-15)
 
 
 def test_runs_summaries_and_reconstructions(pb, w0):
-    runs = il.inexact_projections(pb, w0, [2, 20], gn_iters=4)
+    runs = paper.inexact_projections(pb, w0, [2, 20], gn_iters=4)
     assert list(runs) == [2, 20]
     for run in runs.values():
-        s = il.run_summary(run)
+        s = paper.run_summary(run)
         assert len(s["losses"]) == len(s["grad_norms"]) == len(s["rss_mb"]) <= 4
         assert 0 < s["rel_error"] < 2 and s["losses"][-1] <= s["losses"][0]
         assert max(s["cg_iterations"]) <= 20 and len(s["w"]) == pb.n_params
-    path = il.reconstruction_path(runs[20], pb, il.VarPro(pb))
+    path = paper.reconstruction_path(runs[20], pb, il.VarPro(pb))
     assert path.shape == (len(runs[20].lm.points), 8, 8)
     k = next(i for i, w in enumerate(runs[20].lm.points) if torch.equal(w, runs[20].lm.w))  # the end point
-    assert torch.allclose(il.reconstruction_path(runs[20], pb, il.VarPro(pb), [k])[0], runs[20].reconstruction)
-    partial = il.partial_differentiation(pb, w0, [1.0], cg_iters=20, gn_iters=3)
+    assert torch.allclose(paper.reconstruction_path(runs[20], pb, il.VarPro(pb), [k])[0], runs[20].reconstruction)
+    partial = paper.partial_differentiation(pb, w0, [1.0], cg_iters=20, gn_iters=3)
     assert partial[1.0].method == "last_restarted"
 
 
 def test_projection_costs(pb, w0):
-    costs = il.projection_costs({"diff_all": il.VarPro(pb, cg_iters=20), "no_diff": il.VarPro(pb, method="no_diff",
+    costs = paper.projection_costs({"diff_all": il.VarPro(pb, cg_iters=20), "no_diff": il.VarPro(pb, method="no_diff",
                                                                                              cg_iters=20)},
                                 w0, n_runs=2, warmup=0)
     for c in costs.values():
@@ -107,10 +108,10 @@ def test_projection_costs(pb, w0):
 
 
 def test_percent_label():
-    assert [il.percent_label(p) for p in (0.0, 0.7, 0.95, 1.0)] == ["0%", "70%", "95%", "100%"]
+    assert [paper.percent_label(p) for p in (0.0, 0.7, 0.95, 1.0)] == ["0%", "70%", "95%", "100%"]
 
 
 def test_memory_growth():
-    assert il.memory_growth([100.0, 110.0, 110.0, 121.0]) == pytest.approx(0.1)
-    assert il.memory_growth([100.0, 110.0, 90.0]) == pytest.approx(90 / 110 - 1)
-    assert il.memory_growth([100.0, 200.0]) == 0.0
+    assert paper.memory_growth([100.0, 110.0, 110.0, 121.0]) == pytest.approx(0.1)
+    assert paper.memory_growth([100.0, 110.0, 90.0]) == pytest.approx(90 / 110 - 1)
+    assert paper.memory_growth([100.0, 200.0]) == 0.0

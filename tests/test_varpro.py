@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import imreg_lib as il
+from imreg_lib import paper
 
 H = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001)  # Taylor steps above the CG-tolerance noise floor
 
@@ -143,7 +144,7 @@ def test_taylor_orders_at_paper_size():
     """m = 20, 4 templates, 24 parameters, at the start point of LM (CG converged tightly so that the residual
     is smooth enough to see second order)."""
     pb = il.superresolution_problem()
-    w = il.preregister(pb, continuation=True).w
+    w = paper.preregister(pb, continuation=True).w
     v = torch.randn(pb.n_params, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     v = 0.05 * v / torch.linalg.vector_norm(v)
     h = (1.0, 0.1, 0.01, 0.001)

@@ -238,7 +238,7 @@ _RATIO_NAMES = {"gradient": "gradient / loss", "hessian": "Hessian / loss", "jac
 
 
 def _machine(info: Mapping | None) -> str:
-    from .timing import describe_machine
+    from ..timing import describe_machine
 
     return describe_machine(dict(info) if info else None)
 

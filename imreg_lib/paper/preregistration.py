@@ -41,10 +41,10 @@ import numpy as np
 import scipy.optimize
 import torch
 
-from .optimizers import _Cache, newton_trust_region
-from .spline import SplineImage, spline_derivatives
-from .superres import SuperResolutionProblem
-from .transformations import Affine
+from ..optimizers import _Cache, newton_trust_region
+from ..spline import SplineImage, spline_derivatives
+from ..superres import SuperResolutionProblem
+from ..transformations import Affine
 
 __all__ = ["PREREG_THETAS", "PreregistrationResult", "PreregistrationScale", "prereg_objective", "preregister"]
 

@@ -13,7 +13,7 @@ Each driver validates all of its settings before the first solve, runs
 * :func:`projection_costs`: time of a residual and of a Jacobian per method;
 * :func:`reconstruction_path`: the exact reconstruction at every recorded LM point (for the widgets).
 
-:data:`PAPER_SR` holds the numbers recorded in the authors' runs, to print beside ours.
+The numbers recorded in the authors' runs, to print beside ours, are :data:`~imreg_lib.paper.numbers.PAPER_SR`.
 """
 
 from __future__ import annotations
@@ -25,41 +25,15 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.func import jvp
 
-from .derivatives import TaylorResult, taylor_from_differences
-from .superres import SuperResolutionProblem
-from .timing import time_function
-from .varpro import VarPro, VarProRun, reconstruct, varpro_levenberg_marquardt
+from ..derivatives import TaylorResult, taylor_from_differences
+from ..superres import SuperResolutionProblem
+from ..timing import time_function
+from ..varpro import VarPro, VarProRun, reconstruct, varpro_levenberg_marquardt
+from .numbers import FIG7_STEPS
 
-__all__ = ["FIG7_STEPS", "PAPER_SR", "ProjectionCost", "check_counts", "check_fractions", "compare_projections",
-           "inexact_projections", "partial_differentiation", "percent_label", "projection_costs", "projection_taylor",
-           "memory_growth", "reconstruction_path", "run_summary", "varpro_taylor"]
-
-#: The step sizes of the authors' Jacobian test (Fig 7): ``logspace(5, -15, 10)``.
-FIG7_STEPS: tuple[float, ...] = tuple(float(10.0 ** (5 - 20 * k / 9)) for k in range(10))
-
-#: Numbers recorded in the authors' runs ("read" = read off the figure).
-PAPER_SR: dict = {
-    "diff_all": {"rel_error": 0.1070,
-                 "residual_norms": [3.1410, 0.69426, 0.43870, 0.29379, 0.21883, 0.18505, 0.16783, 0.16350, 0.16350,
-                                    0.16350]},
-    "no_diff": {"rel_error": 0.2561,
-                "residual_norms": [3.1410, 2.8485, 2.5925, 2.3706, 2.1798, 2.0169, 1.8784, 1.7611, 1.6618, 1.5775]},
-    "partial": {  # N = 200, restarted; final relative errors read from Fig 8
-        0.7: {"rel_error_read": 0.37, "residual_norms_first_last": [3.1214, 3.1214]},
-        0.9: {"rel_error_read": 0.12, "residual_norms_first_last": [3.1222, 0.22033]},
-        0.95: {"rel_error_read": 0.117, "residual_norms_first_last": [3.1214, 0.20637]},
-        1.0: {"rel_error_read": 0.105, "residual_norms_first_last": [3.1208, 0.16259]},
-    },
-    "inexact": {  # final relative error and relative loss after 10 LM points, read from Fig 10
-        1: {"rel_error_read": 0.23, "rel_loss_read": 0.95},
-        5: {"rel_error_read": 0.124, "rel_loss_read": 0.45},
-        10: {"rel_error_read": 0.115, "rel_loss_read": 0.15},
-        25: {"rel_error_read": 0.110, "rel_loss_read": 1.3e-2},
-        50: {"rel_error_read": 0.111, "rel_loss_read": 2.0e-3},
-        100: {"rel_error_read": 0.103, "rel_loss_read": 2.6e-3},
-    },
-    "jacobian_over_residual": (6.0, 10.0),
-}
+__all__ = ["ProjectionCost", "check_counts", "check_fractions", "compare_projections", "inexact_projections",
+           "memory_growth", "partial_differentiation", "percent_label", "projection_costs", "projection_taylor",
+           "reconstruction_path", "run_summary", "varpro_taylor"]
 
 
 def percent_label(fraction: float) -> str:

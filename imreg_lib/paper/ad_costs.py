@@ -35,19 +35,18 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch.func import grad, hessian, jacfwd, jacrev
 
-from .data import ImagePair, load_pair, synthetic_hand_pair
-from .device import resolve_device
-from .grid import Grid
-from .neural_ode import NeuralODE
-from .objective import ScaleObjective, SSDObjective
-from .spline import SplineImage, spline_basis_matrices, spline_evaluate
-from .timing import Timing, time_function
-from .transformations import Affine
+from ..data import ImagePair, load_pair, synthetic_hand_pair
+from ..device import resolve_device
+from ..grid import Grid
+from ..neural_ode import NeuralODE
+from ..objective import ScaleObjective, SSDObjective
+from ..spline import SplineImage, spline_basis_matrices, spline_evaluate
+from ..timing import Timing, time_function
+from ..transformations import Affine
+from .numbers import PAPER_FACTORS, PAPER_TABLE1
 
 __all__ = [
     "FUNCTIONS",
-    "PAPER_FACTORS",
-    "PAPER_TABLE1",
     "ADCosts",
     "DerivativeComparison",
     "ScalingPoint",
@@ -67,20 +66,6 @@ FUNCTIONS = ("loss", "gradient", "hessian", "forward", "jacobian")
 _MODELS = ("affine", "neural_ode")
 _TRIAL_SECONDS = 3.0  # time limit per route when choosing the faster Jacobian route (cached protocol)
 _PROTOCOLS = ("paper", "cached")
-
-#: The paper's Table 1 (reference values, not results of this code): (mean, std) in ms on the authors'
-#: (unknown, CPU-only) machine, m = 32, float32 images.
-PAPER_TABLE1: dict[str, dict[str, tuple[float, float]]] = {
-    "affine": {"loss": (2.171, 0.259), "gradient": (5.422, 0.409), "hessian": (12.44, 1.798),
-               "forward": (1.054, 0.076), "jacobian": (11.59, 1.518)},
-    "neural_ode": {"loss": (5.012, 2.168), "gradient": (13.65, 1.018), "hessian": (120.0, 8.737),
-                   "forward": (3.204, 0.149), "jacobian": (54.31, 3.240)},
-}
-#: The paper's factors (gradient and Hessian over the loss, Jacobian over the forward map), as printed.
-PAPER_FACTORS: dict[str, dict[str, float]] = {
-    "affine": {"gradient": 2.5, "hessian": 5.7, "jacobian": 11.0},
-    "neural_ode": {"gradient": 2.7, "hessian": 24.0, "jacobian": 17.0},
-}
 
 
 # ------------------------------------------------------------------------------------------------
