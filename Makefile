@@ -9,6 +9,8 @@ SITE_STAMP := $(VENV)/.installed-site
 CHROMIUM ?= /usr/bin/chromium
 PARAMS ?= params/paper.yaml
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+# The order of a run: the section notebooks, then the report, which reads their results.
+RUN_ORDER := $(filter-out notebooks/04_reproduction.ipynb,$(NOTEBOOKS)) $(filter notebooks/04_reproduction.ipynb,$(NOTEBOOKS))
 # What an executed notebook depends on besides itself: the library, the pipeline that runs it, the numeric settings.
 LIB       := $(wildcard imreg_lib/*.py) tools/pipeline.py tools/numerics.mk
 
@@ -90,7 +92,7 @@ $(EXEC_DIR)/%.ipynb: notebooks/%.ipynb $(LIB) $(PARAMS) $(DATA_DEPS) $(STAMP)
 
 # The reproduction report reads the results JSON of the section notebooks (both data sets where both exist):
 # it runs after them.
-$(REPORT_NB): $(filter-out $(REPORT_NB),$(EXECUTED)) $(wildcard _build/results/0[0-3]_*.json _build/results/paper/0[0-3]_*.json)
+$(REPORT_NB): $(filter-out $(REPORT_NB),$(EXECUTED)) $(wildcard _build/results/0[0-35-9]_*.json _build/results/paper/0[0-35-9]_*.json)
 
 $(DATA_STAMP):
 	@mkdir -p _build
@@ -142,7 +144,7 @@ site-check: _build/html/index.html $(SITE_STAMP)
 # regression test from the results they wrote, in one step. CUDA hidden: the stored outputs are the CPU's.
 notebooks: $(STAMP)
 	rm -f $(patsubst notebooks/%.ipynb,_build/results/%.json,$(NOTEBOOKS))
-	for nb in $(NOTEBOOKS); do CUDA_VISIBLE_DEVICES=$(TEST_CUDA_VISIBLE_DEVICES) \
+	for nb in $(RUN_ORDER); do CUDA_VISIBLE_DEVICES=$(TEST_CUDA_VISIBLE_DEVICES) \
 		$(PY) -m tools.pipeline execute $$nb $$nb --in-place --cell-timeout $(CELL_TIMEOUT) || exit 1; done
 	$(PY) -m tools.regression update _build/results --references $(REFERENCES)
 
@@ -186,7 +188,7 @@ nbval: $(STAMP)
 	rm -f $(patsubst notebooks/%.ipynb,_build/results/%.json,$(NOTEBOOKS))
 	status=0; CUDA_VISIBLE_DEVICES=$(TEST_CUDA_VISIBLE_DEVICES) $(PY) -m pytest -p no:python --nbval \
 		--nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout $(CELL_TIMEOUT) \
-		-p no:cacheprovider -q $(NOTEBOOKS) || status=1; \
+		-p no:cacheprovider -q $(RUN_ORDER) || status=1; \
 	$(PY) -m tools.regression check _build/results --references $(REFERENCES) || status=1; \
 	exit $$status
 

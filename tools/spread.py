@@ -66,14 +66,15 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("_build/spread"))
     ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from: {', '.join(SETTINGS)}")
-    ap.add_argument("--notebooks", default=None, help="comma-separated notebook stems (default: every notebook)")
+    ap.add_argument("--notebooks", default=None,
+                    help="comma-separated notebook stems (default: every notebook, the report last)")
     ap.add_argument("--references", type=Path, default=regression.REFERENCES)
     ap.add_argument("--cell-timeout", type=float, default=None)
     ap.add_argument("--skip-runs", action="store_true", help="only measure the runs already in --out")
     ap.add_argument("--write", action="store_true", help="record the spreads in the tolerances file")
     args = ap.parse_args(argv)
     settings = args.settings.split(",")
-    notebooks = sorted(Path("notebooks").glob("*.ipynb"))
+    notebooks = sorted(Path("notebooks").glob("*.ipynb"), key=lambda p: (p.stem == "04_reproduction", p.stem))
     if args.notebooks:
         notebooks = [Path("notebooks") / f"{stem}.ipynb" for stem in args.notebooks.split(",")]
     if not args.skip_runs:

@@ -1,0 +1,148 @@
+"""The comparison with SimpleITK: scale-sigma relation, scoring, the 3D pair, the registrations and the verdicts."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import imreg_lib as il
+from imreg_lib.paper import peers
+
+pytest.importorskip("SimpleITK")
+
+
+def test_sigma_for_theta_halves_the_same_frequency():
+    for theta in (0.1, 1.0, 10.0, 1e3):
+        sigma = peers.sigma_for_theta(theta)
+        omega = math.sqrt(2 * math.log(2)) / sigma
+        assert peers._transfer(theta, omega) == pytest.approx(0.5, abs=1e-9)  # the spline halves it ...
+        assert math.exp(-0.5 * (sigma * omega) ** 2) == pytest.approx(0.5)  # ... and so does the Gaussian
+        assert peers.theta_for_sigma(sigma) == pytest.approx(theta, rel=1e-9)
+    # the low-frequency limit H = 1 / (1 + theta omega^4): sigma ~ sqrt(2 ln 2) theta^(1/4) for large theta
+    assert peers.sigma_for_theta(1e6) == pytest.approx(math.sqrt(2 * math.log(2)) * 1e6 ** 0.25, rel=1e-3)
+    assert peers.sigma_for_theta(0.0) == 0.0 and peers.sigma_for_theta(1e-3) == 0.0  # nothing below Nyquist halved
+    s = [peers.sigma_for_theta(t) for t in np.logspace(-1, 4, 12)]
+    assert all(a < b for a, b in zip(s, s[1:], strict=False))
+
+
+def test_spline_transfer_function_is_the_one_the_relation_uses():
+    """Smoothing a cosine with the spline model at scale theta multiplies it by H_theta(omega) (interior cells)."""
+    m, omega, theta = 160, 0.6, 3.0
+    grid = il.Grid((0.0, float(m), 0.0, 8.0), (m, 8))
+    x = torch.arange(m, dtype=torch.float64)
+    data = torch.cos(omega * x)[:, None].expand(m, 8).contiguous()
+    # along y the image is constant, which the 8-cell spline keeps only up to its boundary rows: divide it out
+    along_y = il.SplineImage(torch.ones(m, 8, dtype=torch.float64), grid).on_grid(theta)[m // 2, 4]
+    smoothed = il.SplineImage(data, grid).on_grid(theta)[:, 4] / along_y
+    mid = slice(m // 2 - 20, m // 2 + 20)
+    gain = float((smoothed[mid] @ data[mid, 4]) / (data[mid, 4] @ data[mid, 4]))
+    assert gain == pytest.approx(peers._transfer(theta, omega), rel=1e-3)
+    assert abs(gain - peers._transfer(2 * theta, omega)) > 1e-2  # the check can fail
+
+
+def test_parameter_errors_name_the_parameter():
+    with pytest.raises(ValueError, match="theta must be"):
+        peers.sigma_for_theta(-1.0)
+    with pytest.raises(ValueError, match="sigma must be"):
+        peers.theta_for_sigma(float("nan"))
+    with pytest.raises(ValueError, match="smoothing_sigmas"):
+        peers.SimpleITKSettings((4, 2, 1), (2.0, 1.0))
+    with pytest.raises(ValueError, match="shrink_factors"):
+        peers.SimpleITKSettings((0,), (1.0,))
+    with pytest.raises(ValueError, match="optimizer"):
+        peers.SimpleITKSettings(optimizer="adam")
+    with pytest.raises(ValueError, match="rotation_search_steps"):
+        peers.SimpleITKSettings(rotation_search_steps=0)
+    with pytest.raises(ValueError, match="capture_angles"):
+        peers.check_parameters(capture_angles=[], capture_m=32, m_3d=16, angles_3d=[1.0, 2.0])
+    with pytest.raises(ValueError, match="angles_3d"):
+        peers.check_parameters(capture_angles=[0.0], capture_m=32, m_3d=16, angles_3d=[1.0])
+    with pytest.raises(ValueError, match="m_3d"):
+        peers.check_parameters(capture_angles=[0.0], capture_m=32, m_3d=2, angles_3d=[1.0, 2.0])
+    pair = il.synthetic_hand_pair(8)
+    with pytest.raises(ValueError, match="method must be one of"):
+        peers.register(pair, "elastix")
+    with pytest.raises(ValueError, match="rotation_search_steps"):
+        peers.simpleitk_register(peers.synthetic_volume_motion_pair(6),
+                                 peers.SimpleITKSettings(rotation_search_steps=4))
+
+
+def test_motion_error_in_cells():
+    grid = il.Grid(il.PAPER_OMEGA, (20, 25))  # h = (1, 1)
+    w = il.affine_from_geometry(30.0, 1.1, (0.2, 0.1), grid.center())
+    assert peers.motion_error(w, w, grid) == 0.0
+    shifted = w.clone()
+    shifted[4] += 1.5 * grid.h[0]
+    assert peers.motion_error(shifted, w, grid) == pytest.approx(1.5)
+    assert peers.motion_error(w, None, grid) is None
+
+
+def test_volume_pair_has_its_known_motion():
+    pair = peers.synthetic_volume_motion_pair(12)
+    assert pair.grid.dim == 3 and pair.w_true.shape == (12,)
+    objective = peers.pair_objective(pair)
+    J_true, J_id = float(objective.loss(pair.w_true, 1e-3)), float(objective.loss(objective.identity(), 1e-3))
+    assert J_true < 0.02 * J_id  # T(y*(x)) is R(x) up to sampling
+    wrong = pair.w_true.clone()
+    wrong[9] += 1.0
+    assert float(objective.loss(wrong, 1e-3)) > 3 * J_true
+    with pytest.raises(ValueError, match="motion has unknown keys"):
+        peers.synthetic_volume_motion_pair(8, motion={"angle": 3})
+
+
+def test_every_method_recovers_a_small_motion_and_is_scored_by_our_objective():
+    pair = il.synthetic_hand_pair(16, motion={"angle_deg": 10.0})
+    runs = peers.peer_comparison(pair, n_scales=8)
+    assert set(runs) == set(peers.METHODS_2D)
+    objective = peers.pair_objective(pair)
+    for name, run in runs.items():
+        assert run.success, (name, run.param_error)
+        assert run.final_loss == pytest.approx(float(objective.loss(run.w_tensor(), 1e-3)), rel=1e-12)
+        assert run.iterations > 0 and run.seconds > 0
+    assert runs["simpleitk_search"].extra["search_evaluations"] == 37
+
+
+def test_a_large_rotation_defeats_single_scale_and_plain_simpleitk_but_not_the_search():
+    pair = il.synthetic_hand_pair(16)  # 172 degrees
+    runs = peers.peer_comparison(pair, ("simpleitk", "simpleitk_search", "single_scale"))
+    assert runs["single_scale"].success is False and runs["simpleitk"].success is False
+    assert runs["simpleitk_search"].success is True
+    assert abs(runs["simpleitk_search"].extra["search_angle_deg"]) > 150
+
+
+def test_user_pair_without_truth_has_no_error():
+    hand = il.synthetic_hand_pair(12, motion={"angle_deg": 5.0})
+    pair = il.ImagePair(hand.template, hand.reference, hand.grid, None, "files")
+    run = peers.register(pair, "simpleitk")
+    assert run.param_error is None and run.success is None and math.isfinite(run.final_loss)
+
+
+def test_results_record_and_verdicts():
+    angles = (0.0, 90.0)
+    capture = peers.capture_range(angles, 12, ("simpleitk", "single_scale", "predictor_corrector"), n_scales=6)
+    assert [len(v) for v in capture.values()] == [2, 2, 2]
+    pair = il.synthetic_hand_pair(12)
+    runs = peers.peer_comparison(pair, ("simpleitk", "single_scale"))
+    rec = peers.results_record(runs, capture, angles, None)
+    assert rec["capture"]["angles"] == [0.0, 90.0]
+    assert set(rec["peers"]["simpleitk"]) >= {"final_loss", "param_error", "seconds", "iterations", "success"}
+    assert set(rec["capture"]["single_scale"][1]) == {"final_loss", "param_error", "seconds", "iterations", "success"}
+    assert "peers_3d" not in rec
+    text = peers.capture_verdict(capture, angles)
+    assert text["counts"].startswith("Recovered motions: simpleitk ")
+    table = peers.capture_table(capture, angles)
+    assert table.count("\n") == 3 and ("✓" in table)
+
+
+def test_verdict_names_where_each_side_wins():
+    def run(ok):
+        return peers.PeerRun("x", (0.0,) * 6, 1.0, 0.1 if ok else 9.0, ok, 0.1, 1, "")
+
+    capture = {"simpleitk": [run(True), run(False), run(True)],
+               "predictor_corrector": [run(True), run(True), run(False)]}
+    v = peers.capture_verdict(capture, (0.0, 10.0, 20.0))
+    assert v["better"].endswith("at 20°.") and v["worse"].endswith("at 10°.")
+    assert "simpleitk 2 of 3; predictor corrector 2 of 3" in v["counts"]
+    table = peers.runs_table({"a": run(False), "b": run(True)}, 2.0)
+    assert "| a | ✗ | ✗ | no |" in table and "| b | 0.5 | 0.10 | yes |" in table
