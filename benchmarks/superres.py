@@ -90,7 +90,7 @@ def authors_style(pb: il.SuperResolutionProblem):
 
 def authors_estimate(pb, w0, runs, n: int = 20) -> dict:
     residual, jacobian = authors_style(pb)
-    ours = il.VarPro(pb, cg_iters=n, tol=0.0)
+    ours = paper.AsCodedVarPro(pb, cg_iters=n, tol=0.0)
     (r, t_r), (J, t_j) = timed(lambda: residual(w0, n)), timed(lambda: jacobian(w0, n))
     per_res, per_jac = t_r / n, t_j / n
     total = 0.0
@@ -120,29 +120,29 @@ def main() -> None:
     t0 = time.perf_counter()
     pb = il.superresolution_problem(20, 2, 4, 1e-2, device="cpu")
     prereg = paper.preregister(pb, loss="norm", continuation=True)
-    runs = {m: il.varpro_levenberg_marquardt(il.VarPro(pb, method=m, cg_iters=500, tol=1e-3), prereg.w, **lm)
+    runs = {m: il.varpro_levenberg_marquardt(paper.AsCodedVarPro(pb, method=m, cg_iters=500, tol=1e-3), prereg.w, **lm)
             for m in ("diff_all", "no_diff")}
     figs56_seconds = time.perf_counter() - t0
 
-    runs["implicit"], _ = timed(lambda: il.varpro_levenberg_marquardt(il.VarPro(pb, method="implicit"), prereg.w,
-                                                                         **lm))
-    runs["diff_all_eager"] = il.varpro_levenberg_marquardt(il.VarPro(pb, method="diff_all"), prereg.w,
+    runs["implicit"], _ = timed(lambda: il.varpro_levenberg_marquardt(paper.AsCodedVarPro(pb, method="implicit"),
+                                                                      prereg.w, **lm))
+    runs["diff_all_eager"] = il.varpro_levenberg_marquardt(paper.AsCodedVarPro(pb, method="diff_all"), prereg.w,
                                                            eager_jacobian=True, **lm)
 
     # the authors' pre-registration (restart from the identity at every scale) and what it leads to
     prereg_coded, prereg_coded_s = timed(lambda: paper.preregister(pb, loss="norm"))
-    runs_coded = {m: il.varpro_levenberg_marquardt(il.VarPro(pb, method=m), prereg_coded.w, **lm)
+    runs_coded = {m: il.varpro_levenberg_marquardt(paper.AsCodedVarPro(pb, method=m), prereg_coded.w, **lm)
                   for m in ("diff_all", "no_diff")}
 
     # --- cost per method at the LM start point ---------------------------------------------------------------
     w0 = prereg.w
     methods = {
-        "diff_all": il.VarPro(pb, method="diff_all", cg_iters=500),
-        "no_diff": il.VarPro(pb, method="no_diff", cg_iters=500),
-        "implicit": il.VarPro(pb, method="implicit"),
-        "last_restarted_p0.9_N200": il.VarPro(pb, method="last_restarted", cg_iters=200, fraction=0.9),
-        "last_continued_p0.9_N200": il.VarPro(pb, method="last_continued", cg_iters=200, fraction=0.9),
-        "inexact_n50": il.VarPro(pb, method="diff_all", cg_iters=50),
+        "diff_all": paper.AsCodedVarPro(pb, method="diff_all", cg_iters=500),
+        "no_diff": paper.AsCodedVarPro(pb, method="no_diff", cg_iters=500),
+        "implicit": paper.AsCodedVarPro(pb, method="implicit"),
+        "last_restarted_p0.9_N200": paper.AsCodedVarPro(pb, method="last_restarted", cg_iters=200, fraction=0.9),
+        "last_continued_p0.9_N200": paper.AsCodedVarPro(pb, method="last_continued", cg_iters=200, fraction=0.9),
+        "inexact_n50": paper.AsCodedVarPro(pb, method="diff_all", cg_iters=50),
     }
     costs = {}
     for name, vp in methods.items():
@@ -151,7 +151,7 @@ def main() -> None:
         jac_s = median_seconds(lambda vp=vp, proj=proj: vp.jacobian(w0, proj.x), args.repeats)
         costs[name] = {"residual_seconds": res_s, "jacobian_seconds": jac_s, "jacobian_over_residual": jac_s / res_s,
                        "cg_iterations": proj.iterations, "cg_converged": proj.converged}
-    vp_ad = il.VarPro(pb, method="diff_all", cg_iters=500, adjoint="ad")  # the authors' vjp adjoint inside CG
+    vp_ad = paper.AsCodedVarPro(pb, method="diff_all", cg_iters=500, adjoint="ad")  # the authors' vjp adjoint inside CG
     costs["diff_all_ad_adjoint"] = {"residual_seconds": median_seconds(lambda: vp_ad.residual(w0), 1),
                                     "jacobian_seconds": median_seconds(lambda: vp_ad.jacobian(w0), 1)}
     costs["diff_all_ad_adjoint"]["jacobian_over_residual"] = (costs["diff_all_ad_adjoint"]["jacobian_seconds"]
@@ -160,8 +160,8 @@ def main() -> None:
     # --- memory over a longer run ----------------------------------------------------------------------------
     memory_run = None
     if args.memory_iters > 0:
-        mr = il.varpro_levenberg_marquardt(il.VarPro(pb, method="diff_all"), prereg.w, max_iter=args.memory_iters,
-                                           gtol=1e-30, final_solve=False)
+        mr = il.varpro_levenberg_marquardt(paper.AsCodedVarPro(pb, method="diff_all"), prereg.w,
+                                           max_iter=args.memory_iters, gtol=1e-30, final_solve=False)
         memory_run = {"max_iter": args.memory_iters, "rss_mb": list(mr.rss_mb),
                       "growth_after_second": paper.memory_growth(list(mr.rss_mb))}
     peak_mb = il.peak_rss_mb()

@@ -59,7 +59,6 @@ from .timing import Timing, describe_machine, machine_info, peak_rss_mb, rss_mb,
 from .transformations import Affine, affine, affine_from_geometry
 from .varpro import (
     VARPRO_METHODS,
-    VARPRO_VARIANTS,
     VarPro,
     VarProRun,
     reconstruct,
@@ -76,7 +75,6 @@ __all__ = [
     "ORIENTATIONS",
     "PAPER_OMEGA",
     "VARPRO_METHODS",
-    "VARPRO_VARIANTS",
     "WINDOWS",
     "Affine",
     "CGResult",

@@ -4,12 +4,19 @@ The image is eliminated by the projection :math:`f_0(w) = \arg\min_f \|A(w) f - 
 normal equations :math:`A^\top A f = A^\top b` (computed by CG from ``f_init``), and Gauss-Newton (Levenberg-
 Marquardt) runs on the reduced residual.
 
-Residual (``variant``)
-----------------------
-* ``"as_coded"`` (default; reproduces the paper's numbers): all :math:`6q` parameters free (template 0 too)
-  and the data misfit only, unscaled: :math:`r(w) = (I \otimes K) I(w) f_0(w) - d`.
-* ``"paper"``: template 0 fixed to the identity (:math:`6(q-1)` parameters) and eq. (7):
-  :math:`r(w) = A(w) f_0(w) - b` (with the :math:`\sqrt{h}` weights and the :math:`\lambda L` rows).
+Residual and parameters
+-----------------------
+Template 0 is the reference frame: it is fixed to the identity, and the :math:`6(q-1)` parameters of the other
+templates are free (moving every template and the image together changes nothing, so with template 0 free the
+motion would not be determined). The residual is eq. (7), the one whose squared norm the projection minimises,
+
+.. math::  r(w) = A(w) f_0(w) - b
+
+(with the :math:`\sqrt{h}` weights and the :math:`\lambda L` rows), so that :math:`\|r(w)\|^2` is the
+least-squares objective with the image eliminated and its Jacobian is the derivative of that objective's residual.
+Both are hooks of :class:`VarPro`: a subclass may free other parameters (:attr:`~VarPro.n_params`,
+:meth:`~VarPro.full_parameters`, :meth:`~VarPro.reduced_parameters`) or fit another affine residual
+:math:`r(w, f) = M(w) f - c` (:meth:`~VarPro.residual_map`); every Jacobian method follows.
 
 Jacobian (``method``)
 ---------------------
@@ -42,23 +49,22 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch.func import jacfwd, vmap
 
 from .cg import CGResult, conjugate_gradient
 from .optimizers import LMResult, levenberg_marquardt
-from .superres import SuperResolutionProblem
+from .superres import SROperator, SuperResolutionProblem
 from .timing import rss_mb
 
-__all__ = ["VARPRO_METHODS", "VARPRO_VARIANTS", "VarPro", "VarProRun", "reconstruct", "relative_error",
-           "varpro_levenberg_marquardt"]
+__all__ = ["VARPRO_METHODS", "VarPro", "VarProRun", "reconstruct", "relative_error", "varpro_levenberg_marquardt"]
 
 #: Jacobian methods of :class:`VarPro`.
 VARPRO_METHODS = ("diff_all", "no_diff", "last_restarted", "last_continued", "implicit")
-#: Residual variants of :class:`VarPro`.
-VARPRO_VARIANTS = ("as_coded", "paper")
 
 _CG_MODE = {"diff_all": "all", "no_diff": "none", "last_restarted": "last_restarted",
             "last_continued": "last_continued"}
@@ -84,9 +90,6 @@ class VarPro:
         The super-resolution problem.
     method
         Jacobian method, one of :data:`VARPRO_METHODS` (module docstring).
-    variant
-        ``"as_coded"`` (24 parameters at the paper's size, data misfit) or ``"paper"`` (template 0 fixed,
-        eq. 7).
     cg_iters
         CG iteration budget :math:`N` of each projection (paper: 500 for Figs 5-6, 200 for Figs 7-9, 1-100 for
         Figs 10-11). Not used by ``"implicit"``.
@@ -99,11 +102,18 @@ class VarPro:
     implicit_rtol, implicit_max_iter
         Relative tolerance and iteration limit of the projection and of the batched derivative solve of
         ``"implicit"`` (default limit: 10 times the number of pixels).
+
+    Attributes
+    ----------
+    variant
+        The name of the residual and parametrisation, recorded in :class:`VarProRun`: ``"paper"`` (eq. 7, template
+        0 fixed; module docstring). A subclass that changes them names its own.
     """
+
+    variant: ClassVar[str] = "paper"
 
     problem: SuperResolutionProblem
     method: str = "diff_all"
-    variant: str = "as_coded"
     cg_iters: int = 500
     tol: float = 1e-3
     fraction: float = 1.0
@@ -116,10 +126,8 @@ class VarPro:
             raise ValueError(f"problem must be a SuperResolutionProblem, got {type(self.problem).__name__}")
         if self.method not in VARPRO_METHODS:
             raise ValueError(f"method must be one of {VARPRO_METHODS}, got {self.method!r}")
-        if self.variant not in VARPRO_VARIANTS:
-            raise ValueError(f"variant must be one of {VARPRO_VARIANTS}, got {self.variant!r}")
-        if self.variant == "paper" and self.problem.n_templates < 2:
-            raise ValueError("variant='paper' fixes template 0, so it needs n_templates >= 2")
+        if self.n_params < 1:
+            raise ValueError(f"{type(self).__name__} fixes template 0 to the identity, so it needs n_templates >= 2")
         _check_int("cg_iters", self.cg_iters, 0)
         _check_nonneg("tol", self.tol)
         if isinstance(self.fraction, bool) or not isinstance(self.fraction, (int, float)) or not (
@@ -134,22 +142,25 @@ class VarPro:
     # --- parameters --------------------------------------------------------------------------------
     @property
     def n_params(self) -> int:
-        return self.problem.n_params - (6 if self.variant == "paper" else 0)
+        """The number of free parameters, :math:`6(q-1)` (template 0 is fixed)."""
+        return self.problem.n_params - 6
 
-    def full_parameters(self, w: torch.Tensor) -> torch.Tensor:
-        """All :math:`6q` parameters from the variant's ``w`` (``"paper"``: the identity for template 0 first)."""
+    def check_parameters(self, w: torch.Tensor) -> None:
+        """``ValueError`` unless ``w`` is a tensor of shape ``(n_params,)``."""
         if not isinstance(w, torch.Tensor) or tuple(w.shape) != (self.n_params,):
             shape = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
-            raise ValueError(f"w must be a tensor of shape ({self.n_params},) for variant={self.variant!r}, "
-                             f"got {shape}")
-        if self.variant == "as_coded":
-            return w
+            raise ValueError(f"w must be a tensor of shape ({self.n_params},) for {type(self).__name__} "
+                             f"(variant {self.variant!r}), got {shape}")
+
+    def full_parameters(self, w: torch.Tensor) -> torch.Tensor:
+        """All :math:`6q` parameters from the free ones ``w``: the identity for template 0 first."""
+        self.check_parameters(w)
         return torch.cat([self.problem.identity()[:6].to(w.dtype), w])
 
     def reduced_parameters(self, w_full: torch.Tensor) -> torch.Tensor:
-        """The variant's parameters from all :math:`6q` (drops template 0 for ``"paper"``)."""
+        """The free parameters from all :math:`6q` (drops template 0)."""
         self.problem.check_parameters(w_full)
-        return w_full if self.variant == "as_coded" else w_full[6:]
+        return w_full[6:]
 
     def identity(self) -> torch.Tensor:
         return self.reduced_parameters(self.problem.identity())
@@ -175,12 +186,15 @@ class VarPro:
                                   differentiate=_CG_MODE[self.method], fraction=self.fraction,
                                   constant_operator=constant_normal)
 
+    def residual_map(self, op: SROperator) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+        r"""The residual as an affine map of the image, :math:`r(w, f) = M(w) f - c`: ``(M, c)`` for the operator
+        ``op`` of :math:`A(w)`. Eq. (7): :math:`M = A(w)` (``op.apply``) and :math:`c = b`."""
+        return op.apply, self.problem.b
+
     def residual_at(self, w: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-        r""":math:`r(w, f)` for a given image ``f`` (affine in ``f``): the variant's residual."""
-        op = self.problem.operator(self.full_parameters(w))
-        if self.variant == "as_coded":
-            return op.data_map(f) - self.problem.d
-        return op.apply(f) - self.problem.b
+        r""":math:`r(w, f) = M(w) f - c` for a given image ``f`` (:meth:`residual_map`)."""
+        M, c = self.residual_map(self.problem.operator(self.full_parameters(w)))
+        return M(f) - c
 
     def residual(self, w: torch.Tensor) -> torch.Tensor:
         r"""The reduced residual :math:`r(w) = r(w, f_0(w))`."""
@@ -224,10 +238,7 @@ class VarPro:
                                       tol=0.0, rtol=self.implicit_rtol, differentiate="none").x
 
         X = vmap(solve, in_dims=1, out_dims=1)(G)  # df0/dw, (n_pixels, p): one batched CG
-        if self.variant == "as_coded":
-            dr_df = vmap(const.data_map, in_dims=1, out_dims=1)(X)
-        else:
-            dr_df = vmap(const.apply, in_dims=1, out_dims=1)(X)
+        dr_df = vmap(self.residual_map(const)[0], in_dims=1, out_dims=1)(X)  # (dr/df) X
         return Jw + dr_df
 
     def residual_and_jacobian(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -267,7 +278,7 @@ class VarProRun:
     Attributes
     ----------
     method, variant
-        As in :class:`VarPro`.
+        As in :class:`VarPro` (``variant``: the name of its residual and parametrisation).
     lm
         The optimiser's result (history with the semantics of the authors' ``lsq_lma``).
     w_full
@@ -334,8 +345,8 @@ def varpro_levenberg_marquardt(varpro: VarPro, w0: torch.Tensor | None = None, *
     varpro
         Residual and Jacobian method.
     w0
-        Start (the variant's parameters), e.g. from a pre-registration of the templates;
-        default: identity.
+        Start (the free parameters of ``varpro``), e.g. from a pre-registration of the templates; default:
+        identity.
     max_iter, gtol, ptol, ftol, tau
         As in :func:`~imreg_lib.optimizers.levenberg_marquardt` (``max_iter`` counts recorded points).
     eager_jacobian

@@ -61,12 +61,37 @@ def test_gauss_newton_predictors(objective32):
     """The authors' GN predictor uses J_rᵀJ_r against ∂θ∇(‖r‖²): exactly twice the consistent step."""
     thetas = [1e3, 5e2]
     gn = il.predictor_corrector(objective32, thetas, gtol=1e-5, first_gtol=1e-4, hessian="gauss_newton")
-    as_coded = il.predictor_corrector(objective32, thetas, gtol=1e-5, first_gtol=1e-4,
-                                      hessian="gauss_newton_as_coded")
+    as_coded = paper.predictor_corrector_as_coded(objective32, thetas, gtol=1e-5, first_gtol=1e-4)
     w0 = gn.history[1].w_start
     torch.testing.assert_close(as_coded.history[1].w_start, w0)
     torch.testing.assert_close(as_coded.history[1].w_predicted - w0, 2.0 * (gn.history[1].w_predicted - w0))
     assert gn.history[0].iterations >= 1 and gn.history[0].n_hessians >= 1
+    # the wrapper is the library's driver with the predictor's matrix halved, nothing else
+    hooked = il.predictor_corrector(objective32, thetas, gtol=1e-5, first_gtol=1e-4, hessian="gauss_newton",
+                                    predictor_hessian=paper.gauss_newton_hessian_as_coded)
+    assert torch.equal(hooked.history[1].w_predicted, as_coded.history[1].w_predicted)
+    assert torch.equal(hooked.w, as_coded.w)
+    H = torch.tensor([[3.0, 1.0], [1.0, 5.0]], dtype=torch.float64)
+    assert torch.equal(2.0 * paper.gauss_newton_hessian_as_coded(2.0 * H), 2.0 * H)  # halving is exact
+
+
+def test_predictor_hessian_hook(objective32):
+    """The hook changes only the matrix the predictor solves with; the library has no authors' Hessian."""
+    thetas = [100.0, 50.0]
+    seen = []
+    run = il.predictor_corrector(objective32, thetas, gtol=1e-6, predictor_hessian=lambda H: seen.append(H) or 4 * H)
+    plain = il.predictor_corrector(objective32, thetas, gtol=1e-6)
+    assert len(seen) == 1  # one prediction
+    w0 = plain.history[1].w_start
+    torch.testing.assert_close(run.history[1].w_start, w0, rtol=0, atol=0)
+    torch.testing.assert_close(run.history[1].w_predicted - w0, 0.25 * (plain.history[1].w_predicted - w0))
+    assert il.traditional(objective32, thetas, predictor_hessian=lambda H: 1 / 0).history[1].w_predicted is None
+    with pytest.raises(ValueError, match="predictor_hessian"):
+        il.predictor_corrector(objective32, thetas, predictor_hessian="half")
+    with pytest.raises(ValueError, match="hessian must be one of"):
+        il.predictor_corrector(objective32, thetas, hessian="gauss_newton_as_coded")
+    with pytest.raises(ValueError, match="sets hessian"):
+        paper.predictor_corrector_as_coded(objective32, thetas, hessian="exact")
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,8 @@ def test_bad_settings_fail_before_any_solve(pb, w0, monkeypatch):
         paper.compare_projections(pb, w0, gn_iters=0)
     with pytest.raises(ValueError, match="method must be one of"):
         paper.compare_projections(pb, w0, methods=("diff_all", "bogus"))
+    with pytest.raises(ValueError, match="variant must be one of"):
+        paper.compare_projections(pb, w0, variant="eq7")
     with pytest.raises(ValueError, match="w must have shape|shape"):
         paper.inexact_projections(pb, w0[:-1], [5])
     with pytest.raises(ValueError, match="h must be"):
@@ -62,9 +64,9 @@ def test_bad_settings_fail_before_any_solve(pb, w0, monkeypatch):
 
 
 def test_each_jacobian_against_its_own_residual(pb, w0):
-    vps = {"diff_all": il.VarPro(pb, cg_iters=10, tol=0.0),
-           "no_diff": il.VarPro(pb, method="no_diff", cg_iters=10, tol=0.0),
-           "implicit": il.VarPro(pb, method="implicit")}
+    vps = {"diff_all": paper.AsCodedVarPro(pb, cg_iters=10, tol=0.0),
+           "no_diff": paper.AsCodedVarPro(pb, method="no_diff", cg_iters=10, tol=0.0),
+           "implicit": paper.AsCodedVarPro(pb, method="implicit")}
     res = paper.varpro_taylor(vps, w0, h=(1e-1, 1e-2, 1e-3, 1e-4))
     assert res["diff_all"].slope(1, 1e-4, 1e-2) > 1.8
     assert res["implicit"].slope(1, 1e-4, 1e-2) > 1.8
@@ -90,18 +92,19 @@ def test_runs_summaries_and_reconstructions(pb, w0):
         assert len(s["losses"]) == len(s["grad_norms"]) == len(s["rss_mb"]) <= 4
         assert 0 < s["rel_error"] < 2 and s["losses"][-1] <= s["losses"][0]
         assert max(s["cg_iterations"]) <= 20 and len(s["w"]) == pb.n_params
-    path = paper.reconstruction_path(runs[20], pb, il.VarPro(pb))
+    path = paper.reconstruction_path(runs[20], pb, paper.AsCodedVarPro(pb))
     assert path.shape == (len(runs[20].lm.points), 8, 8)
     k = next(i for i, w in enumerate(runs[20].lm.points) if torch.equal(w, runs[20].lm.w))  # the end point
-    assert torch.allclose(paper.reconstruction_path(runs[20], pb, il.VarPro(pb), [k])[0], runs[20].reconstruction)
+    assert torch.allclose(paper.reconstruction_path(runs[20], pb, paper.AsCodedVarPro(pb), [k])[0],
+                          runs[20].reconstruction)
     partial = paper.partial_differentiation(pb, w0, [1.0], cg_iters=20, gn_iters=3)
     assert partial[1.0].method == "last_restarted"
 
 
 def test_projection_costs(pb, w0):
-    costs = paper.projection_costs({"diff_all": il.VarPro(pb, cg_iters=20), "no_diff": il.VarPro(pb, method="no_diff",
-                                                                                             cg_iters=20)},
-                                w0, n_runs=2, warmup=0)
+    costs = paper.projection_costs({"diff_all": paper.AsCodedVarPro(pb, cg_iters=20),
+                                    "no_diff": paper.AsCodedVarPro(pb, method="no_diff", cg_iters=20)},
+                                   w0, n_runs=2, warmup=0)
     for c in costs.values():
         assert c.residual_ms > 0 and c.jacobian_ms > 0 and c.cg_iterations <= 20
         assert c.as_dict()["factor"] == pytest.approx(c.jacobian_ms / c.residual_ms)

@@ -29,26 +29,31 @@ def _taylor(vp, w, v):
 
 def test_variants_shapes_and_parameters(pb, point):
     w, _ = point
-    coded = il.VarPro(pb)
-    paper = il.VarPro(pb, variant="paper", method="implicit")
-    assert coded.n_params == 12 and paper.n_params == 6
+    coded = paper.AsCodedVarPro(pb)
+    eq7 = il.VarPro(pb, method="implicit")
+    assert coded.n_params == 12 and eq7.n_params == 6
+    assert (coded.variant, eq7.variant) == ("as_coded", "paper")
     assert coded.residual(w).shape == (2 * 16,)
-    assert paper.residual(w[6:]).shape == (pb.n_rows,)
-    torch.testing.assert_close(paper.full_parameters(w[6:])[:6], il.Affine().identity())
-    torch.testing.assert_close(paper.reduced_parameters(w), w[6:])
+    assert eq7.residual(w[6:]).shape == (pb.n_rows,)
+    torch.testing.assert_close(eq7.full_parameters(w[6:])[:6], il.Affine().identity())
+    torch.testing.assert_close(eq7.reduced_parameters(w), w[6:])
     # the paper's residual is the scaled data misfit stacked over λL f
-    f = paper.projection(w[6:]).x
-    r = paper.residual_at(w[6:], f)
-    full = paper.full_parameters(w[6:])
+    f = eq7.projection(w[6:]).x
+    r = eq7.residual_at(w[6:], f)
+    full = eq7.full_parameters(w[6:])
     torch.testing.assert_close(r[:32], pb.data_scale * (pb.operator(full).data_map(f) - pb.d))
     torch.testing.assert_close(r[32:], pb.reg_scale * pb.operator(full).regularizer(f))
+    # the authors' residual: every template free, the unscaled data misfit only
+    torch.testing.assert_close(coded.full_parameters(w), w)
+    torch.testing.assert_close(coded.reduced_parameters(w), w)
+    torch.testing.assert_close(coded.residual_at(w, f), pb.operator(w).data_map(f) - pb.d, rtol=0, atol=0)
 
 
 def test_taylor_orders_diff_all_implicit_second_no_diff_first(pb, point):
     w, v = point
-    diff_all = _taylor(il.VarPro(pb, method="diff_all", cg_iters=400, tol=1e-10), w, v)
-    implicit = _taylor(il.VarPro(pb, method="implicit"), w, v)
-    no_diff = _taylor(il.VarPro(pb, method="no_diff", cg_iters=400, tol=1e-10), w, v)
+    diff_all = _taylor(paper.AsCodedVarPro(pb, method="diff_all", cg_iters=400, tol=1e-10), w, v)
+    implicit = _taylor(paper.AsCodedVarPro(pb, method="implicit"), w, v)
+    no_diff = _taylor(paper.AsCodedVarPro(pb, method="no_diff", cg_iters=400, tol=1e-10), w, v)
     assert diff_all.order(1) == pytest.approx(2.0, abs=0.2)
     assert implicit.order(1) == pytest.approx(2.0, abs=0.2)
     assert no_diff.order(1) == pytest.approx(1.0, abs=0.1)
@@ -58,27 +63,27 @@ def test_taylor_orders_diff_all_implicit_second_no_diff_first(pb, point):
 def test_paper_variant_taylor(pb, point):
     w, v = point
     for method in ("implicit", "diff_all"):
-        res = _taylor(il.VarPro(pb, variant="paper", method=method, cg_iters=400, tol=1e-10), w[6:], v[6:])
+        res = _taylor(il.VarPro(pb, method=method, cg_iters=400, tol=1e-10), w[6:], v[6:])
         assert res.order(1) == pytest.approx(2.0, abs=0.2)
 
 
 def test_implicit_equals_jacfwd_through_converged_cg(pb, point):
     w, _ = point
-    J_imp = il.VarPro(pb, method="implicit", implicit_rtol=1e-13).jacobian(w)
-    J_cg = il.VarPro(pb, method="diff_all", cg_iters=400, tol=0.0).jacobian(w)  # far past convergence
+    J_imp = paper.AsCodedVarPro(pb, method="implicit", implicit_rtol=1e-13).jacobian(w)
+    J_cg = paper.AsCodedVarPro(pb, method="diff_all", cg_iters=400, tol=0.0).jacobian(w)  # far past convergence
     assert float(torch.linalg.vector_norm(J_imp - J_cg)) < 1e-7 * float(torch.linalg.vector_norm(J_cg))
 
 
 def test_ad_adjoint_gives_the_same_jacobian(pb, point):
     w, _ = point
-    exact = il.VarPro(pb, method="diff_all", cg_iters=30, tol=0.0).jacobian(w)
-    ad = il.VarPro(pb, method="diff_all", cg_iters=30, tol=0.0, adjoint="ad").jacobian(w)
+    exact = paper.AsCodedVarPro(pb, method="diff_all", cg_iters=30, tol=0.0).jacobian(w)
+    ad = paper.AsCodedVarPro(pb, method="diff_all", cg_iters=30, tol=0.0, adjoint="ad").jacobian(w)
     torch.testing.assert_close(ad, exact, rtol=1e-9, atol=1e-9)
 
 
 def test_partial_differentiation_methods(pb, point):
     w, _ = point
-    mk = lambda method, p: il.VarPro(pb, method=method, cg_iters=40, tol=0.0, fraction=p)  # noqa: E731
+    mk = lambda method, p: paper.AsCodedVarPro(pb, method=method, cg_iters=40, tol=0.0, fraction=p)  # noqa: E731
     J_all = mk("diff_all", 1.0).jacobian(w)
     torch.testing.assert_close(mk("last_continued", 1.0).jacobian(w), J_all, rtol=0, atol=1e-12)
     torch.testing.assert_close(mk("last_restarted", 0.0).jacobian(w), mk("no_diff", 1.0).jacobian(w), rtol=0,
@@ -95,7 +100,7 @@ def test_residual_and_jacobian_together(pb, point):
     for method in ("diff_all", "implicit"):
         # few iterations: far into a CG run, round-off differences between code paths are amplified (CG on an
         # ill-conditioned system), so the comparison would measure that instead
-        vp = il.VarPro(pb, method=method, cg_iters=15, tol=0.0)
+        vp = paper.AsCodedVarPro(pb, method=method, cg_iters=15, tol=0.0)
         r, J = vp.residual_and_jacobian(w)
         torch.testing.assert_close(r, vp.residual(w), rtol=0, atol=1e-12)
         torch.testing.assert_close(J, vp.jacobian(w), rtol=1e-10, atol=1e-10)
@@ -106,7 +111,7 @@ def test_lm_driver_counts_and_reconstruction(pb, point, monkeypatch):
     calls = []
     original = il.VarPro.projection
     monkeypatch.setattr(il.VarPro, "projection", lambda self, wv: calls.append(1) or original(self, wv))
-    run = il.varpro_levenberg_marquardt(il.VarPro(pb, method="implicit"), w, max_iter=5, gtol=1e-12)
+    run = il.varpro_levenberg_marquardt(paper.AsCodedVarPro(pb, method="implicit"), w, max_iter=5, gtol=1e-12)
     lm = run.lm
     assert len(lm.points) == 5 and lm.n_residuals == 5 and lm.n_jacobians == 1 + sum(lm.accepted)
     assert len(calls) == lm.n_residuals  # each projection solved once: the implicit Jacobian reuses it
@@ -124,7 +129,7 @@ def test_reconstruction_at_the_truth(pb):
     assert il.relative_error(pb.reference, pb.reference) == 0.0
 
 
-@pytest.mark.parametrize("kw, match", [({"method": "some"}, "method"), ({"variant": "x"}, "variant"),
+@pytest.mark.parametrize("kw, match", [({"method": "some"}, "method"),
                                        ({"cg_iters": -1}, "cg_iters"), ({"fraction": 2.0}, "fraction"),
                                        ({"tol": -1.0}, "tol"), ({"adjoint": "x"}, "adjoint"),
                                        ({"implicit_max_iter": 0}, "implicit_max_iter")])
@@ -133,11 +138,24 @@ def test_bad_inputs(pb, kw, match):
         il.VarPro(pb, **kw)
 
 
+def test_the_variants_of_the_experiments(pb):
+    """The library's VarPro takes no variant; the experiments choose theirs by name."""
+    with pytest.raises(TypeError, match="variant"):
+        il.VarPro(pb, variant="paper")
+    assert type(paper.varpro_variant(pb, "paper", method="no_diff")) is il.VarPro
+    coded = paper.varpro_variant(pb, method="implicit", cg_iters=7)
+    assert type(coded) is paper.AsCodedVarPro and (coded.method, coded.cg_iters) == ("implicit", 7)
+    assert paper.VARPRO_VARIANTS == ("as_coded", "paper")
+    with pytest.raises(ValueError, match="variant must be one of"):
+        paper.varpro_variant(pb, "x")
+
+
 def test_bad_parameter_vector(pb):
     with pytest.raises(ValueError, match="w must be a tensor of shape"):
-        il.VarPro(pb, variant="paper").residual(torch.zeros(12, dtype=torch.float64))
+        il.VarPro(pb).residual(torch.zeros(12, dtype=torch.float64))
     with pytest.raises(ValueError, match="n_templates >= 2"):
-        il.VarPro(il.superresolution_problem(8, 2, 1), variant="paper")
+        il.VarPro(il.superresolution_problem(8, 2, 1))
+    assert paper.AsCodedVarPro(il.superresolution_problem(8, 2, 1)).n_params == 6  # template 0 free: no limit
 
 
 def test_taylor_orders_at_paper_size():
@@ -150,7 +168,7 @@ def test_taylor_orders_at_paper_size():
     h = (1.0, 0.1, 0.01, 0.001)
     orders = {}
     for method in ("diff_all", "implicit", "no_diff"):
-        vp = il.VarPro(pb, method=method, cg_iters=2000, tol=1e-6 if method == "no_diff" else 1e-8)
+        vp = paper.AsCodedVarPro(pb, method=method, cg_iters=2000, tol=1e-6 if method == "no_diff" else 1e-8)
         f0 = vp.projection(w).x
         J = vp.jacobian(w, f0)
         orders[method] = il.taylor_test(vp.residual, w, v, J @ v, h=h).order(1)
@@ -161,7 +179,7 @@ def test_taylor_orders_at_paper_size():
 
 def test_fast_paths_off_give_the_same_jacobian(pb, point, monkeypatch):
     w, _ = point
-    vp = il.VarPro(pb, method="diff_all", cg_iters=15, tol=0.0)
+    vp = paper.AsCodedVarPro(pb, method="diff_all", cg_iters=15, tol=0.0)
     fast = vp.jacobian(w)
     monkeypatch.setattr(il.superres, "USE_FAST_PATHS", False)
     monkeypatch.setattr(il.SplineWeights, "use_sparse", False)

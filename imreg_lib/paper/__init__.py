@@ -4,7 +4,7 @@ authors' defects as named wrappers, and comparisons with other tools.
 The core modules of :mod:`imreg_lib` never import this package.
 """
 
-from . import ad_costs, multiscale, numbers, plotting, preregistration, report, superres
+from . import ad_costs, defects, multiscale, numbers, plotting, preregistration, report, superres
 from .ad_costs import (
     ADCosts,
     DerivativeComparison,
@@ -19,6 +19,7 @@ from .ad_costs import (
     synthetic_volume_pair,
     table1_markdown,
 )
+from .defects import AsCodedVarPro, gauss_newton_hessian_as_coded, predictor_corrector_as_coded
 from .multiscale import (
     MethodComparison,
     PredictionQuality,
@@ -38,6 +39,7 @@ from .preregistration import (
 )
 from .report import write_results
 from .superres import (
+    VARPRO_VARIANTS,
     ProjectionCost,
     check_counts,
     check_fractions,
@@ -51,6 +53,7 @@ from .superres import (
     reconstruction_path,
     run_summary,
     varpro_taylor,
+    varpro_variant,
 )
 
 __all__ = [
@@ -59,7 +62,9 @@ __all__ = [
     "PAPER_SR",
     "PAPER_TABLE1",
     "PREREG_THETAS",
+    "VARPRO_VARIANTS",
     "ADCosts",
+    "AsCodedVarPro",
     "DerivativeComparison",
     "MethodComparison",
     "PredictionQuality",
@@ -76,6 +81,8 @@ __all__ = [
     "compare_methods",
     "compare_predictors",
     "compare_projections",
+    "defects",
+    "gauss_newton_hessian_as_coded",
     "inexact_projections",
     "measure_ad_costs",
     "memory_growth",
@@ -89,6 +96,7 @@ __all__ = [
     "plot_claims",
     "plotting",
     "prediction_quality",
+    "predictor_corrector_as_coded",
     "prereg_objective",
     "preregister",
     "preregistration",
@@ -102,5 +110,6 @@ __all__ = [
     "synthetic_volume_pair",
     "table1_markdown",
     "varpro_taylor",
+    "varpro_variant",
     "write_results",
 ]

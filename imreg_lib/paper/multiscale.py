@@ -3,7 +3,8 @@ r"""The multi-scale experiments of the paper (§3, Figs 2-3) on top of the drive
 * :func:`compare_methods` (Fig. 2): single scale, traditional multi-scale and predictor-corrector from the
   identity on one problem;
 * :func:`compare_predictors` (Fig. 3): the predictor-corrector with an exact and with a Gauss-Newton Hessian, the
-  latter both consistent and as the authors' script builds it, each measured by :func:`prediction_quality`;
+  latter both consistent and as the authors' script builds it
+  (:func:`~imreg_lib.paper.defects.predictor_corrector_as_coded`), each measured by :func:`prediction_quality`;
 * :func:`prediction_quality`: how much the predictor helps (the metric of Fig. 3), either consistently (everything
   at :math:`\theta_{n+1}`) or with the authors' bookkeeping (reference and gradient at :math:`\theta_n`).
 """
@@ -25,6 +26,7 @@ from ..multiscale import (
 )
 from ..objective import SSDObjective
 from ..optimizers import TrustMethod
+from .defects import predictor_corrector_as_coded
 
 __all__ = ["MethodComparison", "PredictionQuality", "PredictorComparison", "compare_methods", "compare_predictors",
            "prediction_quality"]
@@ -151,14 +153,17 @@ def compare_predictors(objective: SSDObjective, thetas: Sequence[float], *, gtol
                        gtol_gn: float = 1e-5, gtol_gn_first: float = 1e-4,
                        newton_method: TrustMethod = "trust-exact") -> PredictorComparison:
     """Run the Fig. 3 experiment: the predictor-corrector with an exact and with a Gauss-Newton Hessian
-    (consistent and as coded), from the identity, and measure each predictor per scale."""
+    (consistent, and as coded: :func:`~imreg_lib.paper.defects.predictor_corrector_as_coded`), from the identity,
+    and measure each predictor per scale."""
     thetas = check_schedule(thetas)
     for g in (gtol_newton, gtol_gn, gtol_gn_first):
         _check_options(g, "exact", newton_method)
     runs = {
         "exact": predictor_corrector(objective, thetas, gtol=gtol_newton, newton_method=newton_method),
-        **{kind: predictor_corrector(objective, thetas, gtol=gtol_gn, first_gtol=gtol_gn_first, hessian=kind)
-           for kind in ("gauss_newton", "gauss_newton_as_coded")},
+        "gauss_newton": predictor_corrector(objective, thetas, gtol=gtol_gn, first_gtol=gtol_gn_first,
+                                            hessian="gauss_newton"),
+        "gauss_newton_as_coded": predictor_corrector_as_coded(objective, thetas, gtol=gtol_gn,
+                                                              first_gtol=gtol_gn_first),
     }
     return PredictorComparison(
         exact=prediction_quality(objective, runs["exact"]),

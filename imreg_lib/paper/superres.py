@@ -13,6 +13,10 @@ Each driver validates all of its settings before the first solve, runs
 * :func:`projection_costs`: time of a residual and of a Jacobian per method;
 * :func:`reconstruction_path`: the exact reconstruction at every recorded LM point (for the widgets).
 
+Every driver takes ``variant``, the residual and parametrisation (:data:`VARPRO_VARIANTS`, :func:`varpro_variant`):
+``"as_coded"`` (the default, :class:`~imreg_lib.paper.defects.AsCodedVarPro`: the authors' script, which the paper's
+numbers come from) or ``"paper"`` (:class:`~imreg_lib.varpro.VarPro`: the text's eq. 7, template 0 fixed).
+
 The numbers recorded in the authors' runs, to print beside ours, are :data:`~imreg_lib.paper.numbers.PAPER_SR`.
 """
 
@@ -29,11 +33,34 @@ from ..derivatives import TaylorResult, taylor_from_differences
 from ..superres import SuperResolutionProblem
 from ..timing import time_function
 from ..varpro import VarPro, VarProRun, reconstruct, varpro_levenberg_marquardt
+from .defects import AsCodedVarPro
 from .numbers import FIG7_STEPS
 
-__all__ = ["ProjectionCost", "check_counts", "check_fractions", "compare_projections", "inexact_projections",
-           "memory_growth", "partial_differentiation", "percent_label", "projection_costs", "projection_taylor",
-           "reconstruction_path", "run_summary", "varpro_taylor"]
+__all__ = ["VARPRO_VARIANTS", "ProjectionCost", "check_counts", "check_fractions", "compare_projections",
+           "inexact_projections", "memory_growth", "partial_differentiation", "percent_label", "projection_costs",
+           "projection_taylor", "reconstruction_path", "run_summary", "varpro_taylor", "varpro_variant"]
+
+#: The residual variants of the experiments: the authors' script and the paper's eq. (7).
+VARPRO_VARIANTS: tuple[str, ...] = ("as_coded", "paper")
+_VARPRO_CLASSES: dict[str, type[VarPro]] = {"as_coded": AsCodedVarPro, "paper": VarPro}
+
+
+def varpro_variant(problem: SuperResolutionProblem, variant: str = "as_coded", **options) -> VarPro:
+    """The variable projection of one of :data:`VARPRO_VARIANTS` for ``problem``.
+
+    Parameters
+    ----------
+    problem : SuperResolutionProblem
+        The super-resolution problem.
+    variant : str
+        ``"as_coded"``: :class:`~imreg_lib.paper.defects.AsCodedVarPro` (all :math:`6q` parameters, data misfit;
+        the authors' script); ``"paper"``: :class:`~imreg_lib.varpro.VarPro` (template 0 fixed, eq. 7).
+    **options
+        The settings of :class:`~imreg_lib.varpro.VarPro` (``method``, ``cg_iters``, ``tol``, ...).
+    """
+    if variant not in _VARPRO_CLASSES:
+        raise ValueError(f"variant must be one of {VARPRO_VARIANTS}, got {variant!r}")
+    return _VARPRO_CLASSES[variant](problem, **options)
 
 
 def percent_label(fraction: float) -> str:
@@ -72,7 +99,7 @@ def compare_projections(problem: SuperResolutionProblem, w0: torch.Tensor, *,
                         tol: float = 1e-3, gn_iters: int = 10, gtol: float = 1e-5,
                         variant: str = "as_coded") -> dict[str, VarProRun]:
     """Figs 5-6: one LM run per Jacobian method from ``w0`` (N = 500, tol 1e-3, 10 LM points)."""
-    varpros = {m: VarPro(problem, method=m, variant=variant, cg_iters=cg_iters, tol=tol) for m in methods}
+    varpros = {m: varpro_variant(problem, method=m, variant=variant, cg_iters=cg_iters, tol=tol) for m in methods}
     return _run_all(varpros, w0, gn_iters, gtol)
 
 
@@ -85,7 +112,7 @@ def partial_differentiation(problem: SuperResolutionProblem, w0: torch.Tensor, f
     CG run (the same iterates as differentiating everything).
     """
     method = "last_restarted" if restarted else "last_continued"
-    varpros = {p: VarPro(problem, method=method, variant=variant, cg_iters=cg_iters, tol=tol, fraction=p)
+    varpros = {p: varpro_variant(problem, method=method, variant=variant, cg_iters=cg_iters, tol=tol, fraction=p)
                for p in check_fractions(fractions)}
     return _run_all(varpros, w0, gn_iters, gtol)
 
@@ -94,7 +121,7 @@ def inexact_projections(problem: SuperResolutionProblem, w0: torch.Tensor, cg_co
                         tol: float = 1e-3, gn_iters: int = 10, gtol: float = 1e-5,
                         variant: str = "as_coded") -> dict[int, VarProRun]:
     """Figs 10-11: projections of at most ``n`` CG iterations (all differentiated), one run per ``n``."""
-    varpros = {n: VarPro(problem, method="diff_all", variant=variant, cg_iters=n, tol=tol)
+    varpros = {n: varpro_variant(problem, method="diff_all", variant=variant, cg_iters=n, tol=tol)
                for n in check_counts(cg_counts)}
     return _run_all(varpros, w0, gn_iters, gtol)
 
@@ -124,12 +151,13 @@ def projection_taylor(problem: SuperResolutionProblem, w0: torch.Tensor, fractio
     steps = tuple(float(s) for s in h)
     if len(steps) < 2 or any(not (math.isfinite(s) and s > 0) for s in steps):
         raise ValueError(f"h must be at least two positive step sizes, got {list(steps)!r}")
-    reference = VarPro(problem, method="diff_all", variant=variant, cg_iters=cg_iters, tol=tol)
-    methods = {percent_label(p): VarPro(problem, method="last_restarted", variant=variant, cg_iters=cg_iters,
-                                        tol=tol, fraction=p) for p in fractions}
+    reference = varpro_variant(problem, method="diff_all", variant=variant, cg_iters=cg_iters, tol=tol)
+    methods = {percent_label(p): varpro_variant(problem, method="last_restarted", variant=variant,
+                                                cg_iters=cg_iters, tol=tol, fraction=p) for p in fractions}
     if continued:
-        methods |= {f"{percent_label(p)} continued": VarPro(problem, method="last_continued", variant=variant,
-                                                            cg_iters=cg_iters, tol=tol, fraction=p)
+        methods |= {f"{percent_label(p)} continued": varpro_variant(problem, method="last_continued",
+                                                                    variant=variant, cg_iters=cg_iters, tol=tol,
+                                                                    fraction=p)
                     for p in fractions if 0.0 < p < 1.0}
     reference.full_parameters(w0)
     w0 = w0.detach()
@@ -141,7 +169,7 @@ def projection_taylor(problem: SuperResolutionProblem, w0: torch.Tensor, fractio
         differences = [reference.residual(w0 + s * v) - r0 for s in steps]
     directional = {label: jvp(vp.residual, (w0,), (v,))[1].detach() for label, vp in methods.items()}
     if implicit:
-        vp = VarPro(problem, method="implicit", variant=variant)
+        vp = varpro_variant(problem, method="implicit", variant=variant)
         directional["implicit"] = (vp.jacobian(w0) @ v).detach()
     return {label: taylor_from_differences(steps, differences, jv) for label, jv in directional.items()}
 
