@@ -379,3 +379,36 @@ def test_remaining_superresolution_rules_fail():
     sr["partial"]["0.9"]["rel_error"] = 0.2  # more than 20 % off the value read off Fig 8
     assert _status({"03_superresolution": sr}, "fig8.error_90") == "differs"
     assert _status({"03_superresolution": _superres()}, "fig8.error_90") == "reproduced"
+
+
+def _peer(success, error=0.1):
+    return {"final_loss": 2.0, "param_error": error if success is not None else None, "seconds": 0.5,
+            "iterations": 12, "success": success}
+
+
+def test_peers_rows_are_beyond_the_paper_and_say_what_was_recovered(tmp_path):
+    pe = {"data": "synthetic hand", "data_3d": "synthetic volume", "identity_loss": 4.0, "identity_loss_3d": 8.0,
+          "peers": {"simpleitk": _peer(False, 50.0), "predictor_corrector": _peer(True)},
+          "capture": {"angles": [0.0, 90.0], "simpleitk": [_peer(True), _peer(False)],
+                      "predictor_corrector": [_peer(True), _peer(True)]},
+          "peers_3d": {"traditional": _peer(True)}}
+    rows = {c.id: c for c in report.peers_claims(pe)}
+    assert all(c.status == "beyond the paper" for c in rows.values())
+    assert rows["peers.simpleitk"].ours == "not recovered"
+    assert rows["peers.predictor_corrector"].ours == "recovered (motion error 0.10 cells, J / J(identity) = 0.5)"
+    assert rows["capture.simpleitk"].ours == "1 of 2 angles (0°)"
+    assert rows["capture.predictor_corrector"].ours == "2 of 2 angles (0°, 90°)"
+    assert rows["peers_3d.traditional"].claim.endswith("registers the 3D pair")
+    assert not rows["capture.seconds"].stable and rows["peers.simpleitk"].stable
+    no_truth = report.peers_claims({"identity_loss": 4.0, "peers": {"simpleitk": _peer(None)}})
+    assert no_truth[0].ours == "J / J(identity) = 0.5 (no known motion)"
+    # the report reads 05_peers.json where it exists, never counts its rows as reproductions
+    for nb in report.NOTEBOOKS:
+        (tmp_path / f"{nb}.json").write_text("{}")
+    assert "05_peers" not in report.load_results(tmp_path)
+    (tmp_path / "05_peers.json").write_text(json.dumps(pe))
+    results = report.load_results(tmp_path)
+    assert results["05_peers"]["peers_3d"]["traditional"]["success"] is True
+    peers_rows = [c for c in report.build_claims({"05_peers": pe}) if c.id.startswith(("peers", "capture"))]
+    assert len(peers_rows) == len(rows)
+    assert report.claims_summary(peers_rows)["beyond the paper"] == len(rows)
