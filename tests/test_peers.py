@@ -146,3 +146,16 @@ def test_verdict_names_where_each_side_wins():
     assert "simpleitk 2 of 3; predictor corrector 2 of 3" in v["counts"]
     table = peers.runs_table({"a": run(False), "b": run(True)}, 2.0)
     assert "| a | ✗ | ✗ | no |" in table and "| b | 0.5 | 0.10 | yes |" in table
+
+
+def test_comparison_options_check_everything_first():
+    good = dict(theta_max=1e3, theta_min=1e-3, n_scales=30, gtol=1e-4, gtol_single=1e-7, shrink_factors=[4, 2, 1],
+                smoothing_sigmas=[2.0, 1.0, 0.0], sitk_optimizer="regular_step", rotation_search_steps=18,
+                capture_angles=[0.0, 90.0], capture_m=32, m_3d=16, angles_3d=[90.0, 30.0])
+    options = peers.comparison_options(**good)
+    assert options["settings"].shrink_factors == (4, 2, 1) and options["n_scales"] == 30
+    assert peers.options_json(options)["settings"]["smoothing_sigmas"] == (2.0, 1.0, 0.0)
+    for key, bad, match in (("n_scales", 1, "n_scales"), ("gtol", 0.0, "gtol"), ("sitk_optimizer", "sgd", "optimizer"),
+                            ("smoothing_sigmas", 3.0, "smoothing_sigmas"), ("capture_m", 4, "capture_m")):
+        with pytest.raises(ValueError, match=match):
+            peers.comparison_options(**{**good, key: bad})

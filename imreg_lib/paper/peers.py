@@ -50,8 +50,9 @@ from ..transformations import Affine, affine
 
 __all__ = ["CAPTURE_ANGLES", "METHODS_2D", "METHODS_3D", "SUCCESS_CELLS", "VOLUME_MOTION", "PeerRun",
            "SimpleITKSettings", "capture_range", "capture_table", "capture_verdict", "check_parameters",
-           "motion_error", "pair_objective", "peer_comparison", "register", "results_record", "runs_table",
-           "sigma_for_theta", "simpleitk_register", "synthetic_volume_motion_pair", "theta_for_sigma"]
+           "comparison_options", "motion_error", "options_json", "pair_objective", "peer_comparison", "register",
+           "results_record", "runs_table", "sigma_for_theta", "simpleitk_register", "synthetic_volume_motion_pair",
+           "theta_for_sigma"]
 
 #: Motion error (cells) below which a registration recovers the motion.
 SUCCESS_CELLS = 0.5
@@ -285,6 +286,7 @@ def simpleitk_register(pair: ImagePair, settings: SimpleITKSettings | None = Non
     """
     import SimpleITK as sitk
 
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's warnings would go to the terminal, not the caller
     settings = SimpleITKSettings() if settings is None else settings
     dim = pair.grid.dim
     if settings.rotation_search_steps is not None and dim != 2:
@@ -418,6 +420,31 @@ def check_parameters(*, capture_angles: Sequence[float], capture_m: int, m_3d: i
     _check_cells("m_3d", m_3d, 6)
 
 
+def comparison_options(*, theta_max: float, theta_min: float, n_scales: int, gtol: float, gtol_single: float,
+                       shrink_factors: Sequence[int], smoothing_sigmas: Sequence[float], sitk_optimizer: str,
+                       rotation_search_steps: int | None, capture_angles: Sequence[float], capture_m: int, m_3d: int,
+                       angles_3d: Sequence[float]) -> dict:
+    """Check every parameter of the comparison before any work starts and return the options of :func:`register`
+    (``theta_max, theta_min, n_scales, gtol, gtol_single, settings``). Errors name the parameter."""
+    theta_schedule(theta_max, theta_min, n_scales)
+    for name, value in (("gtol", gtol), ("gtol_single", gtol_single)):
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    check_parameters(capture_angles=capture_angles, capture_m=capture_m, m_3d=m_3d, angles_3d=angles_3d)
+    try:
+        shrink, sigmas = tuple(shrink_factors), tuple(smoothing_sigmas)
+    except TypeError:
+        raise ValueError("shrink_factors and smoothing_sigmas must be lists (one entry per pyramid level)") from None
+    settings = SimpleITKSettings(shrink, sigmas, sitk_optimizer, rotation_search_steps=rotation_search_steps)
+    return {"theta_max": theta_max, "theta_min": theta_min, "n_scales": n_scales, "gtol": gtol,
+            "gtol_single": gtol_single, "settings": settings}
+
+
+def options_json(options: dict) -> dict:
+    """:func:`comparison_options` as JSON-ready values (the SimpleITK settings as a dict)."""
+    return {k: (v.as_dict() if isinstance(v, SimpleITKSettings) else v) for k, v in options.items()}
+
+
 #: The known motion of the 3D pair: rotations about z and x (degrees), scaling and shift about the centre.
 VOLUME_MOTION = {"angles_deg": (35.0, 15.0), "scale": (1.05, 0.95, 1.0), "shift": (0.4, -0.5, 0.3)}
 _VOLUME_OMEGA = (0.0, 20.0, 0.0, 25.0, 0.0, 15.0)
@@ -504,17 +531,17 @@ def _record(run: PeerRun, full: bool = True) -> dict:
 
 
 def results_record(runs: dict[str, PeerRun], capture: dict[str, list[PeerRun]] | None, angles: Sequence[float],
-                   runs_3d: dict[str, PeerRun] | None) -> dict:
+                   runs_3d: dict[str, PeerRun] | None, **extra) -> dict:
     """The results JSON of the comparison: ``peers.<method>``, ``capture.angles``, ``capture.<method>`` (one record
     per angle) and ``peers_3d.<method>``, each record with ``final_loss, param_error, seconds, iterations,
-    success``."""
+    success``; then ``extra`` (data, settings, ...)."""
     out: dict = {"peers": {k: _record(r) for k, r in runs.items()}}
     if capture is not None:
         out["capture"] = {"angles": [float(a) for a in angles],
                           **{k: [_record(r, full=False) for r in rs] for k, rs in capture.items()}}
     if runs_3d is not None:
         out["peers_3d"] = {k: _record(r) for k, r in runs_3d.items()}
-    return out
+    return out | extra
 
 
 def _angles_text(angles: Sequence[float]) -> str:
