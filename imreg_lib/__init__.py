@@ -23,7 +23,7 @@ from .data import (
 )
 from .derivatives import TaylorResult, taylor_from_differences, taylor_test
 from .device import DEFAULT_DTYPE, resolve_device, resolve_dtype, synchronize
-from .distances import ssd
+from .distances import DistanceDerivatives, ssd, ssd_block
 from .grid import PAPER_OMEGA, Grid
 from .multiscale import (
     MultiscaleResult,
@@ -56,7 +56,16 @@ from .spline import (
 )
 from .superres import SROperator, SuperResolutionProblem, random_affine, superresolution_problem
 from .timing import Timing, describe_machine, machine_info, peak_rss_mb, rss_mb, time_function
-from .transformations import Affine, affine, affine_from_geometry
+from .transformations import (
+    Affine,
+    AffineLinearization,
+    AutodiffLinearization,
+    Linearization,
+    Transformation,
+    affine,
+    affine_from_geometry,
+    check_transformation,
+)
 from .varpro import (
     VARPRO_METHODS,
     VarPro,
@@ -77,10 +86,14 @@ __all__ = [
     "VARPRO_METHODS",
     "WINDOWS",
     "Affine",
+    "AffineLinearization",
+    "AutodiffLinearization",
     "CGResult",
+    "DistanceDerivatives",
     "Grid",
     "ImagePair",
     "LMResult",
+    "Linearization",
     "MultiscaleResult",
     "NeuralODE",
     "NeuralODELinearization",
@@ -94,6 +107,7 @@ __all__ = [
     "SuperResolutionProblem",
     "TaylorResult",
     "Timing",
+    "Transformation",
     "VarPro",
     "VarProRun",
     "affine",
@@ -101,6 +115,7 @@ __all__ = [
     "animation_html",
     "cg_split",
     "check_schedule",
+    "check_transformation",
     "conjugate_gradient",
     "describe_machine",
     "hand_phantom",
@@ -132,6 +147,7 @@ __all__ = [
     "spline_evaluate",
     "spline_weights",
     "ssd",
+    "ssd_block",
     "superresolution_problem",
     "synchronize",
     "synthetic_hand_pair",

@@ -61,13 +61,14 @@ each a few times the cost of the map, through ``vmap``-batched generic sweeps fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import ClassVar, Literal, NamedTuple
 
 import torch
 from torch.func import jacfwd
 
+from . import _pointwise
 from .device import DEFAULT_DTYPE
 
 __all__ = ["NeuralODE", "NeuralODELinearization", "neural_ode", "neural_ode_velocity", "rk4_38"]
@@ -155,7 +156,8 @@ def neural_ode(w: torch.Tensor, x: torch.Tensor, width: int = 8, steps: int = 9)
 
 @dataclass(frozen=True)
 class NeuralODE:
-    """The neural-ODE transformation as a transformation block (same interface as :class:`~imreg_lib.Affine`).
+    """The neural-ODE transformation as a transformation block: it satisfies :class:`~imreg_lib.Transformation`
+    (as :class:`~imreg_lib.Affine` does), with hand-coded derivatives in :meth:`linearize`.
 
     Parameters
     ----------
@@ -230,6 +232,10 @@ class NeuralODE:
 class NeuralODELinearization:
     """The recorded forward pass of a :class:`NeuralODE` at ``w`` and its hand-coded derivatives.
 
+    A :class:`~imreg_lib.Linearization`: :meth:`vjp` (reverse sweep), :meth:`jacobian` (forward sensitivities),
+    :meth:`jacobian_and_curvature` (both sweeps in one) and the point-wise products :meth:`contract` and
+    :meth:`congruence` with the Jacobian, which reuse the Jacobian of the latest sweep (it is computed once).
+
     Arrays are stage-major: index ``s = 4 n + i`` is stage ``i`` of RK step ``n``. The derivatives are computed
     for blocks of at most :attr:`chunk` points at a time (points are independent), which keeps the work
     arrays in cache and the memory bounded for large images.
@@ -248,6 +254,8 @@ class NeuralODELinearization:
     z: torch.Tensor
     a: torch.Tensor
     tau: torch.Tensor
+    #: The Jacobian of the latest sweep (``"Q"``), reused by :meth:`jacobian`, :meth:`contract`, :meth:`congruence`.
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     #: Points per block.
     chunk: ClassVar[int] = 2048
@@ -331,14 +339,23 @@ class NeuralODELinearization:
         return torch.argsort(torch.cat(first + [rest]))
 
     def jacobian(self) -> torch.Tensor:
-        """``Q = dy/dw`` of shape (N, d, p) by forward sensitivities through the RK stages."""
-        return self._sweep(None)[0]
+        """``Q = dy/dw`` of shape (N, d, p) by forward sensitivities through the RK stages (swept once)."""
+        Q = self._memo.get("Q")
+        return self._sweep(None)[0] if Q is None else Q
 
     def jacobian_and_curvature(self, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r"""``(Q, H_λ)`` with :math:`H_\lambda = \nabla^2_w \sum_n \lambda_n \cdot y_n` (p × p), one sweep."""
         if tuple(lam.shape) != tuple(self.y.shape):
             raise ValueError(f"lam must have shape {tuple(self.y.shape)}, got {tuple(lam.shape)}")
         return self._sweep(lam)
+
+    def contract(self, g: torch.Tensor) -> torch.Tensor:
+        r"""Rows :math:`g_n^\top Q_n` (N, p) for point-wise vectors ``g`` (N, d)."""
+        return _pointwise.contract(g, self.jacobian())
+
+    def congruence(self, M: torch.Tensor) -> torch.Tensor:
+        r""":math:`\sum_n Q_n^\top M_n Q_n` (p × p) for point-wise forms ``M`` (N, d, d)."""
+        return _pointwise.congruence(M, self.jacobian())
 
     def _stage_sensitivity(self, s: int, blk: _Block, Dz: torch.Tensor, const: torch.Tensor, out: torch.Tensor,
                            ) -> None:
@@ -415,6 +432,7 @@ class NeuralODELinearization:
                 Dx.add_(Dk[2], alpha=0.375 * dt).add_(Dk[3], alpha=0.125 * dt)
             Q[pts] = Dx
         Q = Q[..., self._unorder]
+        self._memo["Q"] = Q
         if not curv:
             return Q, None
         H = self._assemble(H_main, M, D)

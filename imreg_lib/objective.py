@@ -10,18 +10,24 @@ Two ways to get derivatives, which agree to round-off (tests assert it):
 
 * **AD of the pure function.** :meth:`SSDObjective.loss` is a pure function of ``(w, theta)``; any
   ``torch.func`` transform applies (``grad``, ``hessian``, ``jacfwd`` in ``theta`` for the predictor, ...).
-* **Structured** (FAIR's way, with AD for the transformation). With :math:`r = T(y) - R`,
-  :math:`Q = \partial y / \partial w` and the spline's :math:`\nabla T`, :math:`\nabla^2 T` from one gather,
+* **Structured** (FAIR's way: plug-in blocks composed by the chain rule). Three blocks meet at the points
+  :math:`y_n = y(w, x_n)`: the image model gives :math:`T(y_n)`, :math:`\nabla T(y_n)`, :math:`\nabla^2 T(y_n)`
+  (one spline gather); the distance block (:func:`~imreg_lib.distances.ssd_block`) gives
+  :math:`D(r)`, :math:`\partial D / \partial r` and :math:`\partial^2 D / \partial r^2 = c\, I` for the residual
+  :math:`r = T(y) - R`; the transformation's linearization (:meth:`~imreg_lib.Transformation.linearize`) gives the
+  products with its Jacobian :math:`Q_n = \partial y_n / \partial w` and its curvature. With
+  :math:`\lambda_n = (\partial D / \partial r_n) \nabla T(y_n) = \partial J / \partial y_n` and the residual
+  Jacobian :math:`J_r = [\nabla T(y_n)^\top Q_n]_n`,
 
   .. math::
-      \nabla J = 2h\, (\nabla T\, Q)^\top r, \qquad
-      H = 2h \Big[(\nabla T Q)^\top (\nabla T Q) + \sum_i r_i\, Q_i^\top \nabla^2 T_i\, Q_i
-      + \sum_i r_i \nabla T_i \cdot \partial^2_w y_i \Big],
+      \nabla J = J_r^\top \frac{\partial D}{\partial r} = \sum_n Q_n^\top \lambda_n, \qquad
+      H = c\, J_r^\top J_r + \sum_n Q_n^\top \Big(\frac{\partial D}{\partial r_n} \nabla^2 T(y_n)\Big) Q_n
+      + \sum_{n, k} \lambda_{nk}\, \partial^2_w y_k(x_n),
 
-  where the last term (zero for affine maps) is taken by AD of the transformation alone, or, for a
-  transformation that offers ``linearize(w, x)`` (the neural ODE), by its hand-coded reverse sweep,
-  forward sensitivities and second-order adjoint from one recorded forward pass; dropping the second-order
-  terms gives the Gauss-Newton matrix. See :meth:`ScaleObjective.derivatives`.
+  where the last term (zero for a transformation linear in :math:`w`) is the linearization's curvature (hand-coded
+  for the neural ODE, by AD for :class:`~imreg_lib.AutodiffLinearization`); dropping the second-order terms gives
+  the Gauss-Newton matrix. See :meth:`ScaleObjective.derivatives`. Only the interface of
+  :class:`~imreg_lib.Transformation` is used, never the transformation's type.
 """
 
 from __future__ import annotations
@@ -35,23 +41,14 @@ from typing import Literal
 import torch
 from torch.func import grad, hessian, jacfwd, vmap
 
-from .device import untraced
-from .distances import ssd
+from ._torch import untraced
+from .distances import ssd, ssd_block
 from .spline import SplineImage, spline_derivatives, spline_evaluate
-from .transformations import Affine
+from .transformations import Affine, Linearization, Transformation, check_transformation
 
 __all__ = ["SSDObjective", "ScaleObjective"]
 
 HessianKind = Literal["exact", "gauss_newton", "none"]
-
-
-def _contract_points(dT: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
-    """``sum_k dT[n, k] Q[n, k, p]`` (N, p) by broadcasting; a batched matrix product of N tiny matrices is
-    several times slower on the CPU."""
-    out = dT[:, 0, None] * Q[:, 0]
-    for k in range(1, Q.shape[1]):
-        out = out.addcmul_(dT[:, k, None], Q[:, k])
-    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,21 +60,21 @@ class SSDObjective:
     template, reference
         Spline image models; the reference's grid is the evaluation grid (its cell centres :math:`x_c`).
     transformation
-        A transformation with ``__call__(w, x)``, ``jacobian(w, x)``, ``n_params``, ``is_linear``,
-        ``identity()`` and ``check(w)`` (default: 2D affine); optionally ``linearize(w, x)`` returning an
-        object with ``y``, ``vjp(λ)``, ``jacobian()`` and ``jacobian_and_curvature(λ)`` (hand-coded
-        derivatives, used by :meth:`ScaleObjective.derivatives`), as :class:`~imreg_lib.NeuralODE` does.
+        Any object satisfying :class:`~imreg_lib.Transformation` (default: 2D affine); its ``linearize(w, x)``
+        supplies the derivatives of :meth:`ScaleObjective.derivatives`. :class:`~imreg_lib.Affine` and
+        :class:`~imreg_lib.NeuralODE` are two; a missing member raises ``TypeError``.
     regularizer
         Optional ``S(w) -> scalar`` added to :math:`J`; must be a pure ``torch.func``-friendly function.
     """
 
     template: SplineImage
     reference: SplineImage
-    transformation: Affine = field(default_factory=Affine)
+    transformation: Transformation = field(default_factory=Affine)
     regularizer: Callable[[torch.Tensor], torch.Tensor] | None = None
     _scales: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        check_transformation(self.transformation)
         if self.template.grid.dim != self.reference.grid.dim:
             raise ValueError(f"template and reference must have the same dimension, got "
                              f"{self.template.grid.dim} and {self.reference.grid.dim}")
@@ -101,6 +98,13 @@ class SSDObjective:
 
     def identity(self) -> torch.Tensor:
         return self.transformation.identity(self.reference.device, self.reference.dtype)
+
+    @cached_property
+    def _fixed_linearization(self) -> Linearization:
+        """For a transformation linear in ``w`` (``is_linear``): its linearization at the identity, valid at every
+        ``w`` but for ``y`` (the Jacobian is constant, the curvature zero), made once per grid."""
+        with untraced():
+            return self.transformation.linearize(self.identity(), self.x)
 
     def at_scale(self, theta: float) -> ScaleObjective:
         """The objective at a fixed scale, with coefficients and :math:`R_\\theta(x_c)` computed once."""
@@ -163,42 +167,13 @@ class ScaleObjective:
     def x(self) -> torch.Tensor:
         return self.problem.x
 
-    @cached_property
-    def _affine_jacobian(self) -> torch.Tensor:
-        with untraced():
-            return self.problem.transformation.jacobian(self.problem.identity(), self.x)
-
-    def _jacobian(self, w: torch.Tensor) -> torch.Tensor:
-        tr = self.problem.transformation
-        return self._affine_jacobian if tr.is_linear else tr.jacobian(w, self.x)
-
-    @cached_property
-    def _affine_factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """For ``y = A x + b``: ``v = [x, 1]`` (N, d+1), ``v ⊗ v`` (N, (d+1)²) and the permutation from the
-        ``(k, l)`` layout (``l < d``: ``A[k, l]``, ``l = d``: ``b[k]``) to the flat parameter order."""
-        with untraced():
-            x = self.x
-            n, d = x.shape
-            v = torch.cat([x, torch.ones_like(x[:, :1])], 1)
-            vv = (v[:, :, None] * v[:, None, :]).reshape(n, -1)
-            k = torch.arange(d, device=x.device)[:, None]
-            l = torch.arange(d + 1, device=x.device)[None, :]
-            flat = torch.where(l < d, k * d + l, d * d + k).reshape(-1)  # flat index of (k, l)
-        return v, vv, torch.argsort(flat)
-
-    def _affine_terms(self, dT: torch.Tensor, d2T: torch.Tensor | None, r: torch.Tensor,
-                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        r"""FAIR's affine structure: :math:`J_r[n, (k, l)] = \nabla T_{nk} v_{nl}` and
-        :math:`\sum_n r_n Q_n^\top \nabla^2 T_n Q_n = \sum_n r_n \nabla^2 T_{n,kk'} v_{nl} v_{nl'}` (one
-        matrix product with the cached :math:`v \otimes v`), returned in the flat parameter order."""
-        v, vv, perm = self._affine_factors
-        n, d = dT.shape
-        Jr = (dT[:, :, None] * v[:, None, :]).reshape(n, -1)[:, perm]
-        if d2T is None:
-            return Jr, None
-        S = ((r[:, None, None] * d2T).reshape(n, d * d).T @ vv).reshape(d, d, d + 1, d + 1)
-        S = S.permute(0, 2, 1, 3).reshape(d * (d + 1), d * (d + 1))
-        return Jr, S[perm][:, perm]
+    def _linearize(self, w: torch.Tensor) -> tuple[torch.Tensor, Linearization]:
+        """``(y(w, x_c), linearization at w)``; a transformation linear in ``w`` reuses one linearization per grid."""
+        pb = self.problem
+        if pb.transformation.is_linear:
+            return pb.transformation(w, self.x), pb._fixed_linearization
+        lin = pb.transformation.linearize(w, self.x)
+        return lin.y, lin
 
     @cached_property
     def _theta_tangents(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,20 +188,27 @@ class ScaleObjective:
         return dc, dR
 
     def theta_derivative_of_gradient(self, w: torch.Tensor) -> torch.Tensor:
-        r""":math:`\partial_\theta \nabla_w J = 2h\,[Q^\top(\nabla T_{\dot c}(y)\, r) + (\nabla T\, Q)^\top
-        (T_{\dot c}(y) - \dot R)]`, with :math:`\dot c = dc/d\theta` (the spline is linear in its
-        coefficients). The regularizer does not depend on θ."""
+        r""":math:`\partial_\theta \nabla_w J` at fixed ``w`` (the predictor's right-hand side), one vjp of the
+        transformation.
+
+        With :math:`\dot c = dc/d\theta` (the spline is linear in its coefficients), :math:`\dot r = T_{\dot c}(y) -
+        \dot R` and the distance's Hessian :math:`c\, I` in :math:`r`,
+
+        .. math::
+            \partial_\theta \nabla_w J = \sum_n Q_n^\top \dot\lambda_n, \qquad
+            \dot\lambda_n = \frac{\partial D}{\partial r_n} \nabla T_{\dot c}(y_n) + c\, \dot r_n \nabla T(y_n).
+
+        The regularizer does not depend on θ.
+        """
         pb = self.problem
-        tr, tmpl, hv = pb.transformation, pb.template, pb.grid.cell_volume
+        tmpl = pb.template
         dc, dR = self._theta_tangents
-        y = tr(w, self.x)
+        y, lin = self._linearize(w)
         both = torch.stack([self.template_coefficients, dc])  # one gather at y for c and dc/dθ
         (T, Tc), (dT, dTc) = vmap(lambda c: spline_derivatives(c, y, tmpl.grid, orders=(0, 1),
                                                                window=tmpl.window))(both)
-        r = T - self.reference_values
-        Q = self._jacobian(w)
-        return (2.0 * hv) * (torch.einsum("nd,ndp->p", dTc * r[:, None], Q)
-                             + torch.einsum("nd,ndp,n->p", dT, Q, Tc - dR))
+        _, dD, d2D = ssd_block(T - self.reference_values, pb.grid.cell_volume)
+        return lin.vjp(dD[:, None] * dTc + (d2D * (Tc - dR))[:, None] * dT)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         """The transformed template :math:`T_\\theta(y(w, x_c))`, shape (N,)."""
@@ -245,17 +227,10 @@ class ScaleObjective:
             return jacfwd(self.forward)(w)
         if method != "structured":
             raise ValueError(f"method must be 'structured' or 'ad', got {method!r}")
-        pb = self.problem
-        tr, tmpl = pb.transformation, pb.template
-        if hasattr(tr, "linearize"):
-            lin = tr.linearize(w, self.x)
-            y, Q = lin.y, lin.jacobian()
-        else:
-            y, Q = tr(w, self.x), None if isinstance(tr, Affine) else self._jacobian(w)
+        tmpl = self.problem.template
+        y, lin = self._linearize(w)
         dT = spline_evaluate(self.template_coefficients, y, tmpl.grid, order=1, window=tmpl.window)
-        if Q is None:
-            return self._affine_terms(dT, None, dT[:, 0])[0]
-        return _contract_points(dT, Q)
+        return lin.contract(dT)
 
     def residual(self, w: torch.Tensor) -> torch.Tensor:
         return math.sqrt(self.problem.grid.cell_volume) * (self.forward(w) - self.reference_values)
@@ -272,60 +247,46 @@ class ScaleObjective:
 
     def derivatives(self, w: torch.Tensor, hessian_kind: HessianKind = "exact",
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        r"""``(J, ∇J, H)`` at ``w`` from one spline pass (see the module docstring for the formulas).
+        r"""``(J, ∇J, H)`` at ``w`` from one spline pass, composing the image model, the distance block and the
+        transformation's linearization (see the module docstring for the formulas).
 
         Parameters
         ----------
+        w
+            Parameters, shape (p,).
         hessian_kind
-            ``"exact"`` (second-order terms included), ``"gauss_newton"`` (:math:`2h\,(\nabla T Q)^\top
-            (\nabla T Q)`) or ``"none"`` (``H`` is ``None``).
+            ``"exact"`` (second-order terms included), ``"gauss_newton"`` (:math:`c\, J_r^\top J_r`, with
+            :math:`c = 2h` for the SSD) or ``"none"`` (``H`` is ``None``; the gradient by the transformation's vjp,
+            without its Jacobian).
+
+        Returns
+        -------
+        tuple
+            ``J`` (scalar), ``∇J`` (p,) and ``H`` (p × p, or ``None``), the regularizer included.
         """
         if hessian_kind not in ("exact", "gauss_newton", "none"):
             raise ValueError(f"hessian_kind must be 'exact', 'gauss_newton' or 'none', got {hessian_kind!r}")
         pb = self.problem
-        tr, tmpl, hv = pb.transformation, pb.template, pb.grid.cell_volume
-        # transformations with hand-coded derivatives (e.g. the neural ODE) record their forward pass once
-        lin = tr.linearize(w, self.x) if hasattr(tr, "linearize") else None
-        y = lin.y if lin is not None else tr(w, self.x)
-        orders = (0, 1, 2) if hessian_kind == "exact" else (0, 1)
-        T, dT, *d2T = spline_derivatives(self.template_coefficients, y, tmpl.grid, orders=orders,
-                                         window=tmpl.window)
-        r = T - self.reference_values
-        J = hv * torch.dot(r, r)
-        lam = (2.0 * hv) * r[:, None] * dT  # dJ/dy
-        H = None
-        if lin is not None and hessian_kind == "none":  # reverse mode: no transformation Jacobian needed
-            dJ = lin.vjp(lam)
-        elif isinstance(tr, Affine):  # the constant Jacobian in closed form
-            Jr, S = self._affine_terms(dT, d2T[0] if hessian_kind == "exact" else None, r)
-            dJ = (2.0 * hv) * (Jr.T @ r)
-            if hessian_kind != "none":
-                H = (2.0 * hv) * (Jr.T @ Jr)
-            if S is not None:
-                H = H + (2.0 * hv) * S
+        tmpl = pb.template
+        exact = hessian_kind == "exact"
+        y, lin = self._linearize(w)  # the transformation block
+        T, dT, *d2T = spline_derivatives(self.template_coefficients, y, tmpl.grid,  # the image model at y
+                                         orders=(0, 1, 2) if exact else (0, 1), window=tmpl.window)
+        J, dD, d2D = ssd_block(T - self.reference_values, pb.grid.cell_volume)  # the distance block
+        lam = dD[:, None] * dT  # dJ/dy
+        if hessian_kind == "none":  # reverse mode: no transformation Jacobian needed
+            dJ, H = lin.vjp(lam), None
         else:
-            H_tr = None
-            if lin is None:
-                Q = self._jacobian(w)
-            elif hessian_kind == "exact":
-                Q, H_tr = lin.jacobian_and_curvature(lam)  # sum_i lam_i . d²y_i/dw², hand-coded
-            else:
-                Q = lin.jacobian()
-            Jr = _contract_points(dT, Q)  # residual Jacobian (without the sqrt(h) factor)
-            dJ = (2.0 * hv) * (Jr.T @ r)
-            if hessian_kind != "none":
-                H = (2.0 * hv) * (Jr.T @ Jr)
-            if hessian_kind == "exact":
-                n, d, p = Q.shape
-                d2TQ = d2T[0][:, :, 0, None] * Q[:, None, 0, :]  # (∇²T_i Q_i), shape (N, d, p)
-                for e in range(1, d):
-                    d2TQ = d2TQ + d2T[0][:, :, e, None] * Q[:, None, e, :]
-                H = H + (2.0 * hv) * ((Q * r[:, None, None]).reshape(n * d, p).T @ d2TQ.reshape(n * d, p))
-                if not tr.is_linear and H_tr is None:  # sum_i lam_i . d²y_i/dw², by AD of the transformation
-                    lam_c = lam.detach()
-                    H_tr = hessian(lambda v: torch.sum(lam_c * tr(v, self.x)))(w)
-                if H_tr is not None:
-                    H = H + H_tr
+            curvature = None
+            if exact and not pb.transformation.is_linear:  # sum_n lam_n . d²y_n/dw², with Q in the same pass
+                curvature = lin.jacobian_and_curvature(lam)[1]
+            Jr = lin.contract(dT)  # residual Jacobian dr/dw (N, p)
+            dJ = Jr.T @ dD
+            H = d2D * (Jr.T @ Jr)
+            if exact:
+                H = H + lin.congruence(dD[:, None, None] * d2T[0])  # sum_n Q_n^T (dD_n ∇²T_n) Q_n
+                if curvature is not None:
+                    H = H + curvature
         reg = pb.regularizer
         if reg is not None:
             J = J + reg(w)
