@@ -28,12 +28,12 @@ Which iterations are differentiated (``differentiate``)
 traced operator is used and each iterate detached, which is correct but slower) and a detached state: under
 ``torch.func`` transforms ``detach`` drops tangents while ``torch.no_grad`` does not stop forward mode, so the
 authors' ``no_grad`` is written as ``detach`` here. Where no ``vmap`` batches the primal, the untraced
-iterations run on the plain primal values outside every transform (:func:`~imreg_lib.device.primal`), which
+iterations run on the plain primal values outside every transform (:func:`~imreg_lib._torch.primal`), which
 is the same arithmetic without the wrapper overhead and lets the operator use its sparse fast path.
 
 Early break under ``jacfwd`` / ``vmap``
 ---------------------------------------
-The test :math:`\|r\| < \text{tol}` is taken on **primal values**: :func:`imreg_lib.device.primal` peels every
+The test :math:`\|r\| < \text{tol}` is taken on **primal values**: :func:`imreg_lib._torch.primal` peels every
 ``torch.func`` wrapper off :math:`r^\top r` (tangents never influence the decision, as in the original where
 ``jacfwd`` traces the primal branch). Inside ``jacfwd`` the primal is not batched, so the loop breaks where the
 plain solve does (the same arithmetic; only if the operator is implemented differently under the transform can
@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .device import primal, primal_if_unbatched
+from ._torch import primal, primal_if_unbatched
 
 __all__ = ["CG_MODES", "CGResult", "cg_split", "conjugate_gradient"]
 

@@ -6,13 +6,9 @@ notebooks and drivers accept is resolved here, once, before any work starts.
 
 from __future__ import annotations
 
-import contextlib
-import functools
-
 import torch
 
-__all__ = ["DEFAULT_DTYPE", "is_grad_traced", "is_traced", "primal", "primal_if_unbatched", "resolve_device",
-           "resolve_dtype", "synchronize", "untraced"]
+__all__ = ["DEFAULT_DTYPE", "resolve_device", "resolve_dtype", "synchronize"]
 
 #: The dtype of every tensor the library creates unless a caller asks for another.
 DEFAULT_DTYPE = torch.float64
@@ -71,6 +67,16 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 def resolve_dtype(dtype: torch.dtype | str | None = None) -> torch.dtype:
     """Return a floating dtype, float64 by default.
 
+    Parameters
+    ----------
+    dtype
+        ``torch.float64`` or ``torch.float32``, or one of the names ``"float64"``, ``"double"``, ``"float32"``,
+        ``"float"``; ``None`` means :data:`DEFAULT_DTYPE`.
+
+    Returns
+    -------
+    torch.dtype
+
     Raises
     ------
     ValueError
@@ -87,68 +93,12 @@ def resolve_dtype(dtype: torch.dtype | str | None = None) -> torch.dtype:
 
 
 def synchronize(device: torch.device | str) -> None:
-    """Wait for queued kernels on ``device`` (a no-op on the CPU); call before reading a timer."""
+    """Wait for queued kernels on ``device`` (a no-op on the CPU); call before reading a timer.
+
+    Parameters
+    ----------
+    device
+        The device whose queue to wait for.
+    """
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def is_traced(x: torch.Tensor) -> bool:
-    """True for a tensor wrapped by a ``torch.func`` transform (its values must not be cached)."""
-    return torch._C._functorch.is_functorch_wrapped_tensor(x)
-
-
-def primal(x: torch.Tensor) -> torch.Tensor:
-    """The plain values under every ``torch.func`` wrapper of ``x``: no tangents, no batching wrapper.
-
-    For decisions that must be taken on primal values inside traced code (e.g. a solver's early break under
-    ``jacfwd``). Each functorch level (``jvp``/``grad`` wrappers, ``vmap`` batching) is peeled off; a
-    ``vmap``-batched value comes back with its batch dimension materialised (at an unspecified position), so
-    reduce it (``all``, ``any``, ``max``) rather than index it. The result must not flow back into traced
-    computation: it is for control flow and reporting only.
-    """
-    from torch._C import _functorch
-
-    while _functorch.maybe_get_level(x) != -1:
-        x = _functorch.get_unwrapped(x)
-    return x.detach()
-
-
-def primal_if_unbatched(x: torch.Tensor) -> torch.Tensor:
-    """:func:`primal` of ``x`` when no ``vmap`` batches it (then the plain value is a faithful constant), else
-    ``x.detach()`` (which keeps the batching and drops tangents)."""
-    p = primal(x)
-    return p if p.dim() == x.dim() else x.detach()
-
-
-def is_grad_traced(x: torch.Tensor) -> bool:
-    """True if ``x`` is seen by a differentiating transform (``jvp``/``jacfwd``/``grad`` wrapper, at any level)
-    or records autograd history; ``vmap`` batching alone does not count."""
-    from torch._C import _functorch
-
-    while _functorch.maybe_get_level(x) != -1:
-        if _functorch.is_gradtrackingtensor(x):
-            return True
-        x = _functorch.get_unwrapped(x)
-    return x.requires_grad
-
-
-@contextlib.contextmanager
-def untraced():
-    """Compute with ``torch.func`` transforms switched off, so that results are plain tensors.
-
-    Caches (spline coefficients, per-scale constants) are filled inside this context: a cache filled during a
-    transform would otherwise hold wrapped tensors that escape their transform. Inputs must be plain.
-    """
-    with torch._C._DisableFuncTorch():
-        yield
-
-
-def untraced_function(fn):
-    """Decorator form of :func:`untraced` for cache builders."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with untraced():
-            return fn(*args, **kwargs)
-
-    return wrapper

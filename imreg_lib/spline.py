@@ -49,11 +49,10 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import ClassVar
 
 import torch
 
-from .device import is_grad_traced, is_traced, untraced, untraced_function
+from ._torch import fast_paths_enabled, is_grad_traced, is_traced, untraced, untraced_function
 from .grid import Grid
 
 __all__ = [
@@ -401,9 +400,10 @@ class SplineWeights:
       differentiable in the weights (hence in ``x``) and in the coefficients under every ``torch.func``
       transform and to any order. Used whenever the weights or the input are traced by a differentiating
       transform or require grad.
-    * **sparse** (CSR matrix-vector products, built once from the weights): for constant weights and inputs
-      that are plain or only ``vmap``-batched (e.g. many right-hand sides at once). Several times faster; the
-      same numbers up to summation order.
+    * **sparse** (CSR matrix-vector products, built once from the weights): for constant weights on the CPU
+      and inputs that are plain or only ``vmap``-batched (e.g. many right-hand sides at once). Several times
+      faster; the same numbers up to summation order. ``with imreg_lib._torch.fast_paths(False):`` switches it
+      off (with the other fast paths of the library).
 
     Attributes
     ----------
@@ -413,6 +413,9 @@ class SplineWeights:
         ``(N, 4^d)`` weights, zero for points outside the valid window.
     m
         Coefficient shape (``grid.m``).
+    gradient
+        ``(N, 4^d, d)`` weights of the spatial gradient, :math:`\partial W_{nk} / \partial x_{n,j}` (physical
+        units), or ``None`` (see :func:`spline_weights`).
     """
 
     index: torch.Tensor
@@ -431,11 +434,10 @@ class SplineWeights:
         return SplineWeights(self.index, self.weights.detach(), self.m, g)
 
     def _use_sparse(self, x: torch.Tensor) -> bool:
+        """Whether :meth:`apply` or :meth:`transpose` of ``x`` takes the CSR path (see the class docstring)."""
         w = self.weights
-        return self.use_sparse and not (is_traced(w) or w.requires_grad or is_grad_traced(x)) and w.device.type == "cpu"
-
-    #: Class-wide switch for the CSR implementation (``False``: always the generic gather).
-    use_sparse: ClassVar[bool] = True
+        return (fast_paths_enabled() and not (is_traced(w) or w.requires_grad or is_grad_traced(x))
+                and w.device.type == "cpu")
 
     def sparse(self) -> dict[str, torch.Tensor]:
         r"""CSR matrices from the (plain) weights, built once: ``W`` (N × P, P the padded size) and ``WT``;
