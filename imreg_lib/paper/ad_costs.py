@@ -23,19 +23,24 @@ Protocols
 (Jacobian); the same ratios of medians are reported too (more robust to timing noise). Functions are timed
 in the order loss, forward, gradient, Jacobian, Hessian: on a CPU, the large temporary arrays of a generic
 AD Hessian leave the memory allocator in a state that slows the calls timed after it down.
+
+Beside Table 1: :func:`derivative_checks` compares the hand-coded derivatives with ``torch.func`` and Taylor-tests
+them, and :func:`scaling_study` times them against the number of parameters and the image size
+(:class:`ScalingStudy`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from torch.func import grad, hessian, jacfwd, jacrev
 
 from ..data import ImagePair, load_pair, synthetic_hand_pair
+from ..derivatives import taylor_test
 from ..device import resolve_device
 from ..grid import Grid
 from ..neural_ode import NeuralODE
@@ -50,13 +55,16 @@ __all__ = [
     "ADCosts",
     "DerivativeComparison",
     "ScalingPoint",
+    "ScalingStudy",
     "ad_cost_table",
     "compare_derivatives",
+    "derivative_checks",
     "measure_ad_costs",
     "model_transformation",
     "near_identity",
     "paper_spline_coefficients",
     "scaling_point",
+    "scaling_study",
     "synthetic_volume_pair",
     "table1_markdown",
 ]
@@ -207,6 +215,19 @@ class ADCosts:
                           "std": {fn: PAPER_TABLE1[self.model][fn][1] for fn in FUNCTIONS},
                           "factors": PAPER_FACTORS[self.model]}
         return d
+
+    def to_json(self) -> dict:
+        """The record of the results JSON: :meth:`as_dict` (the timings, the derived factors of means and of
+        medians, and the paper's numbers for a Table 1 model)."""
+        return self.as_dict()
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> ADCosts:
+        """The inverse of :meth:`to_json`; the derived entries (``factors``, ``factors_median``, ``paper``) are
+        recomputed from the timings and :data:`~imreg_lib.paper.numbers.PAPER_TABLE1`."""
+        values = {f.name: data[f.name] for f in fields(cls)}
+        values.update(m=tuple(data["m"]), routes=dict(data["routes"]), alternatives=dict(data["alternatives"]))
+        return cls(**values)
 
 
 def _check_run_settings(n_runs, warmup, max_seconds, theta) -> None:
@@ -399,6 +420,16 @@ class DerivativeComparison:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def to_json(self) -> dict:
+        """The record of the results JSON (:meth:`as_dict`)."""
+        return self.as_dict()
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> DerivativeComparison:
+        """The inverse of :meth:`to_json`."""
+        return cls(data["model"], data["n_params"], *(dict(data[k]) for k in ("rel_diff", "structured_ms", "ad_ms",
+                                                                              "routes")))
+
 
 def compare_derivatives(scale: ScaleObjective, w: torch.Tensor, model: str = "", *, n_runs: int = 20,
                         warmup: int = 2, max_seconds: float | None = None) -> DerivativeComparison:
@@ -430,6 +461,59 @@ def compare_derivatives(scale: ScaleObjective, w: torch.Tensor, model: str = "",
     return DerivativeComparison(model, scale.problem.transformation.n_params, rel,
                                 {k: timed(f) for k, f in structured.items()}, {k: timed(f) for k, f in ad.items()},
                                 routes)
+
+
+def derivative_checks(pair: ImagePair, theta: float = 1e-3, models: Sequence[str] = _MODELS, *, n_runs: int = 10,
+                      warmup: int = 2, max_seconds: float | None = None,
+                      steps: Sequence[float] = tuple(10.0 ** -k for k in range(1, 7)),
+                      ) -> tuple[dict[str, DerivativeComparison], dict[str, tuple[float, float]]]:
+    r"""The hand-coded derivatives of each Table 1 model against ``torch.func``, and their Taylor test.
+
+    For each model, at the iterate :func:`near_identity` of its transformation and scale ``theta`` of ``pair``:
+    :func:`compare_derivatives` (gradient, Gauss-Newton matrix and exact Hessian both ways, with timings), then a
+    Taylor test of :math:`J` along :math:`v = (-1, \dots, 1)` (``linspace``, one entry per parameter) with the
+    hand-coded gradient and Hessian,
+
+    .. math::
+        E_1(h) = |J(w + hv) - J(w) - h\,\nabla J^\top v| = O(h^2), \qquad
+        E_2(h) = |J(w + hv) - J(w) - h\,\nabla J^\top v - \tfrac{h^2}{2} v^\top H v| = O(h^3),
+
+    whose observed orders (:meth:`~imreg_lib.TaylorResult.order`) are about 2 and 3 for exact derivatives.
+
+    Parameters
+    ----------
+    pair : ImagePair
+        The images (their device and dtype are used).
+    theta : float
+        Scale of the spline model.
+    models : sequence of str
+        A subset of ``("affine", "neural_ode")``.
+    n_runs, warmup, max_seconds
+        Timing settings of :func:`compare_derivatives`.
+    steps : sequence of float
+        The step sizes :math:`h` of the Taylor test.
+
+    Returns
+    -------
+    comparisons : dict
+        ``{model: DerivativeComparison}``.
+    taylor : dict
+        ``{model: (order of E_1, order of E_2)}``.
+    """
+    comparisons: dict[str, DerivativeComparison] = {}
+    taylor: dict[str, tuple[float, float]] = {}
+    dev = pair.reference.device
+    for model in models:
+        tr = model_transformation(model)
+        scale = _objective(pair, tr).at_scale(theta)
+        w = near_identity(tr, device=dev)
+        comparisons[model] = compare_derivatives(scale, w, model, n_runs=n_runs, warmup=warmup,
+                                                 max_seconds=max_seconds)
+        _, dJ, H = scale.derivatives(w)
+        v = torch.linspace(-1.0, 1.0, tr.n_params, dtype=w.dtype, device=dev)
+        res = taylor_test(scale.loss, w, v, dJ @ v, v @ H @ v, h=tuple(steps))
+        taylor[model] = (res.order(1), res.order(2))
+    return comparisons, taylor
 
 
 # ------------------------------------------------------------------------------------------------
@@ -478,6 +562,15 @@ class ScalingPoint:
         d["m"] = list(self.m)
         return d
 
+    def to_json(self) -> dict:
+        """The record of the results JSON (:meth:`as_dict`)."""
+        return self.as_dict()
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> ScalingPoint:
+        """The inverse of :meth:`to_json`."""
+        return cls(**{**{f.name: data[f.name] for f in fields(cls)}, "m": tuple(data["m"])})
+
 
 def scaling_point(pair: ImagePair, transformation, model: str = "", *, theta: float = 1e-3, n_runs: int = 5,
                   warmup: int = 1, max_seconds: float | None = None, ad: bool = True, seed: int = 0,
@@ -498,3 +591,66 @@ def scaling_point(pair: ImagePair, transformation, model: str = "", *, theta: fl
         jacobian_ms=timed(lambda: scale.forward_jacobian(w)),
         hessian_ad_ms=timed(lambda: jacrev(grad(scale.loss))(w)) if ad else None,
         jacobian_ad_ms=timed(lambda: jacfwd(scale.forward)(w)) if ad else None)
+
+
+@dataclass(frozen=True)
+class ScalingStudy:
+    """How derivative costs grow (:func:`scaling_study`): points by the number of parameters, and by image size
+    for the affine model and the neural ODE."""
+
+    by_params: tuple[ScalingPoint, ...]
+    by_size: tuple[ScalingPoint, ...]
+    by_size_neural_ode: tuple[ScalingPoint, ...]
+
+    @property
+    def with_ad(self) -> tuple[ScalingPoint, ...]:
+        """The points of :attr:`by_params` whose generic AD derivatives were timed."""
+        return tuple(pt for pt in self.by_params if pt.hessian_ad_ms is not None)
+
+    def to_json(self) -> dict:
+        """The record of the results JSON: each list of points as :meth:`ScalingPoint.to_json` dictionaries."""
+        return {"by_params": [pt.to_json() for pt in self.by_params],
+                "by_size": [pt.to_json() for pt in self.by_size],
+                "by_size_neural_ode": [pt.to_json() for pt in self.by_size_neural_ode]}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> ScalingStudy:
+        """The inverse of :meth:`to_json`."""
+        return cls(*(tuple(ScalingPoint.from_json(pt) for pt in data[k])
+                     for k in ("by_params", "by_size", "by_size_neural_ode")))
+
+
+def scaling_study(pair: ImagePair, *, theta: float = 1e-3, widths: Sequence[int] = (8, 16, 32),
+                  sizes: Sequence[int] = (32, 64, 128, 256), node_sizes: Sequence[int] = (32, 64, 128),
+                  n_runs: int = 3, max_seconds: float | None = None, ad_max_params: int = 60,
+                  volume_m: int = 12) -> ScalingStudy:
+    """Time the cached derivatives against the number of parameters and the image size (:func:`scaling_point`).
+
+    Parameters
+    ----------
+    pair : ImagePair
+        The 2D images of the parameter study (its device is used for every case).
+    theta : float
+        Scale of the spline model.
+    widths : sequence of int
+        Hidden widths of the neural ODEs of the parameter study (width :math:`w` has :math:`6w + 2` parameters in
+        2D: 50 for 8), after the 2D affine model (6 parameters) and the 3D one
+        (12, on :func:`synthetic_volume_pair` of ``volume_m`` cells).
+    sizes, node_sizes : sequence of int
+        Sizes :math:`m` of the synthetic hand for the affine model and for the neural ODE (structured derivatives
+        only).
+    n_runs, max_seconds
+        Timing settings of :func:`scaling_point` (medians).
+    ad_max_params : int
+        Generic AD derivatives are timed only up to this many parameters (their memory grows like :math:`p^2`).
+    """
+    dev = pair.reference.device
+    cases = [("affine 2D", Affine(2), pair), ("affine 3D", Affine(3), synthetic_volume_pair(volume_m, device=dev))]
+    cases += [(f"neural ODE, width {wd}", NeuralODE(width=wd), pair) for wd in widths]
+    by_params = [scaling_point(p, tr, name, theta=theta, n_runs=n_runs, max_seconds=max_seconds,
+                               ad=tr.n_params <= ad_max_params) for name, tr, p in cases]
+    by_size = [scaling_point(synthetic_hand_pair(mm, device=dev), Affine(), "affine", theta=theta, n_runs=n_runs,
+                             max_seconds=max_seconds) for mm in sizes]
+    by_size_node = [scaling_point(synthetic_hand_pair(mm, device=dev), NeuralODE(), "neural ODE", theta=theta,
+                                  n_runs=n_runs, max_seconds=max_seconds, ad=False) for mm in node_sizes]
+    return ScalingStudy(tuple(by_params), tuple(by_size), tuple(by_size_node))

@@ -46,10 +46,13 @@ from ..spline import SplineImage, spline_derivatives
 from ..superres import SuperResolutionProblem
 from ..transformations import Affine
 
-__all__ = ["PREREG_THETAS", "PreregistrationResult", "PreregistrationScale", "prereg_objective", "preregister"]
+__all__ = ["PREREGISTRATIONS", "PREREG_THETAS", "PreregistrationResult", "PreregistrationScale", "prereg_objective",
+           "preregister", "preregistration_starts"]
 
 #: The authors' scales, ``logspace(2, -3, 6)``.
 PREREG_THETAS: tuple[float, ...] = (1e2, 1e1, 1.0, 1e-1, 1e-2, 1e-3)
+#: The LM starts of the super-resolution page: the fix (warm-started continuation) and the authors' restarts.
+PREREGISTRATIONS: tuple[str, ...] = ("continuation", "as_coded")
 
 Loss = Literal["norm", "squared"]
 
@@ -217,3 +220,15 @@ def preregister(problem: SuperResolutionProblem, *, thetas: Sequence[float] = PR
             w, J, g, nit, msg = res.w, res.loss, res.grad_norm, res.iterations, res.message
         history.append(PreregistrationScale(theta, start, w, J, g, nit, time.perf_counter() - t0, msg))
     return PreregistrationResult(w, tuple(history), loss, continuation, optimizer, blur_data)
+
+
+def preregistration_starts(problem: SuperResolutionProblem, *, variant: str = "as_coded",
+                           ) -> dict[tuple[str, bool], PreregistrationResult]:
+    """Both losses under both schedules: ``{(loss, continuation): PreregistrationResult}``, in the order
+    ``("norm", True)``, ``("norm", False)``, ``("squared", True)``, ``("squared", False)``.
+
+    Figs 5-6 start from the ``"norm"`` pre-registration, Figs 7-11 from the ``"squared"`` one (the authors'
+    notebooks differ); ``continuation=True`` is the fix, ``False`` the authors' restarts (:func:`preregister`).
+    """
+    return {(loss, cont): preregister(problem, loss=loss, continuation=cont, variant=variant)
+            for loss in ("norm", "squared") for cont in (True, False)}

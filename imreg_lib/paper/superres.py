@@ -13,6 +13,11 @@ Each driver validates all of its settings before the first solve, runs
 * :func:`projection_costs`: time of a residual and of a Jacobian per method;
 * :func:`reconstruction_path`: the exact reconstruction at every recorded LM point (for the widgets).
 
+The page's sets of runs and methods are built here too: :func:`correction_runs` (the authors' start and the paper's
+model), :func:`own_residual_varpros` (the second Jacobian test), :func:`cost_varpros` (the timed methods) and
+:func:`labelled_runs` (every run under its legend label); :func:`check_superresolution_parameters` checks the page's
+settings before any work, and :func:`parameter_error` scores a start against the generating motion.
+
 Every driver takes ``variant``, the residual and parametrisation (:data:`VARPRO_VARIANTS`, :func:`varpro_variant`):
 ``"as_coded"`` (the default, :class:`~imreg_lib.paper.defects.AsCodedVarPro`: the authors' script, which the paper's
 numbers come from) or ``"paper"`` (:class:`~imreg_lib.varpro.VarPro`: the text's eq. 7, template 0 fixed).
@@ -35,11 +40,16 @@ from ..timing import time_function
 from ..varpro import VarPro, VarProRun, reconstruct, varpro_levenberg_marquardt
 from .defects import AsCodedVarPro
 from .numbers import FIG7_STEPS
+from .preregistration import PREREGISTRATIONS, PreregistrationResult, preregister
 
-__all__ = ["VARPRO_VARIANTS", "ProjectionCost", "check_counts", "check_fractions", "compare_projections",
-           "inexact_projections", "memory_growth", "partial_differentiation", "percent_label", "projection_costs",
-           "projection_taylor", "reconstruction_path", "run_summary", "varpro_taylor", "varpro_variant"]
+__all__ = ["METHOD_LABELS", "VARPRO_VARIANTS", "ProjectionCost", "check_counts", "check_fractions",
+           "check_superresolution_parameters", "compare_projections", "correction_runs", "cost_varpros",
+           "inexact_projections", "labelled_runs", "memory_growth", "own_residual_varpros", "parameter_error",
+           "partial_differentiation", "percent_label", "projection_costs", "projection_taylor",
+           "reconstruction_path", "run_summary", "varpro_taylor", "varpro_variant"]
 
+#: The legend labels of the Jacobian methods of :func:`compare_projections`.
+METHOD_LABELS: dict[str, str] = {"diff_all": "Diff All", "no_diff": "No Diff", "implicit": "Implicit"}
 #: The residual variants of the experiments: the authors' script and the paper's eq. (7).
 VARPRO_VARIANTS: tuple[str, ...] = ("as_coded", "paper")
 _VARPRO_CLASSES: dict[str, type[VarPro]] = {"as_coded": AsCodedVarPro, "paper": VarPro}
@@ -84,6 +94,63 @@ def check_counts(cg_counts: Sequence[int]) -> tuple[int, ...]:
     return out
 
 
+def check_superresolution_parameters(*, fractions: Sequence[float], cg_counts: Sequence[int], gn_iters: int,
+                                     cg_iters: int, cg_iters_partial: int, taylor_cg_iters: int, cg_tol: float,
+                                     gtol: float, variant: str, preregistration: str,
+                                     ) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """Every setting of the super-resolution page, checked before any work starts.
+
+    Parameters
+    ----------
+    fractions : sequence of float
+        Fractions :math:`p \\in [0, 1]` of CG iterations differentiated (:func:`check_fractions`).
+    cg_counts : sequence of int
+        CG iterations of the inexact projections, each >= 1 (:func:`check_counts`).
+    gn_iters : int
+        Recorded LM points per run, >= 2 (a start and at least one step).
+    cg_iters, cg_iters_partial, taylor_cg_iters : int
+        CG iterations of the converged projections, of the partial differentiation and of the second Jacobian
+        test, each >= 1.
+    cg_tol, gtol : float
+        CG and LM tolerances, >= 0.
+    variant : str
+        One of :data:`VARPRO_VARIANTS`.
+    preregistration : str
+        One of :data:`~imreg_lib.paper.preregistration.PREREGISTRATIONS`.
+
+    Returns
+    -------
+    fractions, cg_counts : tuple
+        The two lists as checked tuples (fractions as floats).
+
+    Raises
+    ------
+    ValueError
+        Naming the first setting that is out of range.
+    """
+    fractions = check_fractions(fractions)
+    cg_counts = check_counts(cg_counts)
+    for name, value, low in (("gn_iters", gn_iters, 2), ("cg_iters", cg_iters, 1),
+                             ("cg_iters_partial", cg_iters_partial, 1), ("taylor_cg_iters", taylor_cg_iters, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    for name, value in (("cg_tol", cg_tol), ("gtol", gtol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    if variant not in VARPRO_VARIANTS:
+        raise ValueError(f"variant must be one of {VARPRO_VARIANTS}, got {variant!r}")
+    if preregistration not in PREREGISTRATIONS:
+        raise ValueError(f"preregistration must be 'continuation' or 'as_coded', got {preregistration!r}")
+    return fractions, cg_counts
+
+
+def parameter_error(problem: SuperResolutionProblem, w: torch.Tensor, variant: str = "as_coded") -> float:
+    r"""Largest error of the motion parameters ``w`` of ``variant`` against the generating motion,
+    :math:`\max_i |w_i - w^*_i|` over all :math:`6q` parameters (template 0's included)."""
+    w_full = varpro_variant(problem, variant=variant).full_parameters(w)
+    return float((w_full - problem.w_true).abs().max())
+
+
 def _run_all(varpros: Mapping, w0: torch.Tensor, gn_iters: int, gtol: float) -> dict:
     if isinstance(gn_iters, bool) or not isinstance(gn_iters, int) or gn_iters < 1:
         raise ValueError(f"gn_iters must be an integer >= 1, got {gn_iters!r}")
@@ -101,6 +168,42 @@ def compare_projections(problem: SuperResolutionProblem, w0: torch.Tensor, *,
     """Figs 5-6: one LM run per Jacobian method from ``w0`` (N = 500, tol 1e-3, 10 LM points)."""
     varpros = {m: varpro_variant(problem, method=m, variant=variant, cg_iters=cg_iters, tol=tol) for m in methods}
     return _run_all(varpros, w0, gn_iters, gtol)
+
+
+def correction_runs(problem: SuperResolutionProblem, starts: Mapping[tuple[str, bool], PreregistrationResult], *,
+                    continuation: bool = True, cg_iters: int = 500, tol: float = 1e-3, gn_iters: int = 10,
+                    gtol: float = 1e-5, variant: str = "as_coded") -> dict[str, VarProRun]:
+    """Diff All and No Diff runs that are not in the paper: from the other start, and on the paper's model.
+
+    Parameters
+    ----------
+    problem : SuperResolutionProblem
+        The super-resolution problem.
+    starts : mapping
+        The pre-registrations ``{(loss, continuation): PreregistrationResult}`` of :func:`preregistration_starts`;
+        the ``"norm"`` start of the schedule that is *not* ``continuation`` is used.
+    continuation : bool
+        The schedule of the page's own start (``preregistration="continuation"``).
+    cg_iters, tol, gn_iters, gtol, variant
+        As :func:`compare_projections`.
+
+    Returns
+    -------
+    dict
+        ``"<method>, <other> start"`` for both methods, and, when ``variant="as_coded"`` with at least two
+        templates, ``"<method>, paper's model (eq. 7)"``: the runs of ``variant="paper"`` from its own
+        pre-registration (template 0 fixed, 18 parameters for 4 templates).
+    """
+    other = "as_coded" if continuation else "continuation"
+    options = {"methods": ("diff_all", "no_diff"), "cg_iters": cg_iters, "tol": tol, "gn_iters": gn_iters,
+               "gtol": gtol}
+    runs = compare_projections(problem, starts["norm", not continuation].w, variant=variant, **options)
+    out = {f"{k}, {other} start": r for k, r in runs.items()}
+    if variant == "as_coded" and problem.n_templates >= 2:
+        w_paper = preregister(problem, loss="norm", continuation=continuation, variant="paper").w
+        for k, r in compare_projections(problem, w_paper, variant="paper", **options).items():
+            out[f"{k}, paper's model (eq. 7)"] = r
+    return out
 
 
 def partial_differentiation(problem: SuperResolutionProblem, w0: torch.Tensor, fractions: Sequence[float], *,
@@ -174,6 +277,25 @@ def projection_taylor(problem: SuperResolutionProblem, w0: torch.Tensor, fractio
     return {label: taylor_from_differences(steps, differences, jv) for label, jv in directional.items()}
 
 
+def own_residual_varpros(problem: SuperResolutionProblem, fractions: Sequence[float], *, cg_iters: int = 25,
+                         tol: float = 1e-3, variant: str = "as_coded") -> dict[str, VarPro]:
+    """The Jacobians of the second Jacobian test (:func:`varpro_taylor`), each against its own residual.
+
+    Diff All and No Diff with ``cg_iters`` CG iterations; the restarted partial differentiation of the middle
+    fraction (the upper median of ``fractions``) when it lies strictly between 0 and 1; and the implicit
+    derivative of the exact projection.
+    """
+    fractions = check_fractions(fractions)
+    own = {"Diff All": varpro_variant(problem, method="diff_all", variant=variant, cg_iters=cg_iters, tol=tol),
+           "No Diff": varpro_variant(problem, method="no_diff", variant=variant, cg_iters=cg_iters, tol=tol)}
+    p_mid = sorted(fractions)[len(fractions) // 2]
+    if 0 < p_mid < 1:
+        own[f"last {percent_label(p_mid)} restarted"] = varpro_variant(
+            problem, method="last_restarted", variant=variant, cg_iters=cg_iters, tol=tol, fraction=p_mid)
+    own["Implicit (exact projection)"] = varpro_variant(problem, method="implicit", variant=variant)
+    return own
+
+
 def varpro_taylor(varpros: Mapping[str, VarPro], w0: torch.Tensor, *,
                   h: Sequence[float] = tuple(10.0 ** -k for k in range(0, 11)),
                   direction: torch.Tensor | None = None) -> dict[str, TaylorResult]:
@@ -221,6 +343,15 @@ class ProjectionCost:
     def as_dict(self) -> dict:
         return {**asdict(self), "factor": self.factor}
 
+    def to_json(self) -> dict:
+        """The record of the results JSON: :meth:`as_dict` (the three fields and the factor)."""
+        return self.as_dict()
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> ProjectionCost:
+        """The inverse of :meth:`to_json` (the factor is recomputed)."""
+        return cls(data["residual_ms"], data["jacobian_ms"], data["cg_iterations"])
+
 
 def projection_costs(varpros: Mapping[str, VarPro], w0: torch.Tensor, *, n_runs: int = 3,
                      warmup: int = 1) -> dict[str, ProjectionCost]:
@@ -240,6 +371,41 @@ def projection_costs(varpros: Mapping[str, VarPro], w0: torch.Tensor, *, n_runs:
         jac = time_function(lambda vp=vp, f=proj.x: vp.jacobian(w0, f), n_runs, warmup, dev)
         out[name] = ProjectionCost(res.median_ms, jac.median_ms, proj.iterations)
     return out
+
+
+def cost_varpros(problem: SuperResolutionProblem, *, cg_iters: int = 500, cg_iters_partial: int = 200,
+                 fractions: Sequence[float] = (1.0,), cg_counts: Sequence[int] = (10,), tol: float = 1e-3,
+                 variant: str = "as_coded") -> dict[str, VarPro]:
+    """The methods whose residual and Jacobian :func:`projection_costs` times on the page, by table label.
+
+    Diff All and No Diff with ``cg_iters`` CG iterations, the implicit derivative, the restarted partial
+    differentiation of the middle fraction (the upper median of ``fractions``; only when more than one fraction or
+    one strictly below 1 is run) with ``cg_iters_partial``, and the inexact projection of the middle CG count (the
+    upper median of ``cg_counts``).
+    """
+    fractions, cg_counts = check_fractions(fractions), check_counts(cg_counts)
+    methods = {f"Diff All (N = {cg_iters})": varpro_variant(problem, method="diff_all", variant=variant,
+                                                           cg_iters=cg_iters, tol=tol),
+               f"No Diff (N = {cg_iters})": varpro_variant(problem, method="no_diff", variant=variant,
+                                                          cg_iters=cg_iters, tol=tol),
+               "Implicit": varpro_variant(problem, method="implicit", variant=variant)}
+    if 0 < max(fractions) < 1 or len(fractions) > 1:
+        p_cost = sorted(fractions)[len(fractions) // 2]
+        methods[f"last {percent_label(p_cost)} restarted (N = {cg_iters_partial})"] = varpro_variant(
+            problem, method="last_restarted", variant=variant, cg_iters=cg_iters_partial, tol=tol, fraction=p_cost)
+    n_cost = sorted(cg_counts)[len(cg_counts) // 2]
+    methods[f"inexact, {n_cost} CG iterations"] = varpro_variant(problem, method="diff_all", variant=variant,
+                                                                 cg_iters=n_cost, tol=tol)
+    return methods
+
+
+def labelled_runs(runs: Mapping[str, VarProRun], partial: Mapping[float, VarProRun],
+                  inexact: Mapping[int, VarProRun]) -> dict[str, VarProRun]:
+    """Every LM run of the page under its legend label: the projections (:data:`METHOD_LABELS`), ``"last <p>%"``
+    for the partial differentiation and ``"<n> CG iters"`` for the inexact projections."""
+    return {**{METHOD_LABELS.get(k, k): r for k, r in runs.items()},
+            **{f"last {percent_label(p)}": r for p, r in partial.items()},
+            **{f"{n} CG iters": r for n, r in inexact.items()}}
 
 
 def reconstruction_path(run: VarProRun, problem: SuperResolutionProblem, varpro: VarPro,
