@@ -34,9 +34,10 @@ from pathlib import Path
 from .peers import SUCCESS_CELLS
 
 __all__ = ["DATA_SETS", "DEFECTS", "ERROR_TOLERANCE", "FACTOR_TOLERANCE", "NOTEBOOKS", "STATUSES", "Claim", "Defect",
-           "build_claims", "claims_json", "claims_summary", "comparison_table", "defects_table", "error_status",
-           "factor_status", "fig2_claims", "fig3_claims", "load_results", "markdown_table", "peers_claims", "reading",
-           "report_records", "rules_table", "taylor_accuracy_step", "write_json", "write_results"]
+           "build_claims", "claims_by_data", "claims_json", "claims_summary", "comparison_table", "defects_table",
+           "error_status", "factor_status", "fig2_claims", "fig3_claims", "load_results", "markdown_table",
+           "peers_claims", "reading", "report_records", "rules_table", "taylor_accuracy_step", "write_json",
+           "write_results"]
 
 #: The notebooks whose results the report reads (file stems).
 NOTEBOOKS: tuple[str, ...] = ("01_ad_costs", "02_multiscale", "03_superresolution")
@@ -139,6 +140,33 @@ def load_results(directory: str | Path, notebooks: Sequence[str] = NOTEBOOKS, *,
     return {nb: json.loads((directory / f"{nb}.json").read_text()) for nb in names}
 
 
+def claims_by_data(folders: Mapping[str, str | Path | None], data: str) -> dict[str, list[Claim]]:
+    """The claims of every data set whose results exist, for the report page.
+
+    Parameters
+    ----------
+    folders : mapping
+        ``{data set: results folder or None}`` with keys of :data:`DATA_SETS`, in the order of the report's
+        columns.
+    data : str
+        The data set this build of the book ran on: its results must be complete (:func:`load_results` raises
+        otherwise); another data set is read where any of its notebooks' results exist.
+
+    Returns
+    -------
+    dict
+        ``{data set: claims}`` in the order of ``folders``.
+    """
+    if data not in DATA_SETS:
+        raise ValueError(f"data must be one of {list(DATA_SETS)}, got {data!r}")
+    by_data = {}
+    for name, folder in folders.items():
+        present = folder is not None and any((Path(folder) / f"{nb}.json").is_file() for nb in NOTEBOOKS)
+        if name == data or present:
+            by_data[name] = build_claims(load_results(folder))
+    return by_data
+
+
 # ---- helpers ----------------------------------------------------------------------------------------------
 
 def _pct(x: float) -> str:
@@ -147,6 +175,12 @@ def _pct(x: float) -> str:
 
 def _x(x: float) -> str:
     return f"{x:.1f}×"
+
+
+def _as_json(results):
+    """A notebook's results as its JSON mapping: a record of :mod:`imreg_lib.paper.results` (anything with
+    ``to_json()``) through its ``to_json()``, a mapping as it is."""
+    return results.to_json() if hasattr(results, "to_json") else results
 
 
 def _get(d: Mapping, *keys, default=None):
@@ -288,9 +322,11 @@ def _registration_error(w: Sequence[float], w_true: Sequence[float]) -> tuple[fl
     return max(d[:4]), max(d[4:6])
 
 
-def fig2_claims(ms: Mapping) -> list[Claim]:
-    """The Fig 2 claim and the conclusions' claim on the traditional method, from 02's results (or the same
-    structure built in the notebook: ``data``, ``w_true``, ``h`` and per run ``w`` and ``final_loss``)."""
+def fig2_claims(ms) -> list[Claim]:
+    """The Fig 2 claim and the conclusions' claim on the traditional method, from 02's results: the
+    :class:`~imreg_lib.paper.results.MultiscaleResults` record (Fig. 3 not needed) or its JSON mapping (at least
+    ``data``, ``w_true``, ``h`` and per run ``w`` and ``final_loss``)."""
+    ms = _as_json(ms)
     data = _get(ms, "data", default="")
     single, pc, trad = (_get(ms, k) for k in ("single_scale", "predictor_corrector", "traditional"))
     cid, section = "fig2.registers", "Fig 2"
@@ -357,12 +393,14 @@ def _corrector_note(pred: Mapping) -> str:
     return note
 
 
-def fig3_claims(ms: Mapping) -> list[Claim]:
-    """The Fig 3 claims from a results mapping with a ``"prediction"`` entry (02's results, or the same structure
-    built in the notebook): the exact predictor, the as-coded Gauss-Newton metric, and the corrected comparison.
+def fig3_claims(ms) -> list[Claim]:
+    """The Fig 3 claims from 02's results with their ``prediction`` (the
+    :class:`~imreg_lib.paper.results.MultiscaleResults` record or its JSON mapping): the exact predictor, the
+    as-coded Gauss-Newton metric, and the corrected comparison.
 
     The notebook glues its verdicts from these rows, so the page and the report cannot disagree.
     """
+    ms = _as_json(ms)
     data = _get(ms, "data", default="")
     pred = _get(ms, "prediction")
     if not pred:
@@ -703,12 +741,14 @@ _BUILDERS: dict[str, Callable[[Mapping], list[Claim]]] = {
 }
 
 
-def build_claims(results: Mapping[str, Mapping]) -> list[Claim]:
+def build_claims(results: Mapping) -> list[Claim]:
     """All claims, in the paper's order, from the results of :func:`load_results` (one data set).
 
-    A notebook missing from ``results`` gives no rows; a setting the notebook did not run gives a
-    ``"not run"`` row.
+    ``results`` maps a notebook to its results: the JSON mapping, or the record of
+    :mod:`imreg_lib.paper.results` that wrote it (the same claims). A notebook missing from ``results`` gives no
+    rows; a setting the notebook did not run gives a ``"not run"`` row.
     """
+    results = {nb: _as_json(r) for nb, r in results.items()}
     claims: list[Claim] = []
     for nb, builder in _BUILDERS.items():
         if nb in results:
@@ -836,9 +876,10 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return path
 
 
-def write_results(path: str | os.PathLike, results: Mapping) -> Path:
-    """A notebook's results JSON, written atomically (:func:`write_json`); returns the path."""
-    return write_json(path, dict(results))
+def write_results(path: str | os.PathLike, results) -> Path:
+    """A notebook's results JSON, written atomically (:func:`write_json`); returns the path. ``results`` is a
+    record of :mod:`imreg_lib.paper.results` (written through its ``to_json()``) or a mapping."""
+    return write_json(path, dict(_as_json(results)))
 
 
 #: The defects of the authors' code and what the book does about each.
