@@ -96,7 +96,8 @@ def superres():
         memory_growth=max(paper.memory_growth(r.rss_mb) for r in all_runs.values()), peak_memory_mb=200.0,
         machine=il.machine_info("cpu"), costs=costs, notebook_seconds=1.0)
     return SimpleNamespace(problem=problem, starts=starts, runs=runs, corrected=corrected, partial=partial,
-                           continued=continued, inexact=inexact, costs=costs, results=results, all_runs=all_runs)
+                           continued=continued, inexact=inexact, costs=costs, results=results, all_runs=all_runs,
+                           taylor=taylor, taylor_own=taylor_own)
 
 
 @pytest.fixture(scope="module")
@@ -374,3 +375,39 @@ def test_own_residual_and_cost_methods():
     assert list(single) == ["Diff All (N = 500)", "No Diff (N = 500)", "Implicit", "inexact, 10 CG iterations"]
     w = problem.identity() + 0.01 * torch.ones(problem.n_params, dtype=torch.float64)
     assert paper.parameter_error(problem, w) == pytest.approx(float((w - problem.w_true).abs().max()))
+
+
+# ---- the figures, widgets and players build from the same runs --------------------------------------------------
+
+def test_figures_widgets_and_players(multiscale, superres, ad_costs, pair12):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from imreg_lib.paper import plotting
+
+    objective, fig2, fig3 = multiscale.objective, multiscale.fig2, multiscale.fig3
+    problem, theta_min = superres.problem, fig2.predictor_corrector.thetas[-1]
+    figures = [plotting.plot_scaling(ad_costs.scaling, 8), plotting.plot_scale_space(pair12, [1e2, 1.0, 1e-3]),
+               plotting.plot_fig2(objective, fig2, pair12.grid, theta_min), plotting.plot_predictor_work(fig2),
+               plotting.plot_fig3(fig3.exact, fig3.gauss_newton, "Fig. 3"),
+               plotting.plot_prediction_variants(fig3, multiscale.prediction.thetas),
+               plotting.plot_fig5(superres.runs), plotting.plot_fig8(superres.partial, superres.continued, [0.5, 1.0]),
+               plotting.plot_fig10(superres.inexact, [2, 5]), plotting.plot_memory(superres.all_runs),
+               plotting.plot_fig7(superres.taylor), plotting.plot_own_taylor(superres.taylor_own, 5)]
+    assert [len(f.axes) for f in figures[:2]] == [2, 3] and len(figures[2].axes) == 9 + 3  # three colour bars
+    assert figures[2]._suptitle.get_text() == "Fig. 2: predictor-corrector (middle) vs single scale (bottom)"
+    for f in figures:
+        plt.close(f)
+    players = [plotting.scale_space_player(objective, pair12.grid, theta_min, frames=2),
+               plotting.predictor_corrector_player(objective, fig2.predictor_corrector, pair12.grid),
+               plotting.lm_player(superres.runs, problem), plotting.inexact_player(superres.inexact,
+                                                                                 problem.reference, problem.grid)]
+    assert all("data:image/png;base64," in html for html in players)
+    pytest.importorskip("ipywidgets")
+    widgets = [plotting.scale_space_explorer(objective, pair12.grid, theta_min),
+               plotting.affine_explorer(objective, fig2, pair12, theta_min),
+               plotting.varpro_explorer(superres.runs, superres.inexact, problem, n_points=3)]
+    assert [type(w).__name__ for w in widgets] == ["interactive", "VBox", "VBox"]
+    plt.close("all")
