@@ -39,6 +39,8 @@ import torch
 
 import imreg_lib as il
 from imreg_lib import paper
+from imreg_lib.spline import spline_basis_matrices
+from imreg_lib.timing import rss_mb
 
 PAPER = {"rel_error": {k: paper.PAPER_SR[k]["rel_error"] for k in ("diff_all", "no_diff")},
          "residual_norms": {k: paper.PAPER_SR[k]["residual_norms"] for k in ("diff_all", "no_diff")},
@@ -63,7 +65,7 @@ def authors_style(pb: il.SuperResolutionProblem):
     from torch.func import jacfwd, vjp
 
     m, k, q = pb.m, pb.factor, pb.n_templates
-    B = il.spline_basis_matrices(m)[0]
+    B = spline_basis_matrices(m)[0]
     x = pb.grid.cell_centers()
     h = pb.grid.h
 
@@ -113,7 +115,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--memory-iters", type=int, default=25, help="LM max_iter of the extra memory run (0: skip)")
     args = ap.parse_args()
-    rss_start = il.rss_mb()
+    rss_start = rss_mb()
     lm = {"max_iter": 10, "gtol": 1e-5}
 
     # --- Figs 5-6 end to end (problem, pre-registration, two LM runs, final reconstructions) -------------

@@ -6,6 +6,8 @@ import torch
 from torch.func import grad, hessian, jacfwd
 
 import imreg_lib as il
+from imreg_lib.neural_ode import neural_ode
+from imreg_lib.transformations import AffineLinearization, check_transformation
 
 F64 = torch.float64
 H_STEPS = tuple(10.0 ** -k for k in range(0, 6))
@@ -113,7 +115,7 @@ class Shift2D:
                                 Rigid2D(), RigidByAD(), Shift2D()], ids=lambda t: type(t).__name__)
 def test_transformations_satisfy_the_protocol(tr, rng):
     assert isinstance(tr, il.Transformation)
-    il.check_transformation(tr)
+    check_transformation(tr)
     x = 3 * torch.rand(7, tr.dim, generator=rng, dtype=F64)
     w = tr.identity() + 0.1 * torch.randn(tr.n_params, generator=rng, dtype=F64)
     tr.check(w)
@@ -140,7 +142,7 @@ def test_transformations_satisfy_the_protocol(tr, rng):
 def test_the_affine_linearization_is_the_transformation_of_the_protocol():
     x = torch.rand(4, 2, dtype=F64)
     lin = il.Affine(2).linearize(il.Affine(2).identity(), x)
-    assert isinstance(lin, il.AffineLinearization)
+    assert isinstance(lin, AffineLinearization)
     with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
         il.Affine(2).linearize(il.Affine(2).identity(), x[:, :1])
     with pytest.raises(ValueError, match="cotangent"):
@@ -277,7 +279,7 @@ def test_a_transformation_without_the_interface_is_refused(hand32):
     with pytest.raises(TypeError, match="transformation.*lacks dim, n_params, is_linear.*linearize"):
         il.SSDObjective(T, R, lambda w, x: x)
     with pytest.raises(TypeError, match="^warp must"):
-        il.check_transformation(bad, "warp")
+        check_transformation(bad, "warp")
 
 
 def test_a_linear_transformation_is_linearized_once_per_grid(objective32):
@@ -292,4 +294,4 @@ def test_a_linear_transformation_is_linearized_once_per_grid(objective32):
     w = 0.05 * torch.ones(50, dtype=F64)
     (y1, lin1), (y2, lin2) = node._linearize(w), node._linearize(2 * w)
     assert lin1 is not lin2 and not torch.equal(y1, y2)
-    torch.testing.assert_close(y2, il.neural_ode(2 * w, node.x), rtol=0, atol=0)
+    torch.testing.assert_close(y2, neural_ode(2 * w, node.x), rtol=0, atol=0)

@@ -5,6 +5,7 @@ import torch
 from torch.func import jacfwd, vmap
 
 import imreg_lib as il
+from imreg_lib.cg import cg_split
 
 N = 30
 
@@ -70,7 +71,7 @@ def test_breakdown_stops_cleanly(bad):
     (200, 0.5, "all", (0, 200)), (50, 0.5, "none", (50, 0)),
 ])
 def test_split_keeps_python_int_truncation(N_, p, mode, expected):
-    assert il.cg_split(N_, p, mode) == expected
+    assert cg_split(N_, p, mode) == expected
 
 
 def _solution(M, b, mode, fraction=1.0, max_iter=200, tol=0.0):

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 import imreg_lib as il
+from imreg_lib.device import resolve_dtype
 
 
 def test_paper_grid_conventions():
@@ -47,6 +48,6 @@ def test_cuda_without_cuda_is_a_clear_error():
 
 
 def test_dtype():
-    assert il.resolve_dtype() is torch.float64 and il.resolve_dtype("float32") is torch.float32
+    assert resolve_dtype() is torch.float64 and resolve_dtype("float32") is torch.float32
     with pytest.raises(ValueError, match="dtype"):
-        il.resolve_dtype(torch.int64)
+        resolve_dtype(torch.int64)

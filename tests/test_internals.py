@@ -11,6 +11,7 @@ from torch.func import jacfwd, vmap
 import imreg_lib as il
 from imreg_lib import _sroperator, _torch
 from imreg_lib._torch import fast_paths, fast_paths_enabled
+from imreg_lib.spline import SplineWeights, spline_weights
 
 PACKAGE = pathlib.Path(il.__file__).parent
 PRIVATE_TORCH = ("torch._C", "torch._functorch")
@@ -55,7 +56,7 @@ class _Calls:
 
     def __init__(self, monkeypatch):
         self.sparse = self.primitive = 0
-        sparse, primitive = il.SplineWeights.sparse, _sroperator._NormalPrimitive.apply
+        sparse, primitive = SplineWeights.sparse, _sroperator._NormalPrimitive.apply
 
         def counted_sparse(s):
             self.sparse += 1
@@ -65,7 +66,7 @@ class _Calls:
             self.primitive += 1
             return primitive(*args)
 
-        monkeypatch.setattr(il.SplineWeights, "sparse", counted_sparse)
+        monkeypatch.setattr(SplineWeights, "sparse", counted_sparse)
         monkeypatch.setattr(_sroperator._NormalPrimitive, "apply", counted_primitive)
 
 
@@ -96,7 +97,7 @@ def test_operator_routes_follow_the_switch(small, monkeypatch):
         op.normal(f)
         jac(w)
         vmap(op.normal)(torch.stack([f, f]))
-        il.spline_weights(pb.x, pb.grid).apply(f.reshape(8, 8))
+        spline_weights(pb.x, pb.grid).apply(f.reshape(8, 8))
     assert (calls.sparse, calls.primitive) == (0, 0)  # nothing reached the fast paths
     op.normal(f)
     jac(w)
@@ -134,7 +135,7 @@ def test_fast_and_generic_paths_agree(small):
 def test_spline_weights_paths_agree(small):
     pb, w = small
     y = pb.transformed_points(w)
-    S = il.spline_weights(y, pb.grid, gradient=True)
+    S = spline_weights(y, pb.grid, gradient=True)
     g = torch.Generator().manual_seed(2)
     c = torch.randn(pb.grid.m, generator=g, dtype=torch.float64)
     v = torch.randn(y.shape[0], generator=g, dtype=torch.float64)

@@ -232,3 +232,13 @@ def test_the_experiments_are_names_of_the_paper_layer_only():
     assert [n for n in EXPERIMENT_NAMES if n not in imreg_lib.paper.__all__] == []
     assert [n for n in imreg_lib.paper.__all__ if not hasattr(imreg_lib.paper, n)] == []
     assert [n for n in imreg_lib.__all__ if not hasattr(imreg_lib, n)] == []
+
+
+def test_the_public_api_is_curated():
+    """About 40-60 names a user of the library needs; internals stay in their modules."""
+    import imreg_lib
+
+    assert 40 <= len(imreg_lib.__all__) <= 60 and len(set(imreg_lib.__all__)) == len(imreg_lib.__all__)
+    for internal in ("spline_weights", "rk4_38", "cg_split", "check_transformation", "resolve_dtype"):
+        assert internal not in imreg_lib.__all__
+    assert all(not n.startswith("_") for n in imreg_lib.__all__)

@@ -8,6 +8,7 @@ import torch
 from torch.func import grad, hessian, jacfwd, jacrev, jvp, vjp
 
 import imreg_lib as il
+from imreg_lib.neural_ode import NeuralODELinearization, neural_ode_velocity, rk4_38
 
 F64 = torch.float64
 
@@ -64,8 +65,8 @@ def test_parameter_order_matches_torch_nn_layers(rng):
         return lin1(torch.tanh(lin0(zt)))
 
     with torch.no_grad():
-        torch.testing.assert_close(il.neural_ode_velocity(w, x, t), v_nn(t, x), rtol=1e-13, atol=1e-13)
-        y_nn = il.rk4_38(v_nn, x, 0.0, 1.0, 9)
+        torch.testing.assert_close(neural_ode_velocity(w, x, t), v_nn(t, x), rtol=1e-13, atol=1e-13)
+        y_nn = rk4_38(v_nn, x, 0.0, 1.0, 9)
     torch.testing.assert_close(tr(w, x), y_nn, rtol=1e-13, atol=1e-12)
 
 
@@ -74,19 +75,19 @@ def test_rk4_38_against_known_solutions():
     x0 = torch.tensor([[1.0, -2.0]], dtype=F64)
     # linear ODE x' = -x + t: x(t) = t - 1 + (x0 + 1) e^{-t}; global error O(dt^4)
     exact = 1.0 - 1.0 + (x0 + 1.0) * math.exp(-1.0)
-    errs = [float((il.rk4_38(lambda t, x: -x + t, x0, 0.0, 1.0, n) - exact).abs().max()) for n in (4, 8, 16)]
+    errs = [float((rk4_38(lambda t, x: -x + t, x0, 0.0, 1.0, n) - exact).abs().max()) for n in (4, 8, 16)]
     orders = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
     assert all(3.8 < o < 4.3 for o in orders), orders
     assert errs[-1] < 1e-7
     # exact for right-hand sides that are cubic polynomials in t: x(1) = x0 + 1/4 for x' = t^3
-    y = il.rk4_38(lambda t, x: torch.full_like(x, t**3), x0, 0.0, 1.0, 3)
+    y = rk4_38(lambda t, x: torch.full_like(x, t**3), x0, 0.0, 1.0, 3)
     torch.testing.assert_close(y, x0 + 0.25, rtol=0, atol=1e-15)
     # one step of x' = t^4 is the 3/8 quadrature rule (1, 3, 3, 1)/8 at t = 0, 1/3, 2/3, 1: 11/54,
     # which tells it from the classical RK4 (Simpson's rule: 5/24)
-    y = il.rk4_38(lambda t, x: torch.full_like(x, t**4), torch.zeros(1, 1, dtype=F64), 0.0, 1.0, 1)
+    y = rk4_38(lambda t, x: torch.full_like(x, t**4), torch.zeros(1, 1, dtype=F64), 0.0, 1.0, 1)
     assert float(y) == pytest.approx(11.0 / 54.0, rel=1e-14)
     with pytest.raises(ValueError, match="steps"):
-        il.rk4_38(lambda t, x: x, x0, 0.0, 1.0, 0)
+        rk4_38(lambda t, x: x, x0, 0.0, 1.0, 0)
 
 
 def test_paper_configuration_is_nine_steps():
@@ -121,7 +122,7 @@ def test_hand_coded_derivatives_equal_ad(dim, width, steps, rng):
     torch.testing.assert_close(H, H.T, rtol=0, atol=1e-12 * float(H.abs().max()))
     # the same in several blocks of points
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(il.NeuralODELinearization, "chunk", 5)
+        mp.setattr(NeuralODELinearization, "chunk", 5)
         Q5, H5 = lin.jacobian_and_curvature(lam)
         assert _rel(Q5, Q_ad) < 1e-12 and _rel(H5, H) < 1e-12
         assert _rel(lin.vjp(lam), vjp(f, w)[1](lam)[0]) < 1e-12

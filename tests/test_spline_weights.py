@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import imreg_lib as il
+from imreg_lib.spline import spline_weights
 
 G = il.Grid(il.PAPER_OMEGA, (7, 9))
 
@@ -20,7 +21,7 @@ def _points(n=60, seed=0):
 def test_apply_equals_spline_evaluate(window):
     x = _points()
     c = torch.randn(G.m, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    S = il.spline_weights(x, G, window=window)
+    S = spline_weights(x, G, window=window)
     ref = il.spline_evaluate(c, x, G, window=window)
     assert S._use_sparse(c)  # plain weights and input: the CSR path
     torch.testing.assert_close(S.apply(c), ref, rtol=0, atol=1e-12)
@@ -34,7 +35,7 @@ def test_transpose_is_exact_adjoint_on_both_paths():
     g = torch.Generator().manual_seed(2)
     c = torch.randn(G.m, generator=g, dtype=torch.float64)
     v = torch.randn(x.shape[0], generator=g, dtype=torch.float64)
-    S = il.spline_weights(x, G)
+    S = spline_weights(x, G)
     lhs = torch.dot(S.apply(c), v)
     for vv in (v, v.clone().requires_grad_()):
         rhs = torch.sum(c * S.transpose(vv)).detach()
@@ -47,7 +48,7 @@ def test_transpose_is_exact_adjoint_on_both_paths():
 def test_gradient_weights_give_the_spline_gradient():
     x = _points(seed=3)
     c = torch.randn(G.m, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-    S = il.spline_weights(x, G, gradient=True)
+    S = spline_weights(x, G, gradient=True)
     grad = torch.einsum("nkj,nk->nj", S.gradient,
                         torch.nn.functional.pad(c, (3, 2, 3, 2)).reshape(-1)[S.index])
     torch.testing.assert_close(grad, il.spline_evaluate(c, x, G, order=1), rtol=0, atol=1e-11)
@@ -58,7 +59,7 @@ def test_gradient_weights_give_the_spline_gradient():
 def test_weights_are_differentiable_in_the_points():
     x = _points(seed=5)
     c = torch.randn(G.m, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
-    J = torch.func.jacfwd(lambda z: il.spline_weights(z, G).apply(c))(x)
+    J = torch.func.jacfwd(lambda z: spline_weights(z, G).apply(c))(x)
     ref = torch.func.jacfwd(lambda z: il.spline_evaluate(c, z, G))(x)
     torch.testing.assert_close(J, ref, rtol=0, atol=1e-11)
 
@@ -66,7 +67,7 @@ def test_weights_are_differentiable_in_the_points():
 def test_vmap_over_coefficients_uses_the_sparse_path():
     x = _points(seed=7)
     C = torch.randn(5, *G.m, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
-    S = il.spline_weights(x, G)
+    S = spline_weights(x, G)
     out = torch.func.vmap(S.apply)(C)
     torch.testing.assert_close(out, torch.stack([il.spline_evaluate(c, x, G) for c in C]), rtol=0, atol=1e-12)
 
@@ -74,4 +75,4 @@ def test_vmap_over_coefficients_uses_the_sparse_path():
 def test_sparse_needs_plain_weights():
     x = _points().requires_grad_()
     with pytest.raises(ValueError, match="plain weights"):
-        il.spline_weights(x, G).sparse()
+        spline_weights(x, G).sparse()
