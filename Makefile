@@ -12,7 +12,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 # The order of a run: the section notebooks, then the report, which reads their results.
 RUN_ORDER := $(filter-out notebooks/04_reproduction.ipynb,$(NOTEBOOKS)) $(filter notebooks/04_reproduction.ipynb,$(NOTEBOOKS))
 # What an executed notebook depends on besides itself: the library, the pipeline that runs it, the numeric settings.
-LIB       := $(wildcard imreg_lib/*.py) tools/pipeline.py tools/numerics.mk
+LIB       := $(wildcard imreg_lib/*.py imreg_lib/paper/*.py) tools/pipeline.py tools/numerics.py tools/numerics.mk
 
 # The data the book runs on: DATA=synthetic (default, offline) or DATA=paper (the paper's images, fetched on
 # request by `make paper-data` into data/paper/, never committed; PAPER_DATA_URL for a mirror or a folder).
