@@ -312,7 +312,7 @@ def measure_ad_costs(pair: ImagePair, model: str = "affine", protocol: str = "ca
         timings["jacobian"] = timed(jac_fns[best])
         alternatives[f"jacobian:{other}"] = trial[other].as_dict()
         timings["hessian"] = timed(lambda: scale.derivatives(w, "exact"))
-        hand = "hand-coded sensitivities" if hasattr(tr, "linearize") else "analytic Q"
+        hand = "analytic Q" if tr.is_linear else "hand-coded sensitivities"
         routes = {"loss": "cached coefficients", "gradient": "structured (value and gradient, one spline pass)",
                   "hessian": f"structured exact ({hand} for the transformation)", "forward": "cached coefficients",
                   "jacobian": "structured ∇T·Q" if best == "structured" else "torch.func.jacfwd"}
