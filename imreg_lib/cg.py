@@ -55,6 +55,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import _checks
 from ._torch import primal, primal_if_unbatched
 
 __all__ = ["CG_MODES", "CGResult", "cg_split", "conjugate_gradient"]
@@ -113,12 +114,9 @@ def cg_split(max_iter: int, fraction: float, differentiate: str) -> tuple[int, i
 
 
 def _check(max_iter, fraction, differentiate) -> None:
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
-        raise ValueError(f"max_iter must be a non-negative integer, got {max_iter!r}")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"fraction must be a number in [0, 1], got {fraction!r}")
-    if differentiate not in CG_MODES:
-        raise ValueError(f"differentiate must be one of {CG_MODES}, got {differentiate!r}")
+    _checks.integer("max_iter", max_iter, 0)
+    _checks.fraction("fraction", fraction)
+    _checks.one_of("differentiate", differentiate, CG_MODES)
 
 
 @dataclass
@@ -241,9 +239,8 @@ def conjugate_gradient(operator: LinearMap, rhs: torch.Tensor, x0: torch.Tensor,
         The same map with no dependence on traced inputs, for the untraced iterations.
     """
     _check(max_iter, fraction, differentiate)
-    for name, value in (("tol", tol), ("rtol", rtol)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    _checks.positive_number("tol", tol, allow_zero=True)
+    _checks.positive_number("rtol", rtol, allow_zero=True)
     if not isinstance(rhs, torch.Tensor) or rhs.dim() != 1 or not isinstance(x0, torch.Tensor) or x0.shape != rhs.shape:
         raise ValueError("rhs and x0 must be 1-D tensors of the same shape")
     const_op = constant_operator if constant_operator is not None else operator

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import _checks
 from .device import DEFAULT_DTYPE, resolve_device
 from .grid import PAPER_OMEGA, Grid
 from .transformations import affine, affine_from_geometry
@@ -205,11 +206,6 @@ def synthetic_hand_pair(m: int | Sequence[int] = 32, omega: Sequence[float] = PA
     return ImagePair(as_t(template), as_t(reference), grid, w_true.to(device=dev, dtype=dtype), "synthetic hand")
 
 
-def _check_orientation(name: str, orientation: str) -> None:
-    if orientation not in ORIENTATIONS:
-        raise ValueError(f"{name} must be one of {ORIENTATIONS}, got {orientation!r}")
-
-
 def load_image(path: str | os.PathLike, m: int | Sequence[int] | None = None, *, orientation: str = "upright",
                device: str | torch.device = "auto", dtype: torch.dtype = DEFAULT_DTYPE) -> torch.Tensor:
     """Load a greyscale image file as a tensor on the paper's convention (upright, 0-255).
@@ -242,12 +238,11 @@ def load_image(path: str | os.PathLike, m: int | Sequence[int] | None = None, *,
     from PIL import Image, UnidentifiedImageError
 
     if m is not None:
-        if isinstance(m, bool) or not (isinstance(m, int) or (isinstance(m, (tuple, list)) and len(m) == 2)):
-            raise ValueError(f"m must be None, a positive integer or a pair of positive integers, got {m!r}")
-        size = (m, m) if isinstance(m, int) else tuple(m)
-        if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 4 for k in size):
-            raise ValueError(f"m must be at least 4 cells per dimension, got {m!r}")
-    _check_orientation("orientation", orientation)
+        allowed = "None, an integer >= 4 or a pair of integers >= 4 (cells per dimension)"
+        if not isinstance(m, (int, tuple, list)):
+            raise ValueError(f"m must be {allowed}, got {m!r}")
+        size = _checks.integer_tuple("m", m, 2, 4, allowed=allowed)
+    _checks.one_of("orientation", orientation, ORIENTATIONS)
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image file not found: {path!r}")
@@ -291,7 +286,7 @@ def load_pair(reference_path: str | os.PathLike, template_path: str | os.PathLik
     ValueError
         If the two images do not have the same size after resizing.
     """
-    _check_orientation("template_orientation", template_orientation)
+    _checks.one_of("template_orientation", template_orientation, ORIENTATIONS)
     R = load_image(reference_path, m, device=device, dtype=dtype)
     T = load_image(template_path, m, orientation=template_orientation, device=device, dtype=dtype)
     if R.shape != T.shape:
@@ -324,7 +319,7 @@ def image_pair(m: int | Sequence[int] = 32, reference_path: str | os.PathLike | 
     ValueError
         If only one path is given or ``template_orientation`` is not allowed, before any file is read.
     """
-    _check_orientation("template_orientation", template_orientation)
+    _checks.one_of("template_orientation", template_orientation, ORIENTATIONS)
     if (reference_path is None) != (template_path is None):
         raise ValueError("set both reference_path and template_path, or neither")
     if reference_path is None:

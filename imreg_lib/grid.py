@@ -17,28 +17,13 @@ from dataclasses import dataclass
 
 import torch
 
+from . import _checks
 from .device import DEFAULT_DTYPE
 
 __all__ = ["PAPER_OMEGA", "Grid"]
 
 #: The domain of every experiment in the paper: x in [0, 20], y in [0, 25].
 PAPER_OMEGA: tuple[float, float, float, float] = (0.0, 20.0, 0.0, 25.0)
-
-
-def _as_m(m: int | Sequence[int], dim: int) -> tuple[int, ...]:
-    if isinstance(m, bool):
-        raise ValueError(f"m must be a positive integer or a tuple of {dim} positive integers, got {m!r}")
-    if isinstance(m, int):
-        m = (m,) * dim
-    try:
-        m = tuple(m)
-    except TypeError:
-        raise ValueError(
-            f"m must be a positive integer or a tuple of {dim} positive integers, got {m!r}"
-        ) from None
-    if len(m) != dim or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in m):
-        raise ValueError(f"m must be a positive integer or a tuple of {dim} positive integers, got {m!r}")
-    return m
 
 
 @dataclass(frozen=True)
@@ -77,7 +62,7 @@ class Grid:
             if not om[2 * k] < om[2 * k + 1]:
                 raise ValueError(f"omega must satisfy lo < hi in every dimension, got {om}")
         object.__setattr__(self, "omega", om)
-        object.__setattr__(self, "m", _as_m(m, len(om) // 2))
+        object.__setattr__(self, "m", _checks.integer_tuple("m", m, len(om) // 2))
 
     @property
     def dim(self) -> int:

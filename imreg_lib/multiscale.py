@@ -39,6 +39,7 @@ from typing import Literal
 
 import torch
 
+from . import _checks
 from .objective import SSDObjective
 from .optimizers import TrustMethod, levenberg_marquardt, newton_trust_region
 
@@ -131,8 +132,7 @@ def theta_schedule(theta_max: float, theta_min: float, n_scales: int) -> tuple[f
     if not theta_max > theta_min:
         raise ValueError(f"theta_max must be larger than theta_min (the schedule decreases), got theta_max="
                          f"{theta_max!r}, theta_min={theta_min!r}")
-    if not (isinstance(n_scales, int) and n_scales >= 2):
-        raise ValueError(f"n_scales must be an integer >= 2, got {n_scales!r}")
+    _checks.integer("n_scales", n_scales, 2)
     thetas = torch.logspace(math.log10(theta_max), math.log10(theta_min), n_scales, dtype=torch.float64)
     return tuple(thetas.tolist())
 
@@ -145,10 +145,8 @@ def _loss_and_grad_norm(objective: SSDObjective, w: torch.Tensor, theta: float) 
 def _check_options(gtol: float, hessian: str, newton_method: str) -> None:
     if not (isinstance(gtol, (int, float)) and math.isfinite(gtol) and gtol > 0):
         raise ValueError(f"gtol must be a positive finite number, got {gtol!r}")
-    if hessian not in _HESSIANS:
-        raise ValueError(f"hessian must be one of {_HESSIANS}, got {hessian!r}")
-    if newton_method not in ("trust-exact", "trust-ncg"):
-        raise ValueError(f"newton_method must be 'trust-exact' or 'trust-ncg', got {newton_method!r}")
+    _checks.one_of("hessian", hessian, _HESSIANS)
+    _checks.one_of("newton_method", newton_method, ("trust-exact", "trust-ncg"), words=True)
 
 
 def _minimise(objective: SSDObjective, theta: float, w: torch.Tensor, hessian: PredictorHessian, gtol: float,

@@ -68,7 +68,7 @@ from typing import ClassVar, Literal, NamedTuple
 import torch
 from torch.func import jacfwd
 
-from . import _pointwise
+from . import _checks, _pointwise
 from .device import DEFAULT_DTYPE
 
 __all__ = ["NeuralODE", "NeuralODELinearization", "neural_ode", "neural_ode_velocity", "rk4_38"]
@@ -112,8 +112,7 @@ def rk4_38(f, x0: torch.Tensor, t0: float, t1: float, steps: int) -> torch.Tenso
     Returns the state at ``t1``. The method is fourth order (global error :math:`O(\Delta t^4)`) and exact
     for right-hand sides that are polynomials of degree at most 3 in ``t`` alone.
     """
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    _checks.integer("steps", steps)
     dt = (t1 - t0) / steps
     third = 1.0 / 3.0
     x = x0
@@ -179,10 +178,8 @@ class NeuralODE:
     def __post_init__(self) -> None:
         if self.dim not in (2, 3):
             raise ValueError(f"dim must be 2 or 3, got {self.dim!r}")
-        for name in ("width", "steps"):
-            val = getattr(self, name)
-            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"{name} must be a positive integer, got {val!r}")
+        _checks.integer("width", self.width)
+        _checks.integer("steps", self.steps)
 
     @property
     def n_params(self) -> int:

@@ -41,6 +41,7 @@ from typing import Literal
 import torch
 from torch.func import grad, hessian, jacfwd, vmap
 
+from . import _checks
 from ._torch import untraced
 from .distances import ssd, ssd_block
 from .spline import SplineImage, spline_derivatives, spline_evaluate
@@ -264,8 +265,7 @@ class ScaleObjective:
         tuple
             ``J`` (scalar), ``∇J`` (p,) and ``H`` (p × p, or ``None``), the regularizer included.
         """
-        if hessian_kind not in ("exact", "gauss_newton", "none"):
-            raise ValueError(f"hessian_kind must be 'exact', 'gauss_newton' or 'none', got {hessian_kind!r}")
+        _checks.one_of("hessian_kind", hessian_kind, ("exact", "gauss_newton", "none"), words=True)
         pb = self.problem
         tmpl = pb.template
         exact = hessian_kind == "exact"

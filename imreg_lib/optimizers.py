@@ -21,6 +21,8 @@ import numpy as np
 import scipy.optimize
 import torch
 
+from . import _checks
+
 __all__ = ["LMResult", "NewtonResult", "levenberg_marquardt", "newton_trust_region"]
 
 Derivatives = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -105,8 +107,7 @@ def newton_trust_region(derivatives: Derivatives, w0: torch.Tensor, *, gtol: flo
         ``"trust-exact"`` (the paper) or ``"trust-ncg"`` (the authors' Fig. 3 script).
     """
     _check_positive("gtol", gtol)
-    if method not in ("trust-exact", "trust-ncg"):
-        raise ValueError(f"method must be 'trust-exact' or 'trust-ncg', got {method!r}")
+    _checks.one_of("method", method, ("trust-exact", "trust-ncg"), words=True)
     if maxiter is not None and not (isinstance(maxiter, int) and maxiter >= 1):
         raise ValueError(f"maxiter must be a positive integer or None, got {maxiter!r}")
     cache = _Cache(derivatives, w0)

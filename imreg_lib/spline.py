@@ -52,6 +52,7 @@ from functools import cached_property
 
 import torch
 
+from . import _checks
 from ._torch import fast_paths_enabled, is_grad_traced, is_traced, untraced, untraced_function
 from .grid import Grid
 
@@ -115,10 +116,7 @@ def _check_theta(theta) -> None:
         if theta.numel() != 1:
             raise ValueError(f"theta must be a scalar, got a tensor of shape {tuple(theta.shape)}")
         return  # values of traced tensors cannot be inspected; checked where they are concrete
-    if isinstance(theta, bool) or not isinstance(theta, (int, float)):
-        raise ValueError(f"theta must be a non-negative number, got {theta!r}")
-    if not math.isfinite(theta) or theta < 0:
-        raise ValueError(f"theta must be a finite number >= 0, got {theta!r}")
+    _checks.positive_number("theta", theta, allow_zero=True)
 
 
 def _spectral(data: torch.Tensor) -> torch.Tensor:
@@ -249,8 +247,7 @@ def _locate(x: torch.Tensor, grid: Grid, window: str):
 
 def _evaluate(coefficients: torch.Tensor, x: torch.Tensor, grid: Grid, orders: tuple[int, ...],
               window: str) -> list[torch.Tensor]:
-    if window not in WINDOWS:
-        raise ValueError(f"window must be one of {sorted(WINDOWS)}, got {window!r}")
+    _checks.one_of("window", window, WINDOWS)
     if x.dim() != 2 or x.shape[-1] != grid.dim:
         raise ValueError(f"x must have shape (N, {grid.dim}), got {tuple(x.shape)}")
     if tuple(coefficients.shape) != grid.m:
@@ -337,8 +334,7 @@ class SplineImage:
             raise ValueError("data must be a floating-point torch.Tensor")
         if tuple(self.data.shape) != self.grid.m:
             raise ValueError(f"data has shape {tuple(self.data.shape)} but grid.m is {self.grid.m}")
-        if self.window not in WINDOWS:
-            raise ValueError(f"window must be one of {sorted(WINDOWS)}, got {self.window!r}")
+        _checks.one_of("window", self.window, WINDOWS)
 
     @cached_property
     def spectral(self) -> torch.Tensor:
@@ -499,8 +495,7 @@ def spline_weights(x: torch.Tensor, grid: Grid, *, window: str = "paper", gradie
     :math:`\partial W_{nk} / \partial x_{n,j}` (shape ``(N, 4^d, d)``, physical units), come along, so that
     :math:`\nabla T(x_n) = \sum_k \partial_x W_{nk} c_k`.
     """
-    if window not in WINDOWS:
-        raise ValueError(f"window must be one of {sorted(WINDOWS)}, got {window!r}")
+    _checks.one_of("window", window, WINDOWS)
     if x.dim() != 2 or x.shape[-1] != grid.dim:
         raise ValueError(f"x must have shape (N, {grid.dim}), got {tuple(x.shape)}")
     lay, valid, t, index = _locate(x, grid, window)

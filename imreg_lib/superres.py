@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from . import _checks
 from ._sroperator import SROperator
 from ._torch import untraced
 from .data import load_image, synthetic_hand_pair
@@ -69,13 +70,12 @@ def random_affine(seed: int, *, scale_range: tuple[float, float] = (0.95, 1.3),
 
     computed in float64 and rounded to **float32** (the original casts), then returned in ``dtype``.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = _checks.integer("seed", seed, 0, numpy=True)
     for name, rng_ in (("scale_range", scale_range), ("rotation_range", rotation_range),
                        ("translation_range", translation_range)):
         if len(rng_) != 2 or not all(math.isfinite(v) for v in rng_) or not rng_[0] <= rng_[1]:
             raise ValueError(f"{name} must be a finite (low, high) pair with low <= high, got {rng_!r}")
-    rng = np.random.RandomState(int(seed))
+    rng = np.random.RandomState(seed)
     sx, sy = rng.uniform(scale_range[0], scale_range[1], 2)
     angle = np.deg2rad(rng.uniform(rotation_range[0], rotation_range[1]))
     rng.uniform(translation_range[0], translation_range[1], 2)  # drawn but unused by the original
@@ -128,7 +128,7 @@ class SuperResolutionProblem:
         if self.grid.dim != 2 or m[0] != m[1]:
             raise ValueError(f"grid must be a square 2D grid, got m={m}")
         _check_factor(m[0], self.factor)
-        _check_lam(self.lam)
+        _checks.positive_number("lam", self.lam, allow_zero=True)
         mt = m[0] // self.factor
         if self.template_grid.m != (mt, mt) or self.template_grid.omega != self.grid.omega:
             raise ValueError(f"template_grid must have m/factor = {mt} cells on the same domain, got "
@@ -247,17 +247,11 @@ class SuperResolutionProblem:
 
 
 def _check_factor(m: int, factor) -> None:
-    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"factor must be a positive integer, got {factor!r}")
+    _checks.integer("factor", factor)
     if m % factor != 0:
         raise ValueError(f"factor must divide m: m={m} is not a multiple of factor={factor}")
     if m // factor < 2:
         raise ValueError(f"factor is too large: m/factor = {m // factor} (the templates need at least 2 cells)")
-
-
-def _check_lam(lam) -> None:
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
-        raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
 
 
 def superresolution_problem(m: int = 20, factor: int = 2, n_templates: int = 4, lam: float = 1e-2, *,
@@ -290,12 +284,10 @@ def superresolution_problem(m: int = 20, factor: int = 2, n_templates: int = 4, 
     device, dtype
         Where and in which precision to build the problem.
     """
-    if isinstance(m, bool) or not isinstance(m, int) or m < 4:
-        raise ValueError(f"m must be an integer >= 4, got {m!r}")
+    _checks.integer("m", m, 4)
     _check_factor(m, factor)
-    if isinstance(n_templates, bool) or not isinstance(n_templates, int) or n_templates < 1:
-        raise ValueError(f"n_templates must be an integer >= 1, got {n_templates!r}")
-    _check_lam(lam)
+    _checks.integer("n_templates", n_templates, 1, allowed="an integer >= 1")
+    _checks.positive_number("lam", lam, allow_zero=True)
     if reference is not None and reference_path is not None:
         raise ValueError("pass either reference or reference_path, not both")
     dev = resolve_device(device)

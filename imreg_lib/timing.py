@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from . import _checks
 from .device import synchronize
 
 __all__ = ["Timing", "describe_machine", "machine_info", "peak_rss_mb", "rss_mb", "time_function"]
@@ -45,10 +46,8 @@ def time_function(fn: Callable[[], object], n_runs: int = 100, warmup: int = 5,
         Optional budget for the timed calls: stop early once it is spent and at least
         ``min(n_runs, MIN_RUNS)`` calls are timed. ``Timing.n_runs`` reports how many calls were timed.
     """
-    if isinstance(n_runs, bool) or not isinstance(n_runs, int) or n_runs < 2:
-        raise ValueError(f"n_runs must be an integer >= 2, got {n_runs!r}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+    _checks.integer("n_runs", n_runs, 2)
+    _checks.integer("warmup", warmup, 0)
     if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
         raise ValueError(f"max_seconds must be None or a positive number, got {max_seconds!r}")
     for _ in range(warmup):

@@ -56,6 +56,7 @@ from typing import ClassVar
 import torch
 from torch.func import jacfwd, vmap
 
+from . import _checks
 from .cg import CGResult, conjugate_gradient
 from .optimizers import LMResult, levenberg_marquardt
 from .superres import SROperator, SuperResolutionProblem
@@ -68,16 +69,6 @@ VARPRO_METHODS = ("diff_all", "no_diff", "last_restarted", "last_continued", "im
 
 _CG_MODE = {"diff_all": "all", "no_diff": "none", "last_restarted": "last_restarted",
             "last_continued": "last_continued"}
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_nonneg(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,20 +115,16 @@ class VarPro:
     def __post_init__(self) -> None:
         if not isinstance(self.problem, SuperResolutionProblem):
             raise ValueError(f"problem must be a SuperResolutionProblem, got {type(self.problem).__name__}")
-        if self.method not in VARPRO_METHODS:
-            raise ValueError(f"method must be one of {VARPRO_METHODS}, got {self.method!r}")
+        _checks.one_of("method", self.method, VARPRO_METHODS)
         if self.n_params < 1:
             raise ValueError(f"{type(self).__name__} fixes template 0 to the identity, so it needs n_templates >= 2")
-        _check_int("cg_iters", self.cg_iters, 0)
-        _check_nonneg("tol", self.tol)
-        if isinstance(self.fraction, bool) or not isinstance(self.fraction, (int, float)) or not (
-                0.0 <= self.fraction <= 1.0):
-            raise ValueError(f"fraction must be a number in [0, 1], got {self.fraction!r}")
-        if self.adjoint not in ("exact", "ad"):
-            raise ValueError(f"adjoint must be 'exact' or 'ad', got {self.adjoint!r}")
-        _check_nonneg("implicit_rtol", self.implicit_rtol)
+        _checks.integer("cg_iters", self.cg_iters, 0, allowed="an integer >= 0")
+        _checks.positive_number("tol", self.tol, allow_zero=True)
+        _checks.fraction("fraction", self.fraction)
+        _checks.one_of("adjoint", self.adjoint, ("exact", "ad"), words=True)
+        _checks.positive_number("implicit_rtol", self.implicit_rtol, allow_zero=True)
         if self.implicit_max_iter is not None:
-            _check_int("implicit_max_iter", self.implicit_max_iter, 1)
+            _checks.integer("implicit_max_iter", self.implicit_max_iter, 1, allowed="an integer >= 1")
 
     # --- parameters --------------------------------------------------------------------------------
     @property
