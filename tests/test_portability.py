@@ -32,7 +32,8 @@ def test_the_install_line_of_the_book_resolves_the_distribution_name(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(root / name, src / name)
-    shutil.copytree(root / "imreg_lib", src / "imreg_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("imreg_lib", "tools"):  # the packages pyproject.toml lists
+        shutil.copytree(root / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "--no-index", "-w", str(wheels), str(src)], check=True, timeout=300)
@@ -47,7 +48,9 @@ def test_the_install_line_of_the_book_resolves_the_distribution_name(tmp_path):
                     str(target), line], check=True, timeout=300)
     meta = subprocess.run([str(python), "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
                            "from importlib import metadata as m; d = m.distribution('imreg-ad-book'); "
-                           "print(d.metadata['Name'], 'imreg_lib/__init__.py' in {str(f) for f in d.files}, "
+                           "files = {str(f) for f in d.files}; "
+                           "need = {'imreg_lib/__init__.py', 'imreg_lib/paper/__init__.py'}; "
+                           "print(d.metadata['Name'], need <= files, "
                            "[r for r in d.requires if r.startswith('torch')])", str(target)],
                           capture_output=True, text=True, check=True, timeout=300).stdout.split(None, 2)
     assert meta[0] == "imreg-ad-book" and meta[1] == "True"
