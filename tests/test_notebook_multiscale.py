@@ -37,10 +37,25 @@ def test_user_images(run, tmp_path, hand_pngs):
     assert "parameter_error" not in res["predictor_corrector"]
 
 
-@pytest.mark.parametrize("params, match", [({"n_scales": 1}, "n_scales"), ({"theta_min": 0.0}, "theta_min"),
-                                           ({"theta_max": 1e-4}, "theta_max"), ({"gtol": -1.0}, "gtol")])
-def test_bad_parameters(run, tmp_path, params, match):
+def test_bad_parameters_stop_the_set_up_cell(run, tmp_path):
     pm = pytest.importorskip("papermill")
-    with pytest.raises(pm.PapermillExecutionError, match=match) as err:
-        run(tmp_path, **{**SMALL, **params})
+    with pytest.raises(pm.PapermillExecutionError, match="n_scales") as err:
+        run(tmp_path, **{**SMALL, "n_scales": 1})
     assert "compare_methods" not in str(err.value)  # rejected in the set-up cell, before any registration
+
+
+DEFAULTS = {"theta_max": 1e3, "theta_min": 1e-3, "n_scales": 30, "n_scales_prediction": 40, "gtol": 1e-4,
+            "gtol_single": 1e-7, "gtol_prediction": 1e-8, "gtol_gn": 1e-5, "gtol_gn_first": 1e-4,
+            "newton_method": "trust-exact", "scale_space_thetas": [1e4, 1.0]}
+
+
+@pytest.mark.parametrize("params, match", [({"n_scales": 1}, "n_scales"), ({"theta_min": 0.0}, "theta_min"),
+                                           ({"theta_max": 1e-4}, "theta_max"), ({"gtol": -1.0}, "gtol"),
+                                           ({"newton_method": "bfgs"}, "newton_method")])
+def test_the_set_up_cell_check_names_each_parameter(params, match):
+    """What the set-up cell calls (the notebook test above shows it runs before any work)."""
+    from imreg_lib import paper
+
+    paper.check_multiscale_parameters(**DEFAULTS)
+    with pytest.raises(ValueError, match=match):
+        paper.check_multiscale_parameters(**{**DEFAULTS, **params})

@@ -51,16 +51,35 @@ def test_user_image_and_options(run, tmp_path, hand_pngs):
     assert len(res["diff_all"]["w"]) == 12 and res["corrections"] == {} and res["partial_continued"] == {}
 
 
+def test_bad_parameters_stop_the_set_up_cell(run, tmp_path):
+    pm = pytest.importorskip("papermill")
+    with pytest.raises(pm.PapermillExecutionError, match=r"fractions must be .* in \[0, 1\]") as err:
+        run(tmp_path, **{**SMALL, "fractions": [0.5, 1.5]})
+    assert err.value.exec_count <= 3  # raised in the set-up cell, before any work
+
+
+CHECKED = {"fractions": [0.5, 1.0], "cg_counts": [2, 5], "gn_iters": 3, "cg_iters": 30, "cg_iters_partial": 20,
+           "taylor_cg_iters": 5, "cg_tol": 1e-3, "gtol": 1e-5, "variant": "as_coded", "preregistration": "continuation"}
+
+
 @pytest.mark.parametrize("params, message", [
     ({"fractions": [0.5, 1.5]}, r"fractions must be .* in \[0, 1\]"),
     ({"cg_counts": [5, -1]}, r"cg_counts must be .* integers >= 1"),
-    ({"factor": 3}, "factor"),
-    ({"lam": -1.0}, "lam must be"),
     ({"gn_iters": 1}, "gn_iters must be"),
     ({"preregistration": "fast"}, "preregistration must be"),
 ])
-def test_bad_parameters(run, tmp_path, params, message):
-    pm = pytest.importorskip("papermill")
-    with pytest.raises(pm.PapermillExecutionError, match=message) as err:
-        run(tmp_path, **{**SMALL, **params})
-    assert err.value.exec_count <= 3  # raised in the set-up cell, before any work
+def test_the_set_up_cell_check_names_each_parameter(params, message):
+    """What the set-up cell calls (the notebook test above shows it runs before any work)."""
+    from imreg_lib import paper
+
+    paper.check_superresolution_parameters(**CHECKED)
+    with pytest.raises(ValueError, match=message):
+        paper.check_superresolution_parameters(**{**CHECKED, **params})
+
+
+@pytest.mark.parametrize("params, message", [({"factor": 3}, "factor"), ({"lam": -1.0}, "lam must be")])
+def test_the_problem_rejects_bad_sizes_and_weights(params, message):
+    import imreg_lib as il
+
+    with pytest.raises(ValueError, match=message):
+        il.superresolution_problem(**{"m": 8, "factor": 2, "n_templates": 2, **params})
