@@ -50,14 +50,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch.func import jacfwd, vmap
 
 from . import _checks
-from .cg import CGResult, conjugate_gradient
+from ._srdense import AssembledNormal, dense_suitable, regularizer_matrix
+from ._torch import is_traced
+from .cg import CGResult, conjugate_gradient, conjugate_gradient_tangents
 from .optimizers import LMResult, levenberg_marquardt
 from .superres import SROperator, SuperResolutionProblem
 from .timing import rss_mb
@@ -111,6 +113,7 @@ class VarPro:
     adjoint: str = "exact"
     implicit_rtol: float = 1e-10
     implicit_max_iter: int | None = None
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.problem, SuperResolutionProblem):
@@ -158,7 +161,18 @@ class VarPro:
         return self.implicit_max_iter or 10 * self.problem.n_pixels
 
     def projection(self, w: torch.Tensor) -> CGResult:
-        r""":math:`f_0(w)` by CG on the normal equations from ``f_init``, traced as ``method`` says."""
+        r""":math:`f_0(w)` by CG on the normal equations from ``f_init``, traced as ``method`` says.
+
+        Small problems on the CPU at a plain ``w`` (:func:`~imreg_lib._srdense.dense_suitable`) run CG on the
+        assembled :math:`A^\top A` (the same iterations on the same linear map, rounded differently); under a
+        ``torch.func`` transform, or with ``fast_paths(False)``, the matrix-free operator is traced."""
+        if dense_suitable(self.problem, w, self.adjoint):
+            D = self._assembled(w)
+            if self.method == "implicit":
+                return conjugate_gradient(D.normal, D.rhs(), self.problem.f_init, max_iter=self._implicit_max_iter,
+                                          tol=0.0, rtol=self.implicit_rtol, differentiate="none")
+            return conjugate_gradient(D.normal, D.rhs(), self.problem.f_init, max_iter=self.cg_iters, tol=self.tol,
+                                      differentiate=_CG_MODE[self.method], fraction=self.fraction)
         op = self.problem.operator(self.full_parameters(w))
         const = op.detach()
         normal = lambda v: op.normal(v, self.adjoint)  # noqa: E731
@@ -173,13 +187,75 @@ class VarPro:
                                   differentiate=_CG_MODE[self.method], fraction=self.fraction,
                                   constant_operator=constant_normal)
 
+    def _assembled(self, w: torch.Tensor) -> AssembledNormal:
+        """The assembled operator at ``w`` (the last one is kept: LM asks for the residual and the Jacobian at the
+        same point)."""
+        key = w.detach().cpu().numpy().tobytes()
+        hit = self._cache.get("assembled")
+        if hit is None or hit[0] != key:
+            hit = (key, AssembledNormal.build(self.problem, self.full_parameters(w.detach())))
+            self._cache["assembled"] = hit
+        return hit[1]
+
+    def dense_residual(self, D: AssembledNormal):
+        r"""The residual map on the assembled operator ``D``: ``(apply, partial, c)`` with
+        :math:`r(w, f) = \text{apply}(f) - c` (``apply`` also on blocks ``(n, B)``) and
+        :math:`\text{partial}(f) = \partial_w r(w, f)` (``(n_residuals, 6q)``), or ``None`` for a subclass that
+        changed :meth:`residual_map` without giving its own (the generic path then differentiates).
+        Eq. (7): :math:`[\sqrt{h^d}(G f - d);\ \lambda\sqrt{h^f} L f]`."""
+        if type(self).residual_map is not VarPro.residual_map:
+            return None
+        pb = self.problem
+        L = pb.reg_scale * regularizer_matrix(pb)
+        s = pb.data_scale
+        zeros = torch.zeros(L.shape[0], pb.n_params, dtype=pb.dtype, device=pb.device)
+        return (lambda F: torch.cat([s * D.data_map(F), L @ F]),
+                lambda f: torch.cat([s * D.data_map_dot(f), zeros]), pb.b)
+
+    def _parameter_map(self, w: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        r"""Derivatives along all :math:`6q` parameters (last dimension) to derivatives along the free ones: the
+        chain rule with :math:`S = \partial w_\text{full} / \partial w` (``jacfwd`` of :meth:`full_parameters`),
+        as a column selection where :math:`S` is one (both variants here)."""
+        S = jacfwd(self.full_parameters)(w.detach())
+        cols = S.argmax(dim=0)
+        if torch.equal(S, torch.eye(S.shape[0], dtype=S.dtype, device=S.device)[:, cols]):
+            if torch.equal(cols, torch.arange(S.shape[0], device=S.device)):
+                return lambda X: X
+            return lambda X: X.index_select(-1, cols)
+        return lambda X: X @ S
+
+    def _projection_tangents(self, w: torch.Tensor):
+        r""":math:`f_0(w)` and :math:`\partial f_0 / \partial w` (``(n, n_params)``) on the assembled operator, the
+        tangents carried through CG as forward-mode AD does (:func:`~imreg_lib.cg.conjugate_gradient_tangents`)."""
+        D = self._assembled(w)
+        S = self._parameter_map(w)
+        return conjugate_gradient_tangents(D.normal, lambda V: S(D.normal_dot(V)), D.rhs(), S(D.rhs_dot()),
+                                           self.problem.f_init, max_iter=self.cg_iters, tol=self.tol,
+                                           differentiate=_CG_MODE[self.method], fraction=self.fraction)
+
+    def _chain(self, w: torch.Tensor, f0: torch.Tensor, f0_dot: torch.Tensor) -> torch.Tensor:
+        r""":math:`J = \partial_w r(w, f_0) + (\partial r / \partial f)\, \dot f_0` for a plain ``f0`` and its
+        derivative ``f0_dot`` (``(n, n_params)``)."""
+        dense = self.dense_residual(self._assembled(w)) if dense_suitable(self.problem, w, self.adjoint) else None
+        if dense is not None:
+            apply, partial, _ = dense
+            return self._parameter_map(w)(partial(f0)) + apply(f0_dot)
+        Jw = jacfwd(lambda wv: self.residual_at(wv, f0))(w)
+        const = self.problem.operator(self.full_parameters(w.detach())).detach()
+        return Jw + vmap(self.residual_map(const)[0], in_dims=1, out_dims=1)(f0_dot)
+
     def residual_map(self, op: SROperator) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
         r"""The residual as an affine map of the image, :math:`r(w, f) = M(w) f - c`: ``(M, c)`` for the operator
         ``op`` of :math:`A(w)`. Eq. (7): :math:`M = A(w)` (``op.apply``) and :math:`c = b`."""
         return op.apply, self.problem.b
 
     def residual_at(self, w: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-        r""":math:`r(w, f) = M(w) f - c` for a given image ``f`` (:meth:`residual_map`)."""
+        r""":math:`r(w, f) = M(w) f - c` for a given image ``f`` (:meth:`residual_map`; on the assembled operator
+        where :meth:`dense_residual` gives it and both are plain)."""
+        if dense_suitable(self.problem, w, self.adjoint) and not (is_traced(f) or f.requires_grad):
+            dense = self.dense_residual(self._assembled(w))
+            if dense is not None:
+                return dense[0](f) - dense[2]
         M, c = self.residual_map(self.problem.operator(self.full_parameters(w)))
         return M(f) - c
 
@@ -198,9 +274,15 @@ class VarPro:
         if self.method == "implicit":
             f0 = (self.projection(w).x if projection is None else projection).detach()
             return self.implicit_jacobian(w, f0)
-        if self.method == "no_diff" and projection is not None:
-            f0 = projection.detach()
+        if self.method == "no_diff":  # f0 is a constant: the partial derivative in w alone
+            f0 = (self.projection(w).x if projection is None else projection).detach()
+            dense = self.dense_residual(self._assembled(w)) if dense_suitable(self.problem, w, self.adjoint) else None
+            if dense is not None:
+                return self._parameter_map(w)(dense[1](f0))
             return jacfwd(lambda wv: self.residual_at(wv, f0))(w)
+        if dense_suitable(self.problem, w, self.adjoint):
+            t = self._projection_tangents(w)
+            return self._chain(w, t.result.x, t.x_dot)
         return jacfwd(self.residual)(w)
 
     def implicit_jacobian(self, w: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
@@ -211,6 +293,12 @@ class VarPro:
         (all columns at once); then :math:`J = \partial_w r + (\partial r/\partial f) X`.
         """
         adj = self.adjoint
+        if dense_suitable(self.problem, w, adj):
+            D = self._assembled(w)
+            S = self._parameter_map(w)
+            G = S(D.rhs_dot() - D.normal_dot(f0[:, None])[0])  # ∂_w [Aᵀ(b - A f0)] at fixed f0
+            X = torch.cholesky_solve(G, torch.linalg.cholesky(D.M))  # df0/dw: the assembled M factored once
+            return self._chain(w, f0, X)
 
         def partials(wv):
             op = self.problem.operator(self.full_parameters(wv))
@@ -231,9 +319,13 @@ class VarPro:
     def residual_and_jacobian(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(r, J)`` at ``w`` from one traced projection (``jacfwd`` with ``has_aux``) or, for ``"implicit"``,
         one projection shared by both."""
-        if self.method == "implicit":
+        dense = dense_suitable(self.problem, w, self.adjoint)
+        if self.method == "implicit" or (self.method == "no_diff" and dense):
             f0 = self.projection(w).x
-            return self.residual_at(w, f0), self.implicit_jacobian(w, f0)
+            return self.residual_at(w, f0), self.jacobian(w, f0)
+        if dense:
+            t = self._projection_tangents(w)
+            return self.residual_at(w, t.result.x), self._chain(w, t.result.x, t.x_dot)
 
         def with_aux(wv):
             r = self.residual(wv)
@@ -247,7 +339,12 @@ def reconstruct(problem: SuperResolutionProblem, w_full: torch.Tensor, *, max_it
                 tol: float = 1e-12, adjoint: str = "exact") -> CGResult:
     r"""Final image: untraced CG on :math:`A(w)^\top A(w) f = A(w)^\top b` from ``f_init``,
     5000 iterations, absolute tolerance 1e-12, at all :math:`6q` parameters ``w_full``."""
-    op = problem.operator(w_full.detach()).detach()
+    w_full = w_full.detach()
+    if dense_suitable(problem, w_full, adjoint):
+        D = AssembledNormal.build(problem, w_full)
+        return conjugate_gradient(D.normal, D.rhs(), problem.f_init, max_iter=max_iter, tol=tol,
+                                  differentiate="none")
+    op = problem.operator(w_full).detach()
     return conjugate_gradient(lambda v: op.normal(v, adjoint), op.normal_rhs(adjoint), problem.f_init,
                               max_iter=max_iter, tol=tol, differentiate="none")
 

@@ -125,3 +125,10 @@ class AsCodedVarPro(VarPro):
     def residual_map(self, op: SROperator) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
         r"""The data misfit, unscaled: :math:`M = (I \otimes K) I(w)` (``op.data_map``) and :math:`c = d`."""
         return op.data_map, self.problem.d
+
+    def dense_residual(self, D):
+        """The data misfit on the assembled operator (see :meth:`~imreg_lib.varpro.VarPro.dense_residual`):
+        :math:`G f - d` and its partial derivative, the block-diagonal :math:`[\\dot G_{j,a} f]`."""
+        if type(self).residual_map is not AsCodedVarPro.residual_map:
+            return None
+        return D.data_map, D.data_map_dot, self.problem.d
