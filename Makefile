@@ -204,6 +204,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/core.py --output _build/benchmarks/core.json
 	$(PY) benchmarks/multiscale.py --output _build/benchmarks/multiscale.json
 	OMP_NUM_THREADS=1 $(PY) benchmarks/superres.py --output _build/benchmarks/superres.json
+	OMP_NUM_THREADS=1 $(PY) benchmarks/sr_engine.py --output _build/benchmarks/sr_engine.json
 	$(PY) benchmarks/ad_costs.py --output _build/benchmarks/ad_costs.json
 
 clean:
