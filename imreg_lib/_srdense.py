@@ -72,7 +72,10 @@ def _rows_to_image(U: torch.Tensor, P: torch.Tensor, m: int) -> torch.Tensor:
     (the padding holds zero coefficients), shape ``(..., m²)``."""
     lead = U.shape[:-1]
     crop = U.reshape(-1, m + 5, m + 5)[:, 3:3 + m, 3:3 + m]
-    return _mm(_mm(P.T, crop), P).reshape(*lead, m * m)
+    B = crop.shape[0]
+    # two single products over the whole stack: (U P) row-stacked, then (Pᵀ (U P)) = ((U P)ᵀ P)ᵀ
+    UP = _mm(crop.reshape(B * m, m), P).reshape(B, m, m)
+    return _mm(UP.transpose(1, 2).reshape(B * m, m), P).reshape(B, m, m).transpose(1, 2).reshape(*lead, m * m)
 
 
 @dataclass(frozen=True, eq=False)

@@ -56,7 +56,7 @@ from dataclasses import dataclass
 import torch
 
 from . import _checks
-from ._torch import primal, primal_if_unbatched
+from ._torch import is_traced, primal, primal_if_unbatched
 
 __all__ = ["CG_MODES", "CGResult", "CGTangents", "cg_split", "conjugate_gradient", "conjugate_gradient_tangents"]
 
@@ -159,6 +159,8 @@ def _iterate(op: LinearMap, s: _State, n_iter: int, detach: bool, record: list |
     ``record`` (unbatched plain runs only): each completed iteration appends ``(p, Mp, pᵀMp, rᵀr, r_new,
     r_newᵀr_new)``, what :func:`conjugate_gradient_tangents` needs to carry tangents through it."""
     thr = None
+    if detach and not any(is_traced(t) or t.requires_grad for t in (s.x, s.r, s.p, s.rs)):
+        detach = False  # plain tensors: nothing to cut (and no new state per iteration)
     for _ in range(n_iter):
         if s.active is not None and not bool(primal(s.active).any()):
             break

@@ -212,11 +212,15 @@ class VarPro:
         return (lambda F: torch.cat([s * D.data_map(F), L @ F]),
                 lambda f: torch.cat([s * D.data_map_dot(f), zeros]), pb.b)
 
-    def _parameter_map(self, w: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        r"""Derivatives along all :math:`6q` parameters (last dimension) to derivatives along the free ones: the
-        chain rule with :math:`S = \partial w_\text{full} / \partial w` (``jacfwd`` of :meth:`full_parameters`),
-        as a column selection where :math:`S` is one (both variants here)."""
+    def _parameter_map(self, w: torch.Tensor, V: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        r"""Derivatives along all :math:`6q` parameters (last dimension) to derivatives along the free ones, or along
+        the directions ``V`` (``(n_params, k)``) of the free ones: the chain rule with
+        :math:`S = \partial w_\text{full} / \partial w` (``jacfwd`` of :meth:`full_parameters`), as a column
+        selection where :math:`S` is one (both variants here)."""
         S = jacfwd(self.full_parameters)(w.detach())
+        if V is not None:
+            SV = S @ V
+            return lambda X: X @ SV
         cols = S.argmax(dim=0)
         if torch.equal(S, torch.eye(S.shape[0], dtype=S.dtype, device=S.device)[:, cols]):
             if torch.equal(cols, torch.arange(S.shape[0], device=S.device)):
@@ -224,23 +228,26 @@ class VarPro:
             return lambda X: X.index_select(-1, cols)
         return lambda X: X @ S
 
-    def _projection_tangents(self, w: torch.Tensor):
-        r""":math:`f_0(w)` and :math:`\partial f_0 / \partial w` (``(n, n_params)``) on the assembled operator, the
-        tangents carried through CG as forward-mode AD does (:func:`~imreg_lib.cg.conjugate_gradient_tangents`)."""
+    def _projection_tangents(self, w: torch.Tensor, V: torch.Tensor | None = None):
+        r""":math:`f_0(w)` and :math:`\partial f_0 / \partial w` (``(n, n_params)``, or along the directions ``V``)
+        on the assembled operator, the tangents carried through CG as forward-mode AD does
+        (:func:`~imreg_lib.cg.conjugate_gradient_tangents`)."""
         D = self._assembled(w)
-        S = self._parameter_map(w)
-        return conjugate_gradient_tangents(D.normal, lambda V: S(D.normal_dot(V)), D.rhs(), S(D.rhs_dot()),
+        S = self._parameter_map(w, V)
+        return conjugate_gradient_tangents(D.normal, lambda X: S(D.normal_dot(X)), D.rhs(), S(D.rhs_dot()),
                                            self.problem.f_init, max_iter=self.cg_iters, tol=self.tol,
                                            differentiate=_CG_MODE[self.method], fraction=self.fraction)
 
-    def _chain(self, w: torch.Tensor, f0: torch.Tensor, f0_dot: torch.Tensor) -> torch.Tensor:
+    def _chain(self, w: torch.Tensor, f0: torch.Tensor, f0_dot: torch.Tensor,
+               V: torch.Tensor | None = None) -> torch.Tensor:
         r""":math:`J = \partial_w r(w, f_0) + (\partial r / \partial f)\, \dot f_0` for a plain ``f0`` and its
         derivative ``f0_dot`` (``(n, n_params)``)."""
         dense = self.dense_residual(self._assembled(w)) if dense_suitable(self.problem, w, self.adjoint) else None
         if dense is not None:
             apply, partial, _ = dense
-            return self._parameter_map(w)(partial(f0)) + apply(f0_dot)
+            return self._parameter_map(w, V)(partial(f0)) + apply(f0_dot)
         Jw = jacfwd(lambda wv: self.residual_at(wv, f0))(w)
+        Jw = Jw if V is None else Jw @ V
         const = self.problem.operator(self.full_parameters(w.detach())).detach()
         return Jw + vmap(self.residual_map(const)[0], in_dims=1, out_dims=1)(f0_dot)
 
@@ -333,6 +340,20 @@ class VarPro:
 
         J, r = jacfwd(with_aux, has_aux=True)(w)
         return r, J
+
+    def jvp(self, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        r""":math:`J(w)\, v`, the Jacobian of ``method`` along one direction ``v`` (shape ``(n_params,)``): one tangent
+        through CG (forward mode) instead of ``n_params``; equal to ``jacobian(w) @ v`` up to round-off."""
+        self.check_parameters(v)
+        V = v.detach()[:, None]
+        if not dense_suitable(self.problem, w, self.adjoint):
+            if self.method in ("implicit", "no_diff"):
+                return self.jacobian(w) @ v
+            return torch.func.jvp(self.residual, (w,), (v,))[1]
+        if self.method in ("implicit", "no_diff"):  # cheap on the assembled operator: one projection, no tangents
+            return self.jacobian(w, self.projection(w).x) @ v
+        t = self._projection_tangents(w, V)
+        return self._chain(w, t.result.x, t.x_dot, V)[:, 0]
 
 
 def reconstruct(problem: SuperResolutionProblem, w_full: torch.Tensor, *, max_iter: int = 5000,

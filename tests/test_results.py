@@ -1,7 +1,6 @@
 """The results schema (imreg_lib.paper.results): every record built from small runs through the same code as the
 notebooks, its JSON layout, the round trip to_json / from_json, and the report's claims from a record and from its
 JSON; the page-text builders (imreg_lib.paper.tables) and the notebooks' parameter checks."""
-
 from __future__ import annotations
 
 import json
@@ -317,7 +316,19 @@ def test_ad_costs_text(ad_costs):
     text = tables.derivative_checks_text(ad_costs.comparisons, ad_costs.taylor).splitlines()
     assert text[0] == ("affine     ( 6 parameters): hand-coded = torch.func to a relative 1e-10: gradient True, "
                        "gauss_newton True, hessian True")
-    assert text[1] == ("           Taylor test of J: first-order error decays like h^2, second-order like h^3")
+    assert text[1] == ("           Taylor test of J: first-order error decays like h^2.0, second-order like h^3.0 "
+                       "(exact: h^2 and h^3)")
+    assert paper.derivative_check_failures(ad_costs.comparisons, ad_costs.taylor) == []
+    paper.check_derivatives(ad_costs.comparisons, ad_costs.taylor)
+    # a wrong Hessian (order 2) and a hand-coded gradient that disagrees with torch.func are named
+    bad = {**ad_costs.taylor, "affine": (ad_costs.taylor["affine"][0], 2.02)}
+    failures = paper.derivative_check_failures(ad_costs.comparisons, bad)
+    assert failures == ["affine: the Taylor error with the Hessian decays like h^2.02, not faster than h^2.5 "
+                        "(exact: h^3; a wrong Hessian: h^2)"]
+    comp = ad_costs.comparisons["affine"]
+    wrong = replace(comp, rel_diff={**comp.rel_diff, "gradient": 3e-4})
+    with pytest.raises(AssertionError, match="affine: the hand-coded gradient differs from torch.func by 3.0e-04"):
+        paper.check_derivatives({"affine": wrong}, ad_costs.taylor)
     assert tables.derivative_times_markdown(ad_costs.comparisons).count("\n| neural_ode |") == 3
     pts = [paper.ScalingPoint("a", 50, (8, 8), 64, 1.0, 1.0, 30.0, 2.0, None, None),
            paper.ScalingPoint("b", 6, (8, 8), 64, 2.0, 1.0, 5.0, 3.0, None, None)]

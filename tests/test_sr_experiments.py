@@ -26,8 +26,8 @@ def test_taylor_from_differences_matches_taylor_test():
     df_v = torch.stack([3 * x[0] ** 2 * v[0], torch.cos(x[1]) * v[1]])
     h = (1e-1, 1e-2, 1e-3)
     a = il.taylor_test(f, x, v, df_v, h=h)
-    b = il.taylor_from_differences(h, [f(x + s * v) - f(x) for s in h], df_v)
-    assert a == b
+    b = il.taylor_from_differences(h, [f(x + s * v) - f(x) for s in h], df_v, noise=a.noise)
+    assert a == b and a.noise == pytest.approx(10 * 2.0 ** -52 * float(torch.linalg.vector_norm(f(x))))
     assert a.slope(1, 1e-3) == pytest.approx(2.0, abs=0.05)
     assert math.isnan(a.slope(1, 1.0))  # no step in range
     with pytest.raises(ValueError, match="one entry per step"):

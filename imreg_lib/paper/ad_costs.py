@@ -58,6 +58,8 @@ __all__ = [
     "ScalingStudy",
     "ad_cost_table",
     "compare_derivatives",
+    "check_derivatives",
+    "derivative_check_failures",
     "derivative_checks",
     "measure_ad_costs",
     "model_transformation",
@@ -478,7 +480,9 @@ def derivative_checks(pair: ImagePair, theta: float = 1e-3, models: Sequence[str
         E_1(h) = |J(w + hv) - J(w) - h\,\nabla J^\top v| = O(h^2), \qquad
         E_2(h) = |J(w + hv) - J(w) - h\,\nabla J^\top v - \tfrac{h^2}{2} v^\top H v| = O(h^3),
 
-    whose observed orders (:meth:`~imreg_lib.TaylorResult.order`) are about 2 and 3 for exact derivatives.
+    whose orders, fitted over the steps above the round-off floor (:meth:`~imreg_lib.TaylorResult.fitted_order`),
+    are about 2 and 3 for exact derivatives (and at most 1 and 2 for a wrong gradient or Hessian; see
+    :func:`derivative_check_failures`).
 
     Parameters
     ----------
@@ -512,8 +516,43 @@ def derivative_checks(pair: ImagePair, theta: float = 1e-3, models: Sequence[str
         _, dJ, H = scale.derivatives(w)
         v = torch.linspace(-1.0, 1.0, tr.n_params, dtype=w.dtype, device=dev)
         res = taylor_test(scale.loss, w, v, dJ @ v, v @ H @ v, h=tuple(steps))
-        taylor[model] = (res.order(1), res.order(2))
+        taylor[model] = (res.fitted_order(1), res.fitted_order(2))
     return comparisons, taylor
+
+
+def derivative_check_failures(comparisons: Mapping[str, DerivativeComparison],
+                              taylor: Mapping[str, tuple[float, float]], *, tol: float = 1e-10) -> list[str]:
+    r"""What :func:`derivative_checks` found wrong, one sentence each (an empty list when all is well).
+
+    Two rules, each with a reason:
+
+    * every hand-coded derivative equals ``torch.func``'s to a relative ``tol`` (two implementations of the same
+      formula differ by round-off only);
+    * the Taylor error :math:`E_k` decays faster than :math:`h^{k + 1/2}`: with exact derivatives it decays like
+      :math:`h^{k+1}` (2 for the gradient, 3 for the Hessian), with a wrong one like :math:`h^{k}` at best, so
+      the midpoint separates the two whatever the image (the orders are fitted over the asymptotic steps,
+      :meth:`~imreg_lib.TaylorResult.fitted_order`).
+    """
+    out = []
+    for model, c in comparisons.items():
+        for k, diff in c.rel_diff.items():
+            if not diff <= tol:
+                out.append(f"{model}: the hand-coded {k} differs from torch.func by {diff:.1e} (relative; at most "
+                           f"{tol:g} allowed)")
+    for model, orders in taylor.items():
+        for k, (order, name) in enumerate(zip(orders, ("gradient", "Hessian"), strict=True), start=1):
+            if not order > k + 0.5:
+                out.append(f"{model}: the Taylor error with the {name} decays like h^{order:.2f}, not faster than "
+                           f"h^{k + 0.5} (exact: h^{k + 1}; a wrong {name}: h^{k})")
+    return out
+
+
+def check_derivatives(comparisons: Mapping[str, DerivativeComparison], taylor: Mapping[str, tuple[float, float]],
+                      *, tol: float = 1e-10) -> None:
+    """Raise an ``AssertionError`` naming every failure of :func:`derivative_check_failures`."""
+    failures = derivative_check_failures(comparisons, taylor, tol=tol)
+    if failures:
+        raise AssertionError("derivative check failed: " + "; ".join(failures))
 
 
 # ------------------------------------------------------------------------------------------------

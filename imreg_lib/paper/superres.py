@@ -32,7 +32,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-from torch.func import jvp
 
 from ..derivatives import TaylorResult, taylor_from_differences
 from ..superres import SuperResolutionProblem
@@ -270,10 +269,9 @@ def projection_taylor(problem: SuperResolutionProblem, w0: torch.Tensor, fractio
     v = g / torch.linalg.vector_norm(g)
     with torch.no_grad():
         differences = [reference.residual(w0 + s * v) - r0 for s in steps]
-    directional = {label: jvp(vp.residual, (w0,), (v,))[1].detach() for label, vp in methods.items()}
+    directional = {label: vp.jvp(w0, v).detach() for label, vp in methods.items()}
     if implicit:
-        vp = varpro_variant(problem, method="implicit", variant=variant)
-        directional["implicit"] = (vp.jacobian(w0) @ v).detach()
+        directional["implicit"] = varpro_variant(problem, method="implicit", variant=variant).jvp(w0, v).detach()
     return {label: taylor_from_differences(steps, differences, jv) for label, jv in directional.items()}
 
 

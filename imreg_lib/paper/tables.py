@@ -61,8 +61,8 @@ def derivative_checks_text(comparisons: Mapping[str, DerivativeComparison],
         agree = ", ".join(f"{k} {c.rel_diff[k] <= tol}" for k in _DERIVATIVES)
         lines.append(f"{model:10s} ({c.n_params:2d} parameters): hand-coded = torch.func to a relative {tol:g}: "
                      + agree)
-        lines.append(f"{'':10s} Taylor test of J: first-order error decays like h^{round(taylor[model][0])}, "
-                     f"second-order like h^{round(taylor[model][1])}")
+        lines.append(f"{'':10s} Taylor test of J: first-order error decays like h^{taylor[model][0]:.1f}, "
+                     f"second-order like h^{taylor[model][1]:.1f} (exact: h^2 and h^3)")
     return "\n".join(lines)
 
 
