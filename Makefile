@@ -50,8 +50,8 @@ export CELL_TIMEOUT
 TEST_CUDA_VISIBLE_DEVICES ?=
 REFERENCES := tests/references
 
-.PHONY: book test unit nbval regression lint notebooks env clean bench help site-check sweep numerics spread \
-	paper-data paper-results
+.PHONY: book test tests unit nbval regression lint notebooks env clean bench help site-check sweep numerics spread \
+	paper-data paper-results gpu-check
 
 help:
 	@echo "make book        build the executed book into _build/html (PARAMS=params/quick.yaml for a preview)"
@@ -60,11 +60,13 @@ help:
 	@echo "                 (PAPER_DATA_URL=<address, file:// or folder> for a mirror; no network needed then)"
 	@echo "make paper-results  run the section notebooks on the paper's images (results for the report's"
 	@echo "                 second column; make book then shows both)"
-	@echo "make test        unit tests, nbval of the committed notebooks, results regression (tolerances)"
+	@echo "make test        all tests, nbval of the committed notebooks, results regression (tolerances)"
+	@echo "make unit        the fast tests only (no kernels, Dask clusters, browsers): about a minute"
 	@echo "make notebooks   re-execute the committed notebooks in place and rewrite tests/references (maintainers)"
 	@echo "make numerics    print the numeric settings in force (tools/numerics.mk, environment wins)"
 	@echo "make spread      maintainers: results under other numeric settings against the tolerances (long)"
 	@echo "make bench       run the benchmarks (JSON into _build/benchmarks)"
+	@echo "make gpu-check   on a CUDA machine: the §3/§4 experiments on cuda and cpu, compared and timed"
 	@echo "make site-check  check the built book: files, links, figures, then every page in headless Chromium"
 	@echo "                 (no console errors, nothing from the network; screenshots in _build/site-check;"
 	@echo "                 CHROMIUM=/usr/bin/google-chrome to use another browser)"
@@ -176,11 +178,17 @@ sweep: $(STAMP)
 		$(if $(FORCE),--force) $(if $(BASE),--base $(BASE)) $(if $(COLLECT),--collect $(COLLECT))
 
 # ---- tests -----------------------------------------------------------------------------------------
-test: unit nbval
+# make test: every test (the fast ones, then the slow ones: kernels, Dask clusters, browsers, fresh interpreters),
+# nbval of the committed notebooks and the results regression. make unit: the fast tests alone (about a minute).
+test: tests nbval
+
+tests: $(STAMP)
+	$(PY) -m ruff check imreg_lib tools tests benchmarks
+	$(PY) -m pytest tests -q --durations=10
 
 unit: $(STAMP)
 	$(PY) -m ruff check imreg_lib tools tests benchmarks
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -m "not slow"
 
 # nbval compares the stored text outputs (stable digits only) while the notebooks run and write their results JSON;
 # the results regression then compares those numbers with tests/references under measured tolerances. Both run;
@@ -204,8 +212,14 @@ bench: $(STAMP)
 	$(PY) benchmarks/core.py --output _build/benchmarks/core.json
 	$(PY) benchmarks/multiscale.py --output _build/benchmarks/multiscale.json
 	OMP_NUM_THREADS=1 $(PY) benchmarks/superres.py --output _build/benchmarks/superres.json
-	OMP_NUM_THREADS=1 $(PY) benchmarks/sr_engine.py --output _build/benchmarks/sr_engine.json
+	OMP_NUM_THREADS=1 $(PY) benchmarks/sr_engine.py --output benchmarks/sr_engine.json
 	$(PY) benchmarks/ad_costs.py --output _build/benchmarks/ad_costs.json
+
+# The GPU toggle, checked on a machine with a CUDA device: the §3 and §4 experiments on cuda and on cpu, compared
+# with the regression's tolerances and timed. From the source tree with the machine's own Python (torch, NumPy,
+# SciPy): nothing is installed. Exit 2 where no CUDA device is present.
+gpu-check:
+	PYTHONPATH=$(CURDIR) $(PYTHON) benchmarks/gpu_check.py --output _build/gpu-check.json
 
 clean:
 	rm -rf _build

@@ -61,3 +61,21 @@ def hand_pngs(tmp_path):
         return tuple(paths)
 
     return write
+
+
+#: Fixtures that start a Jupyter kernel (papermill) or a Dask cluster: tests that use them are ``slow``.
+_SLOW_FIXTURES = {"run_notebook", "tiny_notebook"}
+#: Tests that start a Python interpreter (or pip) in a subprocess to import the library afresh.
+_SLOW_TESTS = {"test_importing_the_library_does_not_load_the_paper_layer",
+               "test_the_import_check_sees_torch_behind_the_library",
+               "test_the_library_imports_and_measures_memory_without_the_posix_resource_module",
+               "test_the_install_line_of_the_book_resolves_the_distribution_name"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark as ``slow`` every test that starts a kernel, a Dask cluster, a browser or a fresh interpreter (``make
+    unit`` leaves them out; ``make test`` runs them)."""
+    for item in items:
+        if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.originalname in _SLOW_TESTS \
+                or "browser" in item.name or "chromium" in item.name:
+            item.add_marker(pytest.mark.slow)

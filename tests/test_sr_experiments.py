@@ -118,3 +118,4 @@ def test_memory_growth():
     assert paper.memory_growth([100.0, 110.0, 110.0, 121.0]) == pytest.approx(0.1)
     assert paper.memory_growth([100.0, 110.0, 90.0]) == pytest.approx(90 / 110 - 1)
     assert paper.memory_growth([100.0, 200.0]) == 0.0
+

@@ -671,10 +671,15 @@ def _memory_claim(results: Mapping[str, Mapping]) -> list[Claim]:
                       f"peak memory of every notebook; {', '.join(missing)} recorded none", covers, stable=False)]
     top = max(peaks, key=peaks.get)
     gb = peaks[top] / 1024
-    return [Claim(cid, "README", claim, "≥ 60 GB", f"largest peak {gb:.2f} GB ({top}, of {len(peaks)} notebooks)",
-                  "improved" if gb < AUTHORS_MEMORY_GB else "differs",
-                  f"the largest peak resident memory of the book's notebooks below {AUTHORS_MEMORY_GB:.0f} GB improves",
-                  "forward mode through CG with vmap, float64, nothing retained between evaluations; " + covers,
+    # the authors' figure is for their full-size scripts; the book's notebooks run the paper's m = 20 problem, so a
+    # smaller peak is a measurement beside theirs, not an improvement on the same size (it can still fail: a peak
+    # of 60 GB or more on the smaller problem differs)
+    return [Claim(cid, "README", claim, "≥ 60 GB (m = 128, 16 templates)",
+                  f"largest peak {gb:.2f} GB ({top}, of {len(peaks)} notebooks; m = 20, 4 templates)",
+                  "differs" if gb >= AUTHORS_MEMORY_GB else "beyond the paper",
+                  f"a peak of {AUTHORS_MEMORY_GB:.0f} GB or more on the smaller problem differs; below it the sizes "
+                  "differ, so it is not counted as improved",
+                  "forward mode through CG, float64, nothing retained between evaluations; " + covers,
                   stable=False)]
 
 

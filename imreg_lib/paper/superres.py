@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .. import _checks
 from ..derivatives import TaylorResult, taylor_from_differences
 from ..superres import SuperResolutionProblem
 from ..timing import time_function
@@ -150,14 +151,16 @@ def parameter_error(problem: SuperResolutionProblem, w: torch.Tensor, variant: s
     return float((w_full - problem.w_true).abs().max())
 
 
-def _run_all(varpros: Mapping, w0: torch.Tensor, gn_iters: int, gtol: float) -> dict:
-    if isinstance(gn_iters, bool) or not isinstance(gn_iters, int) or gn_iters < 1:
-        raise ValueError(f"gn_iters must be an integer >= 1, got {gn_iters!r}")
-    if not (isinstance(gtol, (int, float)) and math.isfinite(gtol) and gtol >= 0):
+def _run_all(varpros: Mapping, w0: torch.Tensor | Mapping, gn_iters: int, gtol: float) -> dict:
+    """One LM run per entry of ``varpros``, from ``w0`` (or from ``w0[key]``); every start is checked first."""
+    _checks.integer("gn_iters", gn_iters, 1, allowed="an integer >= 1")
+    if not (isinstance(gtol, (int, float)) and not isinstance(gtol, bool) and math.isfinite(gtol) and gtol >= 0):
         raise ValueError(f"gtol must be a finite number >= 0, got {gtol!r}")
-    for vp in varpros.values():
-        vp.full_parameters(w0)  # validates the start's shape before any solve
-    return {key: varpro_levenberg_marquardt(vp, w0, max_iter=gn_iters, gtol=gtol) for key, vp in varpros.items()}
+    starts = {key: (w0[key] if isinstance(w0, Mapping) else w0) for key in varpros}
+    for key, vp in varpros.items():
+        vp.full_parameters(starts[key])  # validates each start's shape before any solve
+    return {key: varpro_levenberg_marquardt(vp, starts[key], max_iter=gn_iters, gtol=gtol)
+            for key, vp in varpros.items()}
 
 
 def compare_projections(problem: SuperResolutionProblem, w0: torch.Tensor, *,
@@ -194,15 +197,18 @@ def correction_runs(problem: SuperResolutionProblem, starts: Mapping[tuple[str, 
         pre-registration (template 0 fixed, 18 parameters for 4 templates).
     """
     other = "as_coded" if continuation else "continuation"
-    options = {"methods": ("diff_all", "no_diff"), "cg_iters": cg_iters, "tol": tol, "gn_iters": gn_iters,
-               "gtol": gtol}
-    runs = compare_projections(problem, starts["norm", not continuation].w, variant=variant, **options)
-    out = {f"{k}, {other} start": r for k, r in runs.items()}
+    varpros, w0 = {}, {}
+    for m in ("diff_all", "no_diff"):
+        key = f"{m}, {other} start"
+        varpros[key] = varpro_variant(problem, method=m, variant=variant, cg_iters=cg_iters, tol=tol)
+        w0[key] = starts["norm", not continuation].w
     if variant == "as_coded" and problem.n_templates >= 2:
         w_paper = preregister(problem, loss="norm", continuation=continuation, variant="paper").w
-        for k, r in compare_projections(problem, w_paper, variant="paper", **options).items():
-            out[f"{k}, paper's model (eq. 7)"] = r
-    return out
+        for m in ("diff_all", "no_diff"):
+            key = f"{m}, paper's model (eq. 7)"
+            varpros[key] = varpro_variant(problem, method=m, variant="paper", cg_iters=cg_iters, tol=tol)
+            w0[key] = w_paper
+    return _run_all(varpros, w0, gn_iters, gtol)
 
 
 def partial_differentiation(problem: SuperResolutionProblem, w0: torch.Tensor, fractions: Sequence[float], *,
