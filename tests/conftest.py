@@ -79,3 +79,24 @@ def pytest_collection_modifyitems(config, items):
         if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.originalname in _SLOW_TESTS \
                 or "browser" in item.name or "chromium" in item.name:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def real_image_pngs(tmp_path_factory):
+    """Real images that ship offline with matplotlib (pinned): its 256 × 256 MRI slice (``s1045.ima.gz``, raw
+    little-endian 16-bit) and its photograph of Grace Hopper (in grey), written as 8-bit PNGs as a user would supply
+    them; ``{"mri": path, "grace_hopper": path}``."""
+    import numpy as np
+    from matplotlib import cbook
+    from PIL import Image
+
+    out = tmp_path_factory.mktemp("real_images")
+    with cbook.get_sample_data("s1045.ima.gz") as f:
+        mri = np.frombuffer(f.read(), dtype="<u2").reshape(256, 256).astype(np.float64)
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        grace = np.asarray(Image.open(f).convert("L"))
+    paths = {}
+    for name, img in (("mri", (255 * mri / mri.max()).astype(np.uint8)), ("grace_hopper", grace)):
+        Image.fromarray(img).save(out / f"{name}.png")
+        paths[name] = os.fspath(out / f"{name}.png")
+    return paths
