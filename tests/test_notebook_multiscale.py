@@ -15,8 +15,12 @@ def run(run_notebook):
     return lambda tmp_path, **params: run_notebook(NB, **params)
 
 
-def test_parameters_and_results_keys(run, tmp_path):
-    res = run(tmp_path, **SMALL, theta_max=1e2, gtol_prediction=1e-6, newton_method="trust-ncg")
+def test_parameters_and_results_keys_on_user_images(run, tmp_path, hand_pngs):
+    """One kernel run serves both checks: non-default parameters reach every experiment, and a user's files replace
+    the synthetic pair (the default data run under nbval)."""
+    reference, template = hand_pngs(24)
+    res = run(tmp_path, **SMALL, theta_max=1e2, gtol_prediction=1e-6, newton_method="trust-ncg",
+              reference_path=reference, template_path=template)
     assert len(res["thetas"]) == 6 and res["thetas"][0] == pytest.approx(1e2)
     assert res["initial_loss"] > 0
     for key in ("single_scale", "traditional", "predictor_corrector"):
@@ -28,11 +32,6 @@ def test_parameters_and_results_keys(run, tmp_path):
         for metric in ("rel_loss_diff", "rel_grad_diff"):
             values = pred[variant][metric]
             assert len(values) == 5 and values[0] is None and all(isinstance(v, float) for v in values[1:])
-
-
-def test_user_images(run, tmp_path, hand_pngs):
-    reference, template = hand_pngs(24)
-    res = run(tmp_path, **SMALL, reference_path=reference, template_path=template)
     assert res["data"] == "r.png / t.png" and res["w_true"] is None
     assert "parameter_error" not in res["predictor_corrector"]
 

@@ -4,17 +4,15 @@ from pathlib import Path
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-def test_papermill_parameters(run_notebook):
-    res = run_notebook(NOTEBOOKS / "00_data.ipynb", m=16, device="cpu")
-    assert res["m"] == [16, 16]
-    assert res["gradient_rel_diff_ad"] < 1e-10 and res["hessian_rel_diff_ad"] < 1e-10
-    assert res["taylor_order_gradient"] > 1.9
-
-
-def test_user_images(run_notebook, hand_pngs):
+def test_papermill_parameters_on_user_images(run_notebook, hand_pngs):
+    """One kernel run serves both checks: the parameters reach the notebook, and a user's files replace the synthetic
+    pair (the default data run under nbval)."""
     reference, template = hand_pngs(24)
     res = run_notebook(NOTEBOOKS / "00_data.ipynb", m=16, device="cpu", reference_path=reference,
                        template_path=template)
+    assert res["m"] == [16, 16]
+    assert res["gradient_rel_diff_ad"] < 1e-10 and res["hessian_rel_diff_ad"] < 1e-10
+    assert res["taylor_order_gradient"] > 1.9
     assert res["source"] == "r.png / t.png" and "w_true" not in res
 
 
