@@ -88,19 +88,25 @@ class AssembledNormal:
         :math:`A^\top A`, shape ``(n, n)``.
     G
         Data blocks :math:`G_j`, shape ``(q, n_t, n)`` (no :math:`\sqrt{h^d}`).
-    hd
-        :math:`h^d`, the template cell volume.
-    data
-        :math:`d`, shape ``(q, n_t)``.
+    problem
+        The :class:`~imreg_lib.superres.SuperResolutionProblem`.
     """
 
     M: torch.Tensor
     G: torch.Tensor
-    hd: float
-    data: torch.Tensor
     problem: object = field(repr=False)
     _weights: tuple = field(repr=False)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def hd(self) -> float:
+        """:math:`h^d`, the template cell volume."""
+        return self.problem.data_scale ** 2
+
+    @property
+    def data(self) -> torch.Tensor:
+        """:math:`d`, shape ``(q, n_t)``."""
+        return self.problem.data.reshape(self.G.shape[0], -1)
 
     @classmethod
     def build(cls, problem, w_full: torch.Tensor) -> AssembledNormal:
@@ -122,7 +128,7 @@ class AssembledNormal:
         P = pb.prefilter
         G = _rows_to_image(KW.reshape(q * nt, size), P, m)  # (q nt, n)
         M = pb.data_scale ** 2 * _mm(G.T, G) + _regularizer_normal(pb)
-        return cls(M, G.reshape(q, nt, m * m), pb.data_scale ** 2, pb.data.reshape(q, nt), pb, (sw, rows))
+        return cls(M, G.reshape(q, nt, m * m), pb, (sw, rows))
 
     @property
     def G_dot(self) -> torch.Tensor:

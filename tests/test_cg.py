@@ -1,4 +1,4 @@
-"""Conjugate gradient (spec §6.5): convergence, stopping rule, breakdown, the differentiation switches, and the
+"""Conjugate gradient (the authors' notebook CG): convergence, stopping rule, breakdown, the differentiation switches, and the
 primal-value early break under jacfwd and vmap."""
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Optimizers on problems with known solutions; the Levenberg-Marquardt history semantics of spec §1.6."""
+"""Optimizers on problems with known solutions; the Levenberg-Marquardt history semantics of the authors' lsq_lma."""
 import numpy as np
 import pytest
 import scipy.optimize

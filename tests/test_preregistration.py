@@ -1,4 +1,4 @@
-"""Pre-registration (spec §6.7): exact derivatives, the authors' restart-from-identity schedule, and the
+"""Pre-registration (the start of Gauss-Newton in §4): exact derivatives, the authors' restart-from-identity schedule, and the
 continuation fix."""
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Spline image model: definition (spec §1.3), exactness, smoothing, derivatives under every transform."""
+"""Spline image model: definition (the paper's eq. 2), exactness, smoothing, derivatives under every transform."""
 import pytest
 import torch
 from torch.func import grad, hessian, jacfwd, jacrev, jvp, vmap

@@ -1,4 +1,4 @@
-"""Super-resolution problem generation (spec §6.2-6.4) and the matrix-free operators A(w), Aᵀ, AᵀA."""
+"""Super-resolution problem generation (the authors' test problem of §4) and the matrix-free operators A(w), Aᵀ, AᵀA."""
 import numpy as np
 import pytest
 import torch
@@ -8,7 +8,7 @@ import imreg_lib as il
 from imreg_lib.spline import SplineImage
 from imreg_lib.superres import random_affine
 
-# Reference constants from spec §6.2 (the authors' getRandomAffine, float32-rounded; seeds 2, 3, 4)
+# Reference constants of the authors' getRandomAffine (float32-rounded; seeds 2, 3, 4)
 SPEC_AFFINES = {
     2: (1.00143933, -0.401294857, 0.461348027, 0.871083081, 5.00179195, -3.00201869),
     3: (1.11308146, -0.271305561, 0.258832008, 1.16672277, 2.26050448, -4.67235518),

@@ -1,4 +1,4 @@
-"""Variable projection (spec §6.6-6.8): residual variants, Jacobians by jacfwd through CG and by implicit
+"""Variable projection (paper §4.2-4.3): residual variants, Jacobians by jacfwd through CG and by implicit
 differentiation (asserted Taylor tests), the LM driver's evaluation counts, and the final reconstruction."""
 import pytest
 import torch
