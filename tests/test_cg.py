@@ -1,5 +1,5 @@
-"""Conjugate gradient (the authors' notebook CG): convergence, stopping rule, breakdown, the differentiation switches, and the
-primal-value early break under jacfwd and vmap."""
+"""Conjugate gradient (the authors' notebook CG): convergence, stopping rule, breakdown, the differentiation
+switches, and the primal-value early break under jacfwd and vmap."""
 import pytest
 import torch
 from torch.func import jacfwd, vmap

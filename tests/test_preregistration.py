@@ -1,5 +1,5 @@
-"""Pre-registration (the start of Gauss-Newton in §4): exact derivatives, the authors' restart-from-identity schedule, and the
-continuation fix."""
+"""Pre-registration (the start of Gauss-Newton in §4): exact derivatives, the authors' restart-from-identity
+schedule, and the continuation fix."""
 import pytest
 import torch
 from torch.func import grad, hessian
