@@ -51,7 +51,7 @@ TEST_CUDA_VISIBLE_DEVICES ?=
 REFERENCES := tests/references
 
 .PHONY: book test tests unit nbval regression lint notebooks env clean bench help site-check sweep numerics spread \
-	paper-data paper-results gpu-check
+	paper-data paper-results gpu-check full-scale
 
 help:
 	@echo "make book        build the executed book into _build/html (PARAMS=params/quick.yaml for a preview)"
@@ -66,6 +66,8 @@ help:
 	@echo "make numerics    print the numeric settings in force (tools/numerics.mk, environment wins)"
 	@echo "make spread      maintainers: results under other numeric settings against the tolerances (long)"
 	@echo "make bench       run the benchmarks (JSON into _build/benchmarks)"
+	@echo "make full-scale  the authors' full-size super-resolution (m = 128, 16 templates; params/full.yaml):"
+	@echo "                 Diff All, No Diff, implicit; results for the report (DATA=paper: the paper's image)"
 	@echo "make gpu-check   on a CUDA machine: the §3/§4 experiments on cuda and cpu, compared and timed"
 	@echo "make site-check  check the built book: files, links, figures, then every page in headless Chromium"
 	@echo "                 (no console errors, nothing from the network; screenshots in _build/site-check;"
@@ -120,6 +122,23 @@ $(PAPER_FILES):
 paper-results: $(STAMP)
 	$(MAKE) DATA=paper $(patsubst notebooks/%.ipynb,_build/executed-paper/%.ipynb,$(filter-out \
 		notebooks/04_reproduction.ipynb,$(NOTEBOOKS)))
+
+# ---- the authors' full-size problem ------------------------------------------------------------------
+# A measurement (time, peak memory, relative errors), not part of the regression: it uses every core
+# (FULL_THREADS) instead of the notebooks' one thread. Its JSON goes beside the notebooks' results.
+FULL_PARAMS ?= params/full.yaml
+FULL_THREADS ?= $(shell nproc 2>/dev/null || echo 1)
+ifeq ($(DATA),paper)
+FULL_OUT := _build/results/paper/full_scale.json
+FULL_REF := --reference-path $(PAPER_DATA_DIR)/hands-R.jpg
+else
+FULL_OUT := _build/results/full_scale.json
+FULL_REF :=
+endif
+
+full-scale: $(STAMP) $(DATA_DEPS)
+	OMP_NUM_THREADS=$(FULL_THREADS) MKL_NUM_THREADS=$(FULL_THREADS) OPENBLAS_NUM_THREADS=$(FULL_THREADS) \
+		$(PY) -m imreg_lib.paper.fullscale --params $(FULL_PARAMS) --out $(FULL_OUT) $(FULL_REF)
 
 # ---- site check ------------------------------------------------------------------------------------
 # Both checks always run (the screenshots are wanted when the static check fails too); either failing fails.

@@ -97,6 +97,8 @@ class AssembledNormal:
     problem: object = field(repr=False)
     _weights: tuple = field(repr=False)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    #: Recorded CG directions per blocked derivative product (:func:`~imreg_lib.cg.conjugate_gradient_tangents`).
+    tangent_chunk: int = 64
 
     @property
     def hd(self) -> float:
@@ -186,6 +188,17 @@ class AssembledNormal:
         r""":math:`\partial_w (G f)`: the block-diagonal :math:`[\dot G_{j,a} f]`, shape ``(q n_t, 6q)``."""
         q, nt, _, n = self.G_dot.shape
         return torch.block_diag(*(self.G_dot.reshape(q * nt * 6, n) @ f).reshape(q, nt, 6))
+
+    def reg_map(self, f: torch.Tensor) -> torch.Tensor:
+        r""":math:`\lambda \sqrt{h^f} L f` (the regulariser rows of eq. 7; ``(n,)`` or ``(n, B)``)."""
+        pb = self.problem
+        return pb._constant("dense_regularizer_scaled", lambda: pb.reg_scale * regularizer_matrix(pb)) @ f
+
+    def solve(self, B: torch.Tensor) -> torch.Tensor:
+        """:math:`M^{-1} B` for ``B`` of shape ``(n, T)`` (Cholesky of :math:`M`, factored on first use)."""
+        if "cholesky" not in self._cache:
+            self._cache["cholesky"] = torch.linalg.cholesky(self.M)
+        return torch.cholesky_solve(B, self._cache["cholesky"])
 
     def rhs_dot(self) -> torch.Tensor:
         r""":math:`[\dot{(A^\top b)}_{j,a}] = h^d [\dot G_{j,a}^\top d_j]`, shape ``(n, 6q)``."""

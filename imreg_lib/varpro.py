@@ -57,7 +57,7 @@ import torch
 from torch.func import jacfwd, vmap
 
 from . import _checks
-from ._srdense import AssembledNormal, dense_suitable, regularizer_matrix
+from ._srsparse import assemble, assembled_suitable
 from ._torch import is_traced
 from .cg import CGResult, conjugate_gradient, conjugate_gradient_tangents
 from .optimizers import LMResult, levenberg_marquardt
@@ -166,7 +166,7 @@ class VarPro:
         Small problems on the CPU at a plain ``w`` (:func:`~imreg_lib._srdense.dense_suitable`) run CG on the
         assembled :math:`A^\top A` (the same iterations on the same linear map, rounded differently); under a
         ``torch.func`` transform, or with ``fast_paths(False)``, the matrix-free operator is traced."""
-        if dense_suitable(self.problem, w, self.adjoint):
+        if assembled_suitable(self.problem, w, self.adjoint):
             D = self._assembled(w)
             if self.method == "implicit":
                 return conjugate_gradient(D.normal, D.rhs(), self.problem.f_init, max_iter=self._implicit_max_iter,
@@ -187,17 +187,17 @@ class VarPro:
                                   differentiate=_CG_MODE[self.method], fraction=self.fraction,
                                   constant_operator=constant_normal)
 
-    def _assembled(self, w: torch.Tensor) -> AssembledNormal:
+    def _assembled(self, w: torch.Tensor):
         """The assembled operator at ``w`` (the last one is kept: LM asks for the residual and the Jacobian at the
         same point)."""
         key = w.detach().cpu().numpy().tobytes()
         hit = self._cache.get("assembled")
         if hit is None or hit[0] != key:
-            hit = (key, AssembledNormal.build(self.problem, self.full_parameters(w.detach())))
+            hit = (key, assemble(self.problem, self.full_parameters(w.detach())))
             self._cache["assembled"] = hit
         return hit[1]
 
-    def dense_residual(self, D: AssembledNormal):
+    def dense_residual(self, D):
         r"""The residual map on the assembled operator ``D``: ``(apply, partial, c)`` with
         :math:`r(w, f) = \text{apply}(f) - c` (``apply`` also on blocks ``(n, B)``) and
         :math:`\text{partial}(f) = \partial_w r(w, f)` (``(n_residuals, 6q)``), or ``None`` for a subclass that
@@ -206,11 +206,14 @@ class VarPro:
         if type(self).residual_map is not VarPro.residual_map:
             return None
         pb = self.problem
-        L = pb.reg_scale * regularizer_matrix(pb)
         s = pb.data_scale
-        zeros = torch.zeros(L.shape[0], pb.n_params, dtype=pb.dtype, device=pb.device)
-        return (lambda F: torch.cat([s * D.data_map(F), L @ F]),
+        zeros = torch.zeros(pb.n_rows - pb.n_data, pb.n_params, dtype=pb.dtype, device=pb.device)
+        return (lambda F: torch.cat([s * D.data_map(F), D.reg_map(F)]),
                 lambda f: torch.cat([s * D.data_map_dot(f), zeros]), pb.b)
+
+    def _assembled_residual(self, w: torch.Tensor):
+        """:meth:`dense_residual` on the operator assembled at ``w``, or ``None`` where no assembled operator serves."""
+        return self.dense_residual(self._assembled(w)) if assembled_suitable(self.problem, w, self.adjoint) else None
 
     def _parameter_map(self, w: torch.Tensor, V: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
         r"""Derivatives along all :math:`6q` parameters (last dimension) to derivatives along the free ones, or along
@@ -236,13 +239,14 @@ class VarPro:
         S = self._parameter_map(w, V)
         return conjugate_gradient_tangents(D.normal, lambda X: S(D.normal_dot(X)), D.rhs(), S(D.rhs_dot()),
                                            self.problem.f_init, max_iter=self.cg_iters, tol=self.tol,
-                                           differentiate=_CG_MODE[self.method], fraction=self.fraction)
+                                           differentiate=_CG_MODE[self.method], fraction=self.fraction,
+                                           chunk=D.tangent_chunk)
 
     def _chain(self, w: torch.Tensor, f0: torch.Tensor, f0_dot: torch.Tensor,
                V: torch.Tensor | None = None) -> torch.Tensor:
         r""":math:`J = \partial_w r(w, f_0) + (\partial r / \partial f)\, \dot f_0` for a plain ``f0`` and its
         derivative ``f0_dot`` (``(n, n_params)``)."""
-        dense = self.dense_residual(self._assembled(w)) if dense_suitable(self.problem, w, self.adjoint) else None
+        dense = self._assembled_residual(w)
         if dense is not None:
             apply, partial, _ = dense
             return self._parameter_map(w, V)(partial(f0)) + apply(f0_dot)
@@ -259,7 +263,7 @@ class VarPro:
     def residual_at(self, w: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
         r""":math:`r(w, f) = M(w) f - c` for a given image ``f`` (:meth:`residual_map`; on the assembled operator
         where :meth:`dense_residual` gives it and both are plain)."""
-        if dense_suitable(self.problem, w, self.adjoint) and not (is_traced(f) or f.requires_grad):
+        if assembled_suitable(self.problem, w, self.adjoint) and not (is_traced(f) or f.requires_grad):
             dense = self.dense_residual(self._assembled(w))
             if dense is not None:
                 return dense[0](f) - dense[2]
@@ -283,11 +287,11 @@ class VarPro:
             return self.implicit_jacobian(w, f0)
         if self.method == "no_diff":  # f0 is a constant: the partial derivative in w alone
             f0 = (self.projection(w).x if projection is None else projection).detach()
-            dense = self.dense_residual(self._assembled(w)) if dense_suitable(self.problem, w, self.adjoint) else None
+            dense = self._assembled_residual(w)
             if dense is not None:
                 return self._parameter_map(w)(dense[1](f0))
             return jacfwd(lambda wv: self.residual_at(wv, f0))(w)
-        if dense_suitable(self.problem, w, self.adjoint):
+        if assembled_suitable(self.problem, w, self.adjoint):
             t = self._projection_tangents(w)
             return self._chain(w, t.result.x, t.x_dot)
         return jacfwd(self.residual)(w)
@@ -300,11 +304,11 @@ class VarPro:
         (all columns at once); then :math:`J = \partial_w r + (\partial r/\partial f) X`.
         """
         adj = self.adjoint
-        if dense_suitable(self.problem, w, adj):
+        if assembled_suitable(self.problem, w, adj):
             D = self._assembled(w)
             S = self._parameter_map(w)
             G = S(D.rhs_dot() - D.normal_dot(f0[:, None])[0])  # ∂_w [Aᵀ(b - A f0)] at fixed f0
-            X = torch.cholesky_solve(G, torch.linalg.cholesky(D.M))  # df0/dw: the assembled M factored once
+            X = D.solve(G)  # df0/dw: the assembled M factored once (dense or banded Cholesky)
             return self._chain(w, f0, X)
 
         def partials(wv):
@@ -326,7 +330,7 @@ class VarPro:
     def residual_and_jacobian(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(r, J)`` at ``w`` from one traced projection (``jacfwd`` with ``has_aux``) or, for ``"implicit"``,
         one projection shared by both."""
-        dense = dense_suitable(self.problem, w, self.adjoint)
+        dense = assembled_suitable(self.problem, w, self.adjoint)
         if self.method == "implicit" or (self.method == "no_diff" and dense):
             f0 = self.projection(w).x
             return self.residual_at(w, f0), self.jacobian(w, f0)
@@ -346,7 +350,7 @@ class VarPro:
         through CG (forward mode) instead of ``n_params``; equal to ``jacobian(w) @ v`` up to round-off."""
         self.check_parameters(v)
         V = v.detach()[:, None]
-        if not dense_suitable(self.problem, w, self.adjoint):
+        if not assembled_suitable(self.problem, w, self.adjoint):
             if self.method in ("implicit", "no_diff"):
                 return self.jacobian(w) @ v
             return torch.func.jvp(self.residual, (w,), (v,))[1]
@@ -361,8 +365,8 @@ def reconstruct(problem: SuperResolutionProblem, w_full: torch.Tensor, *, max_it
     r"""Final image: untraced CG on :math:`A(w)^\top A(w) f = A(w)^\top b` from ``f_init``,
     5000 iterations, absolute tolerance 1e-12, at all :math:`6q` parameters ``w_full``."""
     w_full = w_full.detach()
-    if dense_suitable(problem, w_full, adjoint):
-        D = AssembledNormal.build(problem, w_full)
+    if assembled_suitable(problem, w_full, adjoint):
+        D = assemble(problem, w_full)
         return conjugate_gradient(D.normal, D.rhs(), problem.f_init, max_iter=max_iter, tol=tol,
                                   differentiate="none")
     op = problem.operator(w_full).detach()
@@ -434,7 +438,8 @@ class VarProRun:
 def varpro_levenberg_marquardt(varpro: VarPro, w0: torch.Tensor | None = None, *, max_iter: int = 10,
                                gtol: float = 1e-5, ptol: float = 1e-50, ftol: float = 1e-20, tau: float = 1e-3,
                                eager_jacobian: bool = False, final_solve: bool = True, final_max_iter: int = 5000,
-                               final_tol: float = 1e-12) -> VarProRun:
+                               final_tol: float = 1e-12,
+                               callback: Callable[[int], object] | None = None) -> VarProRun:
     r"""Levenberg-Marquardt on the reduced residual (``max_iter=10``, ``gtol=1e-5``).
 
     Uses :func:`~imreg_lib.optimizers.levenberg_marquardt` (residual once per distinct point, Jacobian once per
@@ -458,6 +463,8 @@ def varpro_levenberg_marquardt(varpro: VarPro, w0: torch.Tensor | None = None, *
         Compute the AD Jacobian together with each residual (ignored for ``"implicit"`` and ``"no_diff"``).
     final_solve, final_max_iter, final_tol
         Compute the final reconstruction and its relative error.
+    callback
+        Called with the number of recorded points so far after each one's residual (e.g. a progress bar).
     """
     w0 = varpro.identity() if w0 is None else w0.detach()
     varpro.full_parameters(w0)  # validates the shape
@@ -488,6 +495,8 @@ def varpro_levenberg_marquardt(varpro: VarPro, w0: torch.Tensor | None = None, *
             cg_iters.append(proj.iterations)
             clock["residual"] += time.perf_counter() - t0
         rss.append(rss_mb(trim=True))
+        if callback is not None:
+            callback(len(rss))
         return r.detach()
 
     def jacobian(w):

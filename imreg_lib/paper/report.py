@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .peers import SUCCESS_CELLS
+from .superres import METHOD_LABELS
 
 __all__ = ["DATA_SETS", "DEFECTS", "ERROR_TOLERANCE", "FACTOR_TOLERANCE", "NOTEBOOKS", "STATUSES", "Claim", "Defect",
            "build_claims", "claims_by_data", "claims_json", "claims_summary", "comparison_table", "defects_table",
@@ -121,7 +122,7 @@ class Defect:
 # ---- loading ----------------------------------------------------------------------------------------------
 
 def load_results(directory: str | Path, notebooks: Sequence[str] = NOTEBOOKS, *,
-                 optional: Sequence[str] = ("00_data", "05_peers")) -> dict[str, dict]:
+                 optional: Sequence[str] = ("00_data", "05_peers", "full_scale")) -> dict[str, dict]:
     """Read ``<directory>/<notebook>.json`` for every notebook (and for each ``optional`` one that exists).
 
     Raises
@@ -659,30 +660,73 @@ def _memory_growth_claims(sr: Mapping) -> list[Claim]:
         data=_get(sr, "data", default=""))]
 
 
+#: The size of the authors' HEAD scripts, to which their README's memory figure refers.
+AUTHORS_FULL_SIZE = {"m": 128, "factor": 4, "n_templates": 16}
+
+
+def _full_size(fs: Mapping) -> bool:
+    problem = fs.get("problem", {})
+    return all(problem.get(k) == v for k, v in AUTHORS_FULL_SIZE.items())
+
+
 def _memory_claim(results: Mapping[str, Mapping]) -> list[Claim]:
-    """The README's 60 GB against the peak of every section notebook of this build."""
+    """The README's 60 GB against our peak: on the same size where ``make full-scale`` ran (``full_scale``), else
+    beside the peak of every section notebook of this build (another size, so never "improved")."""
+    cid, claim = "readme.60gb", "at least 60 GB are needed to run all experiments"
+    paper = "≥ 60 GB (m = 128, factor 4, 16 templates)"
+    fs = results.get("full_scale")
+    if fs is not None and _full_size(fs):
+        gb = fs["peak_memory_mb"] / 1024
+        methods = ", ".join(METHOD_LABELS.get(k, k) for k in fs["runs"])
+        return [Claim(cid, "README", claim, paper,
+                      f"peak {gb:.2f} GB on the same size ({methods}, {fs['settings']['gn_iters']} LM points each)",
+                      "improved" if gb < AUTHORS_MEMORY_GB else "reproduced",
+                      f"the same size (m = 128, factor 4, 16 templates): a peak below {AUTHORS_MEMORY_GB:.0f} GB is "
+                      "improved, at or above it reproduced",
+                      "forward mode through CG on the assembled operator, float64, nothing retained between "
+                      "evaluations (make full-scale)", stable=False)]
     peaks = {nb: _get(results.get(nb, {}), "peak_memory_mb") for nb in MEMORY_NOTEBOOKS if nb in results}
     if not peaks:
         return []
-    cid, claim = "readme.60gb", "at least 60 GB are needed to run all experiments"
-    covers = ("the authors' figure also covers their scripts at m = 128 with 16 templates, which this book does "
-              "not run")
+    covers = ("the authors' figure is for their scripts at m = 128 with 16 templates: `make full-scale` runs that "
+              "size, and this row then compares the same size")
     missing = [nb for nb, v in peaks.items() if v is None]
     if missing:
         return [Claim(cid, "README", claim, "≥ 60 GB", "—", "not run",
                       f"peak memory of every notebook; {', '.join(missing)} recorded none", covers, stable=False)]
     top = max(peaks, key=peaks.get)
     gb = peaks[top] / 1024
-    # the authors' figure is for their full-size scripts; the book's notebooks run the paper's m = 20 problem, so a
-    # smaller peak is a measurement beside theirs, not an improvement on the same size (it can still fail: a peak
-    # of 60 GB or more on the smaller problem differs)
-    return [Claim(cid, "README", claim, "≥ 60 GB (m = 128, 16 templates)",
+    # without the full-size results, the book's notebooks run the paper's m = 20 problem, so a smaller peak is a
+    # measurement beside theirs, not an improvement on the same size (it can still fail: a peak of 60 GB or more
+    # on the smaller problem differs)
+    return [Claim(cid, "README", claim, paper,
                   f"largest peak {gb:.2f} GB ({top}, of {len(peaks)} notebooks; m = 20, 4 templates)",
                   "differs" if gb >= AUTHORS_MEMORY_GB else "beyond the paper",
                   f"a peak of {AUTHORS_MEMORY_GB:.0f} GB or more on the smaller problem differs; below it the sizes "
                   "differ, so it is not counted as improved",
                   "forward mode through CG, float64, nothing retained between evaluations; " + covers,
                   stable=False)]
+
+
+def _full_scale_claims(results: Mapping[str, Mapping]) -> list[Claim]:
+    """The authors' full-size problem, which the paper does not report: our relative errors and times."""
+    fs = results.get("full_scale")
+    if fs is None:
+        return []
+    p = fs["problem"]
+    runs = fs["runs"]
+    ours = "; ".join(f"{METHOD_LABELS.get(k, k)} {_pct(r['rel_error'])} (final loss {r['losses'][-1]:.3g}) in "
+                     f"{r['seconds'] / 60:.1f} min" for k, r in runs.items())
+    flat = all(r["memory_growth_after_second"] < 0.05 for r in runs.values())
+    return [Claim(
+        "sr.full_scale", "scripts (HEAD)", "the super-resolution experiment at the scripts' size (no results "
+        "reported)", "— (README: ≥ 60 GB)",
+        f"{ours}; accurate solve at the true motion {_pct(fs['floor'])}; peak {fs['peak_memory_mb'] / 1024:.2f} GB",
+        "beyond the paper" if flat else "differs",
+        "ran to the end with memory flat after the second LM point (< 5 % growth); otherwise differs",
+        f"m = {p['m']}, factor {p['factor']}, {p['n_templates']} templates, {p['n_params']} parameters, on "
+        f"{p['source']}; make full-scale. With every template free (the authors' residual), a lower loss need not "
+        "mean a smaller error: moving all templates and the image together changes nothing", stable=False)]
 
 
 # ---- beyond the paper: SimpleITK and the paper's methods on the same images (05_peers) -------------------
@@ -760,7 +804,7 @@ def build_claims(results: Mapping) -> list[Claim]:
     for nb, builder in _BUILDERS.items():
         if nb in results:
             claims += builder(results[nb])
-    return claims + _memory_claim(results)
+    return claims + _full_scale_claims(results) + _memory_claim(results)
 
 
 def claims_summary(claims: Sequence[Claim]) -> dict[str, int]:
