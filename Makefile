@@ -50,6 +50,12 @@ export CELL_TIMEOUT
 TEST_CUDA_VISIBLE_DEVICES ?=
 REFERENCES := tests/references
 
+# What a run imports (notebooks, tests, the book build): bytecode written once at set-up (tools/precompile.py).
+PRECOMPILE := imreg_lib imreg_lib.paper imreg_lib.paper.fullscale matplotlib.pyplot matplotlib.backends.backend_agg \
+	matplotlib_inline.backend_inline ipywidgets IPython ipykernel.kernelapp papermill nbclient nbformat yaml tqdm.auto \
+	SimpleITK dask distributed pytest nbval.plugin PIL.Image scipy.optimize scipy.sparse scipy.linalg scipy.ndimage \
+	jupyter_book sphinx.application myst_nb
+
 .PHONY: book test tests unit nbval regression lint notebooks env clean bench help site-check sweep numerics spread \
 	paper-data paper-results gpu-check full-scale
 
@@ -86,6 +92,7 @@ $(STAMP): requirements-lock.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -r requirements-lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(PY) -m tools.precompile $(PRECOMPILE)
 	touch $(STAMP)
 
 # ---- book ------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ factor of :math:`N` 150 MB; the tangent blocks :math:`(n, 6q)` of CG 12.6 MB eac
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,12 +57,26 @@ def assembled_suitable(problem, w: torch.Tensor, adjoint: str = "exact") -> bool
                                                                 or w.requires_grad))
 
 
+#: Dense assembled operators kept per problem (by motion): the page's many runs and checks start from the same
+#: motions (about a third of its assemblies repeat one), and one costs 10 MB at the paper's size.
+_DENSE_KEPT = 8
+
+
 def assemble(problem, w_full: torch.Tensor) -> AssembledNormal | SparseNormal:
     """The assembled operator at the plain full parameters ``w_full``: dense up to
-    :data:`~imreg_lib._srdense.DENSE_MAX_PIXELS` pixels, sparse above."""
-    if problem.n_pixels <= DENSE_MAX_PIXELS and dense_suitable(problem, w_full):
-        return AssembledNormal.build(problem, w_full)
-    return SparseNormal.build(problem, w_full)
+    :data:`~imreg_lib._srdense.DENSE_MAX_PIXELS` pixels (the last :data:`_DENSE_KEPT` of a problem are kept and
+    returned again for the same motion: the same values, nothing recomputed), sparse above."""
+    if not (problem.n_pixels <= DENSE_MAX_PIXELS and dense_suitable(problem, w_full)):
+        return SparseNormal.build(problem, w_full)
+    kept = problem._constant("assembled_operators", OrderedDict)
+    key = w_full.detach().numpy().tobytes()
+    if key in kept:
+        kept.move_to_end(key)
+        return kept[key]
+    kept[key] = D = AssembledNormal.build(problem, w_full)
+    while len(kept) > _DENSE_KEPT:
+        kept.popitem(last=False)
+    return D
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

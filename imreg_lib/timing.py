@@ -99,8 +99,8 @@ def _malloc_trim() -> None:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MB: ``getrusage`` where the platform has it (kB on Linux, bytes on
-    macOS), psutil's peak working set on Windows."""
+    """Peak resident set size in MB of this process or of any worker process it waited for (the larger):
+    ``getrusage`` where the platform has it (kB on Linux, bytes on macOS), psutil's peak working set on Windows."""
     try:
         import resource
     except ImportError:  # Windows
@@ -108,7 +108,7 @@ def peak_rss_mb() -> float:
 
         info = psutil.Process().memory_info()
         return getattr(info, "peak_wset", info.rss) / 2**20
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
 
 

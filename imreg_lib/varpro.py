@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -360,15 +361,28 @@ class VarPro:
         return self._chain(w, t.result.x, t.x_dot, V)[:, 0]
 
 
+#: Reconstructions kept per problem (by motion, iterations and tolerance).
+_RECONSTRUCTIONS_KEPT = 32
+
+
 def reconstruct(problem: SuperResolutionProblem, w_full: torch.Tensor, *, max_iter: int = 5000,
                 tol: float = 1e-12, adjoint: str = "exact") -> CGResult:
     r"""Final image: untraced CG on :math:`A(w)^\top A(w) f = A(w)^\top b` from ``f_init``,
     5000 iterations, absolute tolerance 1e-12, at all :math:`6q` parameters ``w_full``."""
     w_full = w_full.detach()
     if assembled_suitable(problem, w_full, adjoint):
-        D = assemble(problem, w_full)
-        return conjugate_gradient(D.normal, D.rhs(), problem.f_init, max_iter=max_iter, tol=tol,
-                                  differentiate="none")
+        # the same solve at the same motion is returned again (the page reconstructs at the true motion and
+        # along LM paths more than once): results of a few MB, kept per problem
+        kept = problem._constant("reconstructions", OrderedDict)
+        key = (w_full.numpy().tobytes(), max_iter, tol)
+        if key not in kept:
+            D = assemble(problem, w_full)
+            kept[key] = conjugate_gradient(D.normal, D.rhs(), problem.f_init, max_iter=max_iter, tol=tol,
+                                           differentiate="none")
+            while len(kept) > _RECONSTRUCTIONS_KEPT:
+                kept.popitem(last=False)
+        kept.move_to_end(key)
+        return kept[key]
     op = problem.operator(w_full).detach()
     return conjugate_gradient(lambda v: op.normal(v, adjoint), op.normal_rhs(adjoint), problem.f_init,
                               max_iter=max_iter, tol=tol, differentiate="none")
