@@ -122,7 +122,7 @@ class Defect:
 # ---- loading ----------------------------------------------------------------------------------------------
 
 def load_results(directory: str | Path, notebooks: Sequence[str] = NOTEBOOKS, *,
-                 optional: Sequence[str] = ("00_data", "05_peers", "full_scale")) -> dict[str, dict]:
+                 optional: Sequence[str] = ("00_data", "05_peers")) -> dict[str, dict]:
     """Read ``<directory>/<notebook>.json`` for every notebook (and for each ``optional`` one that exists).
 
     Raises
@@ -141,7 +141,8 @@ def load_results(directory: str | Path, notebooks: Sequence[str] = NOTEBOOKS, *,
     return {nb: json.loads((directory / f"{nb}.json").read_text()) for nb in names}
 
 
-def claims_by_data(folders: Mapping[str, str | Path | None], data: str) -> dict[str, list[Claim]]:
+def claims_by_data(folders: Mapping[str, str | Path | None], data: str, *,
+                   full_scale: bool = False) -> dict[str, list[Claim]]:
     """The claims of every data set whose results exist, for the report page.
 
     Parameters
@@ -152,6 +153,9 @@ def claims_by_data(folders: Mapping[str, str | Path | None], data: str) -> dict[
     data : str
         The data set this build of the book ran on: its results must be complete (:func:`load_results` raises
         otherwise); another data set is read where any of its notebooks' results exist.
+    full_scale : bool
+        Also read ``full_scale.json`` (``make full-scale``: the authors' full size) where a folder has it; off by
+        default, so that the committed report does not depend on what a machine ran besides the notebooks.
 
     Returns
     -------
@@ -164,7 +168,8 @@ def claims_by_data(folders: Mapping[str, str | Path | None], data: str) -> dict[
     for name, folder in folders.items():
         present = folder is not None and any((Path(folder) / f"{nb}.json").is_file() for nb in NOTEBOOKS)
         if name == data or present:
-            by_data[name] = build_claims(load_results(folder))
+            optional = ("00_data", "05_peers") + (("full_scale",) if full_scale else ())
+            by_data[name] = build_claims(load_results(folder, optional=optional))
     return by_data
 
 
@@ -365,22 +370,22 @@ def fig2_claims(ms) -> list[Claim]:
         return rows
     # no known motion (the user's or the paper's images): the final loss at θ_min tells a bad local minimum
     f_pc, f_s = pc["final_loss"], single["final_loss"]
-    rule = ("no known motion: the single-scale loss at θ_min is more than twice the predictor-corrector's "
-            "(a distinct, worse local minimum)")
+    worse = f"more than {WORSE_LOSS_FACTOR:g} times the predictor-corrector's (a distinct, worse local minimum)"
+    rule = f"no known motion: the single-scale loss at θ_min is {worse}"
     rows.append(Claim(cid, section, claim, "shown in Fig 2",
                       f"final loss: predictor-corrector {f_pc:.4g}, single scale {f_s:.4g}",
-                      "reproduced" if f_s > 2 * f_pc else "differs", rule, data=data))
+                      "reproduced" if f_s > WORSE_LOSS_FACTOR * f_pc else "differs", rule, data=data))
     if trad:
         f_t = trad["final_loss"]
-        same = _within(f_t, f_pc, 1e-6)
+        fails = f_t > WORSE_LOSS_FACTOR * f_pc
         rows.append(Claim(
             "conclusions.traditional_fails", "§5 Conclusions",
             "the predictor-corrector succeeds where the standard multi-scale approach fails", "stated",
             f"final loss: traditional {f_t:.4g}, predictor-corrector {f_pc:.4g}",
-            "differs" if same else "reproduced",
-            "no known motion: the traditional method fails when its final loss is not the predictor-corrector's "
-            "(relative difference above 1e-6)",
-            "the traditional multi-scale method (no predictor) reaches the same minimum" if same else "", data=data))
+            "reproduced" if fails else "differs",
+            f"no known motion: the traditional method fails when its final loss at θ_min is {worse}",
+            "" if fails else "the traditional multi-scale method (no predictor) reaches a minimum as good or "
+            f"within a factor {WORSE_LOSS_FACTOR:g}", data=data))
     return rows
 
 
@@ -659,6 +664,10 @@ def _memory_growth_claims(sr: Mapping) -> list[Claim]:
         "no graph is kept between LM points (torch.func, no retained autograd state)", stable=False,
         data=_get(sr, "data", default=""))]
 
+
+#: Without a known motion, a method "fails" when its final loss is more than this factor above the
+#: predictor-corrector's: a distinct, worse local minimum (round-off or a slightly different stop never qualifies).
+WORSE_LOSS_FACTOR = 2.0
 
 #: The size of the authors' HEAD scripts, to which their README's memory figure refers.
 AUTHORS_FULL_SIZE = {"m": 128, "factor": 4, "n_templates": 16}
