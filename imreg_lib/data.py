@@ -245,7 +245,10 @@ def load_image(path: str | os.PathLike, m: int | Sequence[int] | None = None, *,
     _checks.one_of("orientation", orientation, ORIENTATIONS)
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file not found: {path!r}")
+        hint = "" if os.path.isabs(path) else (
+            f" (a relative path is read from the working directory, {os.getcwd()!r}; notebooks run in notebooks/, "
+            f"so a file in the repository's root is '../{path}' there, or give an absolute path)")
+        raise FileNotFoundError(f"image file not found: {path!r}, tried {os.path.abspath(path)!r}{hint}")
     try:
         with Image.open(path) as im:
             im.load()

@@ -72,8 +72,12 @@ def test_load_image_resize_is_bicubic(tmp_path):
 
 
 def test_load_image_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(FileNotFoundError, match="not found") as err:
         il.load_image(tmp_path / "missing.png")
+    assert "working directory" not in str(err.value)  # an absolute path: the message names it, nothing more
+    # a relative path: the message says which file was tried and from which directory
+    with pytest.raises(FileNotFoundError, match="tried .*my_reference.png.*working directory.*'../my_reference.png'"):
+        il.load_image("my_reference.png")
     (tmp_path / "junk.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="could not read"):
         il.load_image(tmp_path / "junk.png")

@@ -50,7 +50,9 @@ DEFAULTS = {"theta_max": 1e3, "theta_min": 1e-3, "n_scales": 30, "n_scales_predi
 
 @pytest.mark.parametrize("params, match", [({"n_scales": 1}, "n_scales"), ({"theta_min": 0.0}, "theta_min"),
                                            ({"theta_max": 1e-4}, "theta_max"), ({"gtol": -1.0}, "gtol"),
-                                           ({"newton_method": "bfgs"}, "newton_method")])
+                                           ({"newton_method": "bfgs"}, "newton_method"),
+                                           ({"m_scale_space": 2}, "m_scale_space"),
+                                           ({"m_scale_space": 64.5}, "m_scale_space")])
 def test_the_set_up_cell_check_names_each_parameter(params, match):
     """What the set-up cell calls (the notebook test above shows it runs before any work)."""
     from imreg_lib import paper

@@ -229,3 +229,30 @@ def test_stage_offers_the_sweep_tables_for_download(tmp_path, monkeypatch):
     pipeline.stage_book(root / "_build" / "executed", root / "_build" / "src")
     assert (root / "_build/src/book/results/sweep-00_data-table.csv").read_text() == "m,status\n16,ok\n"
     assert "results/sweep-00_data-table.csv" in (root / "_build/src/book" / pipeline.STATUS_PAGE).read_text()
+
+
+def test_sweep_errors_speak_the_users_language(tiny_notebook, tmp_path, capsys, monkeypatch):
+    """A malformed GRID fails in one line that names it (the make variable under make, else the option)."""
+    monkeypatch.delenv("MAKELEVEL", raising=False)
+    assert pipeline.main(["sweep", str(tiny_notebook), "--grid", "{a: [1, 2", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sweep: --grid is not valid YAML at line 1") and len(err.splitlines()) == 1
+    monkeypatch.setenv("MAKELEVEL", "1")
+    assert pipeline.main(["sweep", str(tiny_notebook), "--grid", "[1, 2]", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sweep: GRID must be a YAML mapping") and len(err.splitlines()) == 1
+    assert pipeline.main(["sweep", str(tiny_notebook), "--grid", "{c: [1]}", "--out", str(tmp_path)]) == 2
+    assert "'c' is not a parameter of tiny.ipynb; allowed: a, b, results_path" in capsys.readouterr().err
+    assert not (tmp_path / "tiny").exists()  # nothing ran
+
+
+def test_a_failed_point_still_prints_the_table(tiny_notebook, tmp_path, capsys, monkeypatch):
+    args = ["sweep", str(tiny_notebook), "--grid", "{a: [1, 3]}", "--out", str(tmp_path), "--workers", "1",
+            "--retries", "0"]
+    assert pipeline.main(args) == 1
+    out, err = capsys.readouterr()
+    assert "| 1 |" in out and "a must not be 3" in out  # both rows, the failed one with its error
+    assert "1 of 2 runs failed (a-3)" in err and "Compute Failed" not in err
+    monkeypatch.setenv("MAKELEVEL", "1")  # a rerun under make: the skipped point names FORCE=1
+    assert pipeline.main(args) == 1
+    assert "already had results for the same parameters (FORCE=1 to run them again)" in capsys.readouterr().err

@@ -422,3 +422,18 @@ def test_figures_widgets_and_players(multiscale, superres, ad_costs, pair12):
                plotting.varpro_explorer(superres.runs, superres.inexact, problem, n_points=3)]
     assert [type(w).__name__ for w in widgets] == ["interactive", "VBox", "VBox"]
     plt.close("all")
+
+
+def test_a_page_says_where_it_wrote_its_results(tmp_path, capsys, monkeypatch):
+    from imreg_lib.paper import notebook
+
+    out = notebook.save_results(tmp_path / "new" / "r.json", {"a": 1})
+    assert out.is_file()
+    line = capsys.readouterr().out.strip()
+    assert line == f"results written to {out} (created the folder {out.parent.as_posix()})"
+    notebook.save_results(out, {"a": 2})  # the folder exists now: nothing about it
+    assert capsys.readouterr().out.strip() == f"results written to {out}"
+    # inside the repository the path is relative to it, whichever directory the page ran in
+    monkeypatch.setattr(notebook, "_ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path / "new")
+    assert notebook.report_written("r.json") == "results written to new/r.json"

@@ -524,12 +524,31 @@ def run_sweep(notebook: Path, grid: Mapping[str, Sequence], out: Path = Path("_b
     lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
     (folder / "table.md").write_text("\n".join(lines) + "\n")
     if skipped and progress:
-        print(f"sweep: {skipped} of {len(runs)} points already had results for the same parameters (--force "
-              "to run them again)", file=sys.stderr)
+        print(f"sweep: {skipped} of {len(runs)} points already had results for the same parameters "
+              f"({_option('--force')} to run them again)", file=sys.stderr)
     failed = [name for name, e in errors.items() if e]
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(runs)} runs failed ({', '.join(failed)}); see {folder / 'table.md'}")
+        raise SweepFailed(f"{len(failed)} of {len(runs)} runs failed ({', '.join(failed)}); their errors are in the "
+                          f"table's error column ({folder / 'table.md'})", folder)
     return folder
+
+
+class SweepFailed(RuntimeError):
+    """Some points of a sweep failed; the table (with their errors) was written into ``folder``."""
+
+    def __init__(self, message: str, folder: Path):
+        super().__init__(message)
+        self.folder = folder
+
+
+#: How make users spell the sweep's command-line options (``make sweep ...``).
+MAKE_VARIABLES = {"--grid": "GRID", "--base": "BASE", "--scheduler": "SCHEDULER", "--workers": "WORKERS",
+                  "--collect": "COLLECT", "--force": "FORCE=1", "--retries": "RETRIES", "notebook": "NB"}
+
+
+def _option(name: str) -> str:
+    """An option as the user typed it: the make variable under ``make`` (``MAKELEVEL`` set), else the option."""
+    return MAKE_VARIABLES.get(name, name) if os.environ.get("MAKELEVEL") else name
 
 
 def _run_on_dask(notebook: str, runs: Sequence[SweepRun], workers: int | None, cell_timeout: float | None,
@@ -545,8 +564,9 @@ def _run_on_dask(notebook: str, runs: Sequence[SweepRun], workers: int | None, c
     if scheduler is None:
         n = workers or os.cpu_count() or 1
         threads = max(1, int(apply_defaults()["OMP_NUM_THREADS"]) // n)
+        # a failed point's error goes into the table (and its row is printed): not Dask's log blocks too
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=None, silence_logs=logging.CRITICAL)
         client = Client(cluster)
     else:
         threads = None  # each worker's own thread count
@@ -592,9 +612,16 @@ def _yaml_arg(text: str | None, what: str) -> dict:
 
     if not text:
         return {}
-    value = yaml.safe_load(Path(text).read_text()) if Path(text).is_file() else yaml.safe_load(text)
+    try:
+        value = yaml.safe_load(Path(text).read_text()) if Path(text).is_file() else yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"{_option(what)} is not valid YAML{where} ({getattr(err, 'problem', None) or err}): "
+                         f"{text!r}; expected a mapping such as '{{param: [v1, v2]}}'") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{what} must be a YAML mapping (inline or a file), got {text!r}")
+        raise ValueError(f"{_option(what)} must be a YAML mapping (inline or a file) such as '{{param: [v1, v2]}}', "
+                         f"got {text!r}")
     return value
 
 
@@ -631,11 +658,20 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "stage":
         stage_book(args.executed, args.out)
     else:
-        base = _load_params(args.base, args.notebook.stem) if args.base else {}
-        base.pop("results_path", None)
-        folder = run_sweep(args.notebook, _yaml_arg(args.grid, "--grid"), args.out, base, args.workers,
-                           args.collect.split(",") if args.collect else None, cell_timeout=args.cell_timeout,
-                           scheduler=args.scheduler, retries=args.retries, force=args.force)
+        try:
+            base = _load_params(args.base, args.notebook.stem) if args.base else {}
+            base.pop("results_path", None)
+            grid = _yaml_arg(args.grid, "--grid")
+            folder = run_sweep(args.notebook, grid, args.out, base, args.workers,
+                               args.collect.split(",") if args.collect else None, cell_timeout=args.cell_timeout,
+                               scheduler=args.scheduler, retries=args.retries, force=args.force)
+        except SweepFailed as err:  # the table is written: show it, then what failed
+            print((err.folder / "table.md").read_text())
+            print(f"sweep: {err}", file=sys.stderr)
+            return 1
+        except (ValueError, FileNotFoundError) as err:  # a bad setting: one line, before any run
+            print(f"sweep: {err}", file=sys.stderr)
+            return 2
         print((folder / "table.md").read_text())
     return 0
 

@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .. import _checks
 from ..multiscale import (
     MultiscaleResult,
     _check_options,
@@ -179,7 +180,7 @@ def compare_predictors(objective: SSDObjective, thetas: Sequence[float], *, gtol
 def check_multiscale_parameters(*, theta_max: float, theta_min: float, n_scales: int, n_scales_prediction: int,
                                 gtol: float, gtol_single: float, gtol_prediction: float, gtol_gn: float,
                                 gtol_gn_first: float, newton_method: str, scale_space_thetas: Sequence[float],
-                                ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+                                m_scale_space: int | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     r"""Every setting of the multi-scale page, checked before any work starts.
 
     Parameters
@@ -194,6 +195,8 @@ def check_multiscale_parameters(*, theta_max: float, theta_min: float, n_scales:
         ``"trust-exact"`` or ``"trust-ncg"``.
     scale_space_thetas : sequence of float
         The scales of the scale-space figure, each > 0.
+    m_scale_space : int, optional
+        Cells per dimension of the scale-space figure, an integer >= 4.
 
     Returns
     -------
@@ -206,6 +209,8 @@ def check_multiscale_parameters(*, theta_max: float, theta_min: float, n_scales:
     ValueError
         Naming the first setting that is out of range.
     """
+    if m_scale_space is not None:
+        _checks.integer("m_scale_space", m_scale_space, 4, allowed="an integer >= 4 (cells per dimension)")
     thetas = theta_schedule(theta_max, theta_min, n_scales)
     thetas_prediction = theta_schedule(theta_max, theta_min, n_scales_prediction)
     for name, value in (("gtol", gtol), ("gtol_single", gtol_single), ("gtol_prediction", gtol_prediction),
