@@ -38,7 +38,7 @@ from .ad_costs import (
     table1_markdown,
 )
 from .defects import AsCodedVarPro, gauss_newton_hessian_as_coded, predictor_corrector_as_coded
-from .keynumbers import key_numbers
+from .keynumbers import check_key_number_parameters, key_numbers
 from .multiscale import (
     MethodComparison,
     PredictionQuality,
@@ -160,6 +160,7 @@ __all__ = [
     "derivative_checks",
     "gauss_newton_hessian_as_coded",
     "inexact_projections",
+    "check_key_number_parameters",
     "key_numbers",
     "keynumbers",
     "labelled_runs",

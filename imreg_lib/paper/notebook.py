@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["glue", "report_written", "save_results"]
+__all__ = ["glue", "reject_unknown_parameters", "report_written", "save_results"]
 
 #: The repository: the folder that holds the library (an editable install), to which written paths are relative.
 _ROOT = Path(__file__).resolve().parents[2]
@@ -43,3 +43,45 @@ def save_results(path: str | os.PathLike, results) -> Path:
     out = write_results(path, results)
     print(report_written(out, created=created))
     return out
+
+
+def _assigned(source: str) -> list[str]:
+    """The names a cell's top-level assignments bind, in order."""
+    import ast
+
+    names = []
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, ast.AnnAssign) else [])
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def reject_unknown_parameters(history: list[str] | None = None) -> None:
+    """Stop a run whose injected parameters include a name the notebook does not have.
+
+    Papermill passes ``-p name value`` as a cell it injects after the notebook's parameters cell, and a misspelt
+    name is only a warning there: the run goes on with the default. Called first in a page's set-up cell, this
+    compares the names the injected cell (``# Parameters``) assigns with those of the parameters cell (the first
+    cell of the kernel's history) and raises ``ValueError`` naming the unknown ones and listing the allowed names.
+    ``history``: the executed cells' sources (default: the kernel's ``In``); outside a kernel, nothing is checked.
+    """
+    if history is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:  # pragma: no cover - IPython comes with the notebook stack
+            return
+        shell = get_ipython()
+        if shell is None:
+            return
+        history = list(shell.user_ns.get("In", []))
+    cells = [s for s in history if s and s.strip()]
+    injected = [s for s in cells if s.lstrip().splitlines()[0].strip() == "# Parameters"]
+    own = [s for s in cells if s.lstrip().startswith("# Parameters") and s not in injected]
+    if not injected or not own:
+        return
+    allowed = _assigned(own[0])
+    unknown = [n for n in _assigned(injected[-1]) if n not in allowed]
+    if unknown:
+        raise ValueError(f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}: this "
+                         f"notebook's parameters are {', '.join(allowed)}")
