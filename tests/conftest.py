@@ -70,7 +70,7 @@ _SLOW_TESTS = {"test_importing_the_library_does_not_load_the_paper_layer",
                "test_the_import_check_sees_torch_behind_the_library",
                "test_the_library_imports_and_measures_memory_without_the_posix_resource_module",
                "test_the_install_line_of_the_book_resolves_the_distribution_name",
-               "test_a_misspelt_papermill_parameter_stops_the_run"}
+               "test_a_misspelt_papermill_parameter_stops_the_run", "test_a_sweep_survives_a_lost_worker"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -256,3 +256,82 @@ def test_a_failed_point_still_prints_the_table(tiny_notebook, tmp_path, capsys, 
     monkeypatch.setenv("MAKELEVEL", "1")  # a rerun under make: the skipped point names FORCE=1
     assert pipeline.main(args) == 1
     assert "already had results for the same parameters (FORCE=1 to run them again)" in capsys.readouterr().err
+
+
+def test_a_sweep_survives_a_lost_worker(tmp_path):
+    """A scheduler and two workers as separate processes; the worker running one point is killed mid-run (a
+    pre-empted machine). The sweep finishes on the other worker with every point once, nothing half-written, and
+    the killed point's kernel does not outlive its worker."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+    from pathlib import Path
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    nb = new_notebook(cells=[
+        new_code_cell('a = 1\nresults_path = ""', metadata={"tags": ["parameters"]}),
+        new_code_cell("import json, os, pathlib, time\n"
+                      f"marks = pathlib.Path({str(marks)!r})\n"
+                      "first = not list(marks.glob(f'{a}-*'))\n"
+                      "(marks / f'{a}-{os.getpid()}-{os.getppid()}').write_text('')\n"
+                      "if a == 2 and first:\n    time.sleep(60)  # killed here\n"
+                      "json.dump({'twice': 2 * a}, open(results_path, 'w'))"),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    notebook = tmp_path / "lost.ipynb"
+    nbformat.write(nb, notebook)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    info = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", "0", "--no-dashboard", "--scheduler-file", str(info)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(300):
+            if info.is_file() and info.read_text().strip():
+                break
+            time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        for _ in range(2):
+            procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads",
+                                           "1", "--host", "127.0.0.1", "--no-dashboard", "--no-nanny"], env=env,
+                                          cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        outcome = {}
+        sweep = threading.Thread(target=lambda: outcome.update(folder=pipeline.run_sweep(
+            notebook, {"a": [1, 2, 3]}, tmp_path / "sw", scheduler=address, retries=0, progress=False)))
+        sweep.start()
+        for _ in range(600):  # the first attempt of a = 2 is running: kill its worker
+            found = list(marks.glob("2-*"))
+            if found:
+                break
+            time.sleep(0.1)
+        _, kernel, worker = found[0].name.split("-")
+        assert int(worker) in [p.pid for p in procs[1:]]
+        os.kill(int(worker), signal.SIGKILL)
+        sweep.join(timeout=240)
+        assert not sweep.is_alive() and "folder" in outcome
+        rows = list(csv.DictReader(open(outcome["folder"] / "table.csv")))
+        assert sorted(r["a"] for r in rows) == ["1", "2", "3"] and all(r["status"] == "ok" for r in rows)
+        assert [r["twice"] for r in sorted(rows, key=lambda r: r["a"])] == ["2", "4", "6"]
+        assert len(list(marks.glob("2-*"))) == 2  # a = 2 ran again, on the other worker
+        left = [p.name for p in outcome["folder"].rglob("*") if p.name.endswith((".tmp", ".running.ipynb"))]
+        assert left == []  # nothing half-written
+        for _ in range(150):  # the killed worker's kernel notices its parent is gone and exits
+            try:
+                os.kill(int(kernel), 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"the kernel {kernel} of the killed worker is still running")
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
