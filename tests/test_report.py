@@ -469,3 +469,17 @@ def test_the_report_reads_full_scale_results_only_when_asked(monkeypatch, tmp_pa
     report.claims_by_data({"synthetic": tmp_path}, "synthetic")
     report.claims_by_data({"synthetic": tmp_path}, "synthetic", full_scale=True)
     assert "full_scale" not in seen[0] and "full_scale" in seen[1]
+
+
+def test_the_predictors_work_against_the_traditional_method():
+    ms = _multiscale()
+    ms["predictor_corrector"].update(n_hessians=199, seconds=0.9)
+    ms["traditional"].update(n_hessians=207, seconds=0.5)
+    claims = _by_id(report.build_claims({"02_multiscale": ms}))
+    assert claims["fig2.predictor_saves_hessians"].status == "reproduced"
+    pays = claims["fig2.predictor_pays_in_time"]
+    assert pays.status == "beyond the paper" and pays.ours.startswith("does not pay off") and not pays.stable
+    ms["predictor_corrector"]["n_hessians"] = 212  # the predictor's saving gone: above the traditional method's
+    assert _status({"02_multiscale": ms}, "fig2.predictor_saves_hessians") == "differs"
+    ms["predictor_corrector"]["seconds"] = 0.4
+    assert _by_id(report.build_claims({"02_multiscale": ms}))["fig2.predictor_pays_in_time"].ours.startswith("pays off")
