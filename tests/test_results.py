@@ -441,3 +441,23 @@ def test_a_page_says_where_it_wrote_its_results(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(notebook, "_ROOT", tmp_path)
     monkeypatch.chdir(tmp_path / "new")
     assert notebook.report_written("r.json") == "results written to new/r.json"
+
+
+def test_fig7_table_computes_what_the_prose_states():
+    import math
+
+    import torch
+
+    import imreg_lib as il
+
+    x, v = torch.tensor([0.3, -0.2], dtype=torch.float64), torch.tensor([1.0, 0.5], dtype=torch.float64)
+    f = lambda w: torch.stack([torch.sin(w[0]), w[0] * w[1]])  # noqa: E731
+    h = (1e2, 1e1, 1.0, 1e-2, 1e-4, 1e-6)
+    exact = il.taylor_test(f, x, v, torch.stack([torch.cos(x[0]) * v[0], x[1] * v[0] + x[0] * v[1]]), h=h)
+    wrong = il.taylor_test(f, x, v, torch.zeros(2, dtype=torch.float64), h=h)
+    table, phrases = tables.fig7_table({"exact": exact, "zero": wrong})
+    rows = table.splitlines()
+    assert len(rows) == 4 and rows[2].startswith("| exact |") and rows[3].startswith("| zero |")
+    slope = math.log10(wrong.errors[1][0] / wrong.errors[1][1]) / math.log10(h[0] / h[1])
+    assert f"| {slope:.2f} |" in rows[3]
+    assert set(phrases) == {"fig7_floor", "fig7_large_slopes"} and phrases["fig7_large_slopes"][0].isdigit()

@@ -8,11 +8,13 @@ those keys.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from ..data import ImagePair
+from ..derivatives import TaylorResult
 from ..objective import SSDObjective
 from ..superres import SuperResolutionProblem
 from ..timing import describe_machine
@@ -27,9 +29,9 @@ from .superres import METHOD_LABELS, ProjectionCost, parameter_error, percent_la
 
 __all__ = ["cost_phrases", "costs_markdown", "derivative_checks_text", "derivative_times_markdown",
            "factor_range", "factors_against_paper", "fig2_phrases", "fig2_summary", "fig2_work", "fig2_work_phrases",
-           "fig3_phrases", "fig3_summary", "fig5_phrases", "key_numbers_text", "partial_markdown", "partial_phrases",
-           "problem_summary", "projections_markdown", "scaling_phrases", "sign_and_decade", "sr_verdict_phrases",
-           "starts_markdown", "varpro_runs_markdown"]
+           "fig3_phrases", "fig3_summary", "fig5_phrases", "fig7_table", "key_numbers_text", "partial_markdown",
+           "partial_phrases", "problem_summary", "projections_markdown", "scaling_phrases", "sign_and_decade",
+           "sr_verdict_phrases", "starts_markdown", "varpro_runs_markdown"]
 
 _DERIVATIVES = ("gradient", "gauss_newton", "hessian")
 
@@ -371,3 +373,22 @@ def sr_verdict_phrases(claims: Sequence[Claim], *, data: str,
     out["partial_continued_errors"] = ", ".join(f"{percent_label(p)}: {100 * r.rel_error:.1f} %"
                                                 for p, r in partial_continued.items()) or "(not run)"
     return out
+
+
+def fig7_table(taylor: Mapping[str, TaylorResult]) -> tuple[str, dict[str, str]]:
+    r"""The Fig. 7 Taylor errors of each Jacobian as a Markdown table (error at the largest step, the slope between
+    the two largest steps, the floor over :math:`h \le 10^{-4}`) and the page's phrases: the noise floor of the
+    residual (``fig7_floor``) and the range of the large-step slopes (``fig7_large_slopes``), computed here rather
+    than asserted in prose."""
+    rows = ["| Jacobian | error at the largest h | slope between the two largest h | error floor (h ≤ 1e-4) |",
+            "|---|---|---|---|"]
+    slopes = {}
+    for label, t in taylor.items():
+        e = t.errors[1]
+        slopes[label] = math.log10(e[0] / e[1]) / math.log10(t.h[0] / t.h[1])
+        tail = [x for h, x in zip(t.h, e, strict=True) if h <= 1e-4]
+        rows.append(f"| {label} | {e[0]:.1e} | {slopes[label]:.2f} | {min(tail):.0e} |")
+    ref = taylor[next(iter(taylor))]
+    floor = min(x for h, x in zip(ref.h, ref.errors[0], strict=True) if h <= 1e-4)
+    lo, hi = f"{min(slopes.values()):.2f}", f"{max(slopes.values()):.2f}"
+    return "\n".join(rows), {"fig7_floor": f"{floor:.0e}", "fig7_large_slopes": lo if lo == hi else f"{lo} to {hi}"}
