@@ -173,6 +173,7 @@ site-check: _build/html/index.html $(SITE_STAMP)
 # regression test from the results they wrote, in one step. CUDA hidden: the stored outputs are the CPU's.
 notebooks: $(STAMP)
 	rm -f $(patsubst notebooks/%.ipynb,_build/results/%.json,$(NOTEBOOKS))
+	mkdir -p _build/results  # the pages say when they create their results folder: the stored outputs do not
 	for nb in $(RUN_ORDER); do CUDA_VISIBLE_DEVICES=$(TEST_CUDA_VISIBLE_DEVICES) \
 		$(PY) -m tools.pipeline execute $$nb $$nb --in-place --cell-timeout $(CELL_TIMEOUT) || exit 1; done
 	$(PY) -m tools.regression update _build/results --references $(REFERENCES)
@@ -221,6 +222,7 @@ unit: $(STAMP)
 # either failing fails.
 nbval: $(STAMP)
 	rm -f $(patsubst notebooks/%.ipynb,_build/results/%.json,$(NOTEBOOKS))
+	mkdir -p _build/results  # as when the stored outputs were made (a fresh clone has no _build/)
 	status=0; CUDA_VISIBLE_DEVICES=$(TEST_CUDA_VISIBLE_DEVICES) $(PY) -m pytest -p no:python --nbval \
 		--nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout $(CELL_TIMEOUT) \
 		-p no:cacheprovider -q $(RUN_ORDER) || status=1; \
