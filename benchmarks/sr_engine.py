@@ -99,7 +99,6 @@ def page_seconds(repeats: int = 1) -> dict:
     import sys
     import tempfile
 
-    from imreg_lib.paper._jobs import workers
     from tools.numerics import apply_defaults
 
     root = Path(__file__).resolve().parents[1]
@@ -115,7 +114,8 @@ def page_seconds(repeats: int = 1) -> dict:
                             "--params", str(_results_elsewhere(Path(tmp)))], cwd=root, env=env, check=True,
                            capture_output=True)
             times.append(time.perf_counter() - t0)
-    return {"seconds": min(times), "runs": times, "workers": workers(), "target_seconds": 45.0}
+    # the page's LM runs stay in its kernel, one after another (imreg_lib.paper._jobs: a fork of a kernel is unsafe)
+    return {"seconds": min(times), "runs": times, "lm_runs_in_workers": False, "target_seconds": 45.0}
 
 
 def _results_elsewhere(folder: Path) -> Path:

@@ -25,8 +25,8 @@ def test_parallel_runs_equal_sequential_runs(monkeypatch, one_thread):
     monkeypatch.setenv("IMREG_WORKERS", "2")
     calls = []
     pool = _jobs.multiprocessing.get_context("fork").Pool
-    monkeypatch.setattr(_jobs.multiprocessing, "get_context",
-                        lambda method: type("C", (), {"Pool": lambda self, n: calls.append(n) or pool(n)})())
+    counted = type("C", (), {"Pool": lambda self, n, **kw: calls.append(n) or pool(n, **kw)})()
+    monkeypatch.setattr(_jobs.multiprocessing, "get_context", lambda method: counted)
     side = paper.inexact_projections(pb, w0, (5, 10, 25), **kw)
     assert calls == [2]  # the runs went to two worker processes
     assert list(side) == list(alone)
@@ -55,5 +55,8 @@ def test_jobs_stay_in_process_where_forking_is_not_safe(monkeypatch, one_thread)
     torch.set_num_threads(2)
     assert _jobs.run_jobs(jobs) == {"a": 1, "b": 2}  # PyTorch's thread pool (it does not survive a fork)
     torch.set_num_threads(1)
+    monkeypatch.setattr(_jobs, "_in_kernel", lambda: True)
+    assert _jobs.run_jobs(jobs) == {"a": 1, "b": 2}  # a Jupyter kernel
+    monkeypatch.setattr(_jobs, "_in_kernel", lambda: False)
     monkeypatch.setattr(_jobs.multiprocessing.current_process(), "daemon", True, raising=False)
     assert _jobs.run_jobs(jobs) == {"a": 1, "b": 2}  # a daemonic process (Dask's workers)

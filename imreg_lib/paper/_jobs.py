@@ -7,14 +7,17 @@ running them one after another (a test asserts it); only the wall time changes.
 
 Workers: ``IMREG_WORKERS`` (an integer >= 1) or, by default, the cores this process may use, at most
 :data:`MAX_WORKERS`. Runs stay in this process where forking is not possible or not safe: one run, one worker, not
-Linux, a daemonic process (Dask's workers), a problem on a GPU, or PyTorch running more than one thread (its
-OpenMP pool does not survive a fork, and the runs then use the cores already).
+Linux, a daemonic process (Dask's workers), a Jupyter kernel (its message threads and sockets do not survive a
+fork: a forked §4 page hung one test run in four), a problem on a GPU, or PyTorch running more than one thread (its
+OpenMP pool does not survive a fork, and the runs then use the cores already). So the book's pages run their LM
+runs one after another; scripts (and ``make bench``'s engine runs) get the workers.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import sys
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -44,8 +47,23 @@ def workers() -> int:
     return max(1, min(MAX_WORKERS, cores))
 
 
-def _call(key):
-    return _JOBS[key]()
+def _in_kernel() -> bool:
+    """Whether this is a Jupyter kernel: a fork of it hung one run in four in the tests (the kernel's message
+    threads and sockets do not survive a fork), so the runs stay in the kernel, one after another."""
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def _quiet() -> None:
+    """Worker start-up: output to ``os.devnull``. In a Jupyter kernel the inherited ``sys.stdout`` is the kernel's
+    stream over its message sockets, which a forked process must not touch (its flush at exit would)."""
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
+
+
+def _call(key) -> bytes:
+    """Run one job; its result as plain pickle bytes (tensors by value, not through PyTorch's shared-memory file
+    descriptors, which tie the parent to the worker's lifetime)."""
+    return pickle.dumps(_JOBS[key](), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def run_jobs(jobs: Mapping[K, Callable[[], T]], *, cpu: bool = True) -> dict[K, T]:
@@ -53,12 +71,12 @@ def run_jobs(jobs: Mapping[K, Callable[[], T]], *, cpu: bool = True) -> dict[K, 
     of ``jobs``. ``cpu``: whether the jobs compute on the CPU only (a CUDA context cannot be forked)."""
     n = min(workers(), len(jobs))
     if (n < 2 or not cpu or sys.platform != "linux" or multiprocessing.current_process().daemon
-            or torch.get_num_threads() != 1 or _JOBS):
+            or torch.get_num_threads() != 1 or _in_kernel() or _JOBS):
         return {key: job() for key, job in jobs.items()}
     _JOBS.update(jobs)
     try:
-        with multiprocessing.get_context("fork").Pool(n) as pool:
+        with multiprocessing.get_context("fork").Pool(n, initializer=_quiet) as pool:
             results = pool.map(_call, list(jobs), chunksize=1)
     finally:
         _JOBS.clear()
-    return dict(zip(jobs, results, strict=True))
+    return {key: pickle.loads(data) for key, data in zip(jobs, results, strict=True)}
