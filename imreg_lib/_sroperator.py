@@ -37,7 +37,20 @@ from .spline import SplineWeights, spline_weights
 if TYPE_CHECKING:
     from .superres import SuperResolutionProblem
 
-__all__ = ["SROperator"]
+__all__ = ["CachesNotPickled", "SROperator"]
+
+
+class CachesNotPickled:
+    """Mixin for the frozen dataclasses that keep derived values in a ``_cache`` dict: a pickled (or deep-copied)
+    object carries its data but an empty cache. The cache holds only values that are recomputed on demand, bit for
+    bit (assembled operators, spline weights, reconstructions), and can be hundreds of MB; a copy sent to a worker
+    process should not carry it."""
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_cache": {}}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
 
 #: Transform stacks (outermost first) under which :meth:`SROperator.normal` uses its primitive (custom ``jvp``).
 _PRIMITIVE_STACKS = (("jvp",), ("vmap", "jvp"))
@@ -59,7 +72,7 @@ def _forward_difference_transpose(z: torch.Tensor, axis: int) -> torch.Tensor:
 
 
 @dataclass(frozen=True, eq=False)
-class SROperator:
+class SROperator(CachesNotPickled):
     r""":math:`A(w)` at one ``w``: matrix-free, linear in :math:`f` (vectors of shape ``(m²,)``).
 
     The CG hot path, :meth:`normal` (:math:`A^\top A f` with the exact adjoint), has three implementations,

@@ -57,9 +57,11 @@ def assembled_suitable(problem, w: torch.Tensor, adjoint: str = "exact") -> bool
                                                                 or w.requires_grad))
 
 
-#: Dense assembled operators kept per problem (by motion): the page's many runs and checks start from the same
-#: motions (about a third of its assemblies repeat one), and one costs 10 MB at the paper's size.
-_DENSE_KEPT = 8
+#: Dense assembled operators kept per problem (by motion): checks and runs that start from the same motion share
+#: one. Two: an LM run needs only its current point (the residual and then the Jacobian there), and every kept
+#: operator (10 MB at the paper's size) shows in the run's resident memory: with eight kept, the first run of a
+#: process grew by 80 MB over its first eight points, which read as a growing memory per LM iteration.
+_DENSE_KEPT = 2
 
 
 def assemble(problem, w_full: torch.Tensor) -> AssembledNormal | SparseNormal:

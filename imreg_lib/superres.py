@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from . import _checks
-from ._sroperator import SROperator
+from ._sroperator import CachesNotPickled, SROperator
 from ._torch import untraced
 from .data import load_image, synthetic_hand_pair
 from .device import DEFAULT_DTYPE, resolve_device
@@ -86,7 +86,7 @@ def random_affine(seed: int, *, scale_range: tuple[float, float] = (0.95, 1.3),
 
 
 @dataclass(frozen=True, eq=False)
-class SuperResolutionProblem:
+class SuperResolutionProblem(CachesNotPickled):
     r"""A super-resolution test problem: ground truth, data and the pieces of :math:`A(w)`, :math:`b`.
 
     Build it with :func:`superresolution_problem`. Parameters of all templates form one vector

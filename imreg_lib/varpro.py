@@ -58,6 +58,7 @@ import torch
 from torch.func import jacfwd, vmap
 
 from . import _checks
+from ._sroperator import CachesNotPickled
 from ._srsparse import assemble, assembled_suitable
 from ._torch import is_traced
 from .cg import CGResult, conjugate_gradient, conjugate_gradient_tangents
@@ -75,7 +76,7 @@ _CG_MODE = {"diff_all": "all", "no_diff": "none", "last_restarted": "last_restar
 
 
 @dataclass(frozen=True, eq=False)
-class VarPro:
+class VarPro(CachesNotPickled):
     r"""The variable-projection residual and its Jacobians for a :class:`SuperResolutionProblem`.
 
     Parameters

@@ -396,6 +396,7 @@ def _execute_point(notebook: str, name: str, params: Mapping, threads: int | Non
             threads = 1
     os.environ["OMP_NUM_THREADS"] = str(threads)  # the kernel inherits it: no oversubscription across workers
     os.environ["MKL_NUM_THREADS"] = str(threads)
+    os.environ["IMREG_WORKERS"] = str(threads)  # and a page's runs use this point's share of cores, no more
     with tempfile.TemporaryDirectory(prefix="imreg-sweep-") as tmp:
         out = Path(tmp) / f"{name}.ipynb"
         results = Path(tmp) / f"{name}.json"

@@ -1,25 +1,43 @@
-"""Independent runs of one page side by side, in forked worker processes (private module).
+"""Independent runs of one page side by side, in worker processes (private module).
 
 The §4 page runs many Levenberg-Marquardt runs that share a problem and nothing else: each is single-threaded (the
 book pins one thread for reproducibility), so on a machine with several cores they can run at the same time. Each
 run executes in its own process with exactly the arithmetic it has alone, so the results are bit for bit those of
-running them one after another (a test asserts it); only the wall time changes.
+running them one after another (tests assert it); only the wall time changes.
+
+Two ways, by where the runs are started:
+
+* **A script** (``make bench``, ``make full-scale``): a pool of processes forked for the batch, which inherit the
+  jobs (nothing is pickled on the way out).
+* **A Jupyter kernel** (the book's pages): a kernel must not fork (its message threads and sockets do not survive
+  it: a forked §4 page hung one test run in four), so the kernel keeps a small pool of workers started from a clean
+  *forkserver* process, once, the first time it has runs to share (about 2-3 s on one core, overlapped with the
+  kernel's own first run). The kernel sends each job pickled, without the problem's caches
+  (:class:`~imreg_lib._sroperator.CachesNotPickled`), and runs jobs itself while the workers run others. If a worker
+  is lost, its job runs in the kernel.
 
 Workers: ``IMREG_WORKERS`` (an integer >= 1) or, by default, the cores this process may use, at most
-:data:`MAX_WORKERS`. Runs stay in this process where forking is not possible or not safe: one run, one worker, not
-Linux, a daemonic process (Dask's workers), a Jupyter kernel (its message threads and sockets do not survive a
-fork: a forked §4 page hung one test run in four), a problem on a GPU, or PyTorch running more than one thread (its
-OpenMP pool does not survive a fork, and the runs then use the cores already). So the book's pages run their LM
-runs one after another; scripts (and ``make bench``'s engine runs) get the workers.
+:data:`MAX_WORKERS` (in a kernel the kernel counts as one). Runs stay in this process where there is one run or
+one worker, on other systems than Linux, in a daemonic process (Dask's workers), for a problem on a GPU, or where
+PyTorch runs more than one thread (the runs then use the cores already; its OpenMP pool does not survive a fork).
+
+Memory: each run records the resident memory of the process that ran it; :func:`worker_peak_mb` is the largest
+peak any kernel worker reported, which a page adds to its own peak.
 """
 
 from __future__ import annotations
 
+import collections
+import gc
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 import torch
@@ -31,6 +49,9 @@ T = TypeVar("T")
 MAX_WORKERS = 4
 
 _JOBS: dict = {}  # the jobs of the pool being run, inherited by its forked workers
+_KERNEL_POOL: dict = {}  # a kernel's persistent workers: {"executor": ProcessPoolExecutor, "size": int}
+_POOL_LOCK = threading.Lock()
+_WORKER_PEAK_MB = [0.0]  # the largest peak resident memory a kernel worker reported
 
 
 def workers() -> int:
@@ -66,17 +87,161 @@ def _call(key) -> bytes:
     return pickle.dumps(_JOBS[key](), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def run_jobs(jobs: Mapping[K, Callable[[], T]], *, cpu: bool = True) -> dict[K, T]:
-    """``{key: job()}`` for every job, in worker processes where that is possible (module docstring), in the order
-    of ``jobs``. ``cpu``: whether the jobs compute on the CPU only (a CUDA context cannot be forked)."""
-    n = min(workers(), len(jobs))
+def worker_peak_mb() -> float:
+    """The largest peak resident memory (MB) reported by a kernel worker process so far (0 if none ran)."""
+    return _WORKER_PEAK_MB[0]
+
+
+def _run_pickled(job: bytes) -> tuple[bytes, float]:
+    """Kernel worker: run one pickled job; its result as plain pickle bytes and this process's peak memory. The
+    job's copy of the problem is freed before the next (its caches refer back to it: only the cycle collector
+    frees them)."""
+    from ..timing import peak_rss_mb
+
+    fn = pickle.loads(job)
+    result = fn()
+    del fn
+    gc.collect()
+    return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL), peak_rss_mb()
+
+
+def _ready() -> bool:
+    return True
+
+
+def _worker_start(threads: int) -> None:
+    # an interrupt of the kernel (Jupyter signals its whole process group) stops the kernel's loop, which sends no
+    # further jobs; a worker finishes the job it has instead of printing a traceback into the kernel's log
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+
+
+def _kernel_executor(size: int) -> ProcessPoolExecutor:
+    """The kernel's persistent pool of ``size`` workers (started from a forkserver that has imported the library)."""
+    pool = _KERNEL_POOL
+    with _POOL_LOCK:
+        return _executor_locked(pool, size)
+
+
+def _executor_locked(pool: dict, size: int) -> ProcessPoolExecutor:
+    if pool.get("size") != size:
+        if pool.get("executor") is not None:
+            pool["executor"].shutdown(wait=False, cancel_futures=True)
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["imreg_lib.paper"])
+        pool["executor"] = ProcessPoolExecutor(size, mp_context=ctx, initializer=_worker_start,
+                                               initargs=(torch.get_num_threads(),))
+        pool["size"] = size
+    return pool["executor"]
+
+
+def _drop_kernel_pool(wait: bool = False) -> None:
+    """Shut the kernel's pool down (a lost worker breaks it; the next batch starts a new one)."""
+    with _POOL_LOCK:
+        executor = _KERNEL_POOL.pop("executor", None)
+        _KERNEL_POOL.pop("size", None)
+    if executor is not None:
+        executor.shutdown(wait=wait, cancel_futures=True)
+
+
+def _share_with_kernel_workers(jobs: Mapping[K, Callable[[], T]], size: int, order: list) -> dict[K, T]:
+    """Run ``jobs`` in this kernel and in the kernel's pool of ``size`` persistent workers (at most one job less
+    than there are jobs in use), each taking the next job (in ``order``) when it is free; a job whose worker was
+    lost runs here."""
+    pending = collections.deque(order)
+    cond = threading.Condition()
+    sent: list = []  # keys a worker took
+    remote: dict = {}  # key -> ("ok", result), ("error", exception) or ("lost", None)
+
+    def take_for_worker():
+        with cond:
+            if not pending:
+                return None
+            sent.append(pending[0])
+            return pending.popleft()
+
+    def finish(key, status, value=None) -> None:
+        with cond:
+            remote[key] = (status, value)
+            cond.notify_all()
+
+    def dispatch() -> None:
+        try:  # a worker takes jobs once it is up (the first time: while the kernel runs the first ones)
+            _kernel_executor(size).submit(_ready).result()
+        except (BrokenProcessPool, OSError):
+            _drop_kernel_pool()
+            return
+        while (key := take_for_worker()) is not None:
+            try:
+                payload = pickle.dumps(jobs[key], protocol=pickle.HIGHEST_PROTOCOL)
+                data, peak = _kernel_executor(size).submit(_run_pickled, payload).result()
+            except (BrokenProcessPool, OSError):  # the worker was lost or could not start: the kernel runs it
+                _drop_kernel_pool()
+                finish(key, "lost")
+                return
+            except (pickle.PicklingError, AttributeError, TypeError) as exc:
+                # a job that cannot be sent runs in the kernel; one that failed in the worker raises there again
+                finish(key, "lost", exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - the job itself failed: raised in the kernel, in order
+                finish(key, "error", exc)
+                continue
+            _WORKER_PEAK_MB[0] = max(_WORKER_PEAK_MB[0], peak)
+            finish(key, "ok", pickle.loads(data))
+
+    def take_here():
+        with cond:
+            return pending.popleft() if pending else None
+
+    key = take_here()  # the kernel starts on the first job while the workers start (the first time)
+    for i in range(min(size, len(jobs) - 1)):
+        threading.Thread(target=dispatch, daemon=True, name=f"imreg-jobs-{i}").start()
+    local: dict = {}
+    try:
+        while key is not None:
+            local[key] = jobs[key]()
+            key = take_here()
+        with cond:  # the jobs the workers took (a worker still starting up takes none)
+            cond.wait_for(lambda: all(k in remote for k in sent))
+    except BaseException:
+        with cond:
+            pending.clear()  # an error or an interrupt here: no further jobs go out
+        raise
+    for key, (status, _) in list(remote.items()):
+        if status == "lost":
+            local[key] = jobs[key]()
+    out = {}
+    for key in jobs:
+        if key in local:
+            out[key] = local[key]
+        else:
+            status, value = remote[key]
+            if status == "error":
+                raise value
+            out[key] = value
+    return out
+
+
+def run_jobs(jobs: Mapping[K, Callable[[], T]], *, cpu: bool = True,
+             cost: Mapping[K, float] | None = None) -> dict[K, T]:
+    """``{key: job()}`` for every job, in worker processes where that is possible (module docstring), returned in
+    the order of ``jobs``.
+
+    ``cpu``: whether the jobs compute on the CPU only (a CUDA context cannot be forked). ``cost``: an estimate of
+    each job's time in any unit; the jobs then start longest first (the classic longest-processing-time rule,
+    which keeps two processes from waiting on one long job started last). Results do not depend on it."""
+    order = sorted(jobs, key=lambda k: -cost[k]) if cost is not None else list(jobs)
+    total = workers()
+    n = min(total, len(jobs))
     if (n < 2 or not cpu or sys.platform != "linux" or multiprocessing.current_process().daemon
-            or torch.get_num_threads() != 1 or _in_kernel() or _JOBS):
+            or torch.get_num_threads() != 1 or _JOBS):
         return {key: job() for key, job in jobs.items()}
+    if _in_kernel():
+        return _share_with_kernel_workers(jobs, total - 1, order)
     _JOBS.update(jobs)
     try:
         with multiprocessing.get_context("fork").Pool(n, initializer=_quiet) as pool:
-            results = pool.map(_call, list(jobs), chunksize=1)
+            results = dict(zip(order, pool.map(_call, order, chunksize=1), strict=True))
     finally:
         _JOBS.clear()
-    return {key: pickle.loads(data) for key, data in zip(jobs, results, strict=True)}
+    return {key: pickle.loads(results[key]) for key in jobs}

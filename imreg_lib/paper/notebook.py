@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["glue", "reject_unknown_parameters", "report_written", "save_results"]
+__all__ = ["glue", "peak_memory_mb", "reject_unknown_parameters", "report_written", "save_results"]
 
 #: The repository: the folder that holds the library (an editable install), to which written paths are relative.
 _ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +20,15 @@ def glue(name: str, value, display: bool = False) -> None:
     except ImportError:  # pragma: no cover - myst-nb is pinned with the book
         return
     _glue(name, value, display=display)
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory (MB) of this kernel and of the worker processes that ran its runs (the larger):
+    :func:`~imreg_lib.timing.peak_rss_mb` and the peaks the workers reported."""
+    from ..timing import peak_rss_mb
+    from ._jobs import worker_peak_mb
+
+    return max(peak_rss_mb(), worker_peak_mb())
 
 
 def report_written(path: str | os.PathLike, what: str = "results", *, created: bool = False) -> str:

@@ -502,7 +502,8 @@ def plot_fig10(inexact: Mapping[int, VarProRun], cg_counts: Sequence[int]) -> Fi
 
 
 def plot_memory(runs: Mapping[str, VarProRun]) -> Figure:
-    """Resident memory after each recorded LM point, one line per run (``{label: VarProRun}``)."""
+    """Resident memory of the process that ran each run after each recorded LM point, one line per run
+    (``{label: VarProRun}``)."""
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -510,7 +511,7 @@ def plot_memory(runs: Mapping[str, VarProRun]) -> Figure:
     for name, r in runs.items():
         ax.plot(np.arange(len(r.rss_mb)) + 1, r.rss_mb, ".-", linewidth=0.8, label=name)
     ax.set_xlabel("recorded LM point")
-    ax.set_ylabel("resident memory (MB)")
+    ax.set_ylabel("resident memory of its process (MB)")
     ax.set_ylim(0, None)
     ax.legend(fontsize="x-small", ncol=3)
     ax.set_title("Memory per LM iteration")

@@ -31,6 +31,7 @@ Two schedules over :math:`\theta \in` ``logspace(2, -3, 6)``:
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -45,6 +46,7 @@ from ..optimizers import _Cache, newton_trust_region
 from ..spline import SplineImage, spline_derivatives
 from ..superres import SuperResolutionProblem
 from ..transformations import Affine
+from ._jobs import run_jobs
 
 __all__ = ["PREREGISTRATIONS", "PREREG_THETAS", "PreregistrationResult", "PreregistrationScale", "prereg_objective",
            "preregister", "preregistration_starts"]
@@ -230,5 +232,6 @@ def preregistration_starts(problem: SuperResolutionProblem, *, variant: str = "a
     Figs 5-6 start from the ``"norm"`` pre-registration, Figs 7-11 from the ``"squared"`` one (the authors'
     notebooks differ); ``continuation=True`` is the fix, ``False`` the authors' restarts (:func:`preregister`).
     """
-    return {(loss, cont): preregister(problem, loss=loss, continuation=cont, variant=variant)
+    jobs = {(loss, cont): functools.partial(preregister, problem, loss=loss, continuation=cont, variant=variant)
             for loss in ("norm", "squared") for cont in (True, False)}
+    return run_jobs(jobs, cpu=problem.device.type == "cpu")  # independent: side by side where workers are
