@@ -6,6 +6,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SITE_STAMP := $(VENV)/.installed-site
+LAB_STAMP  := $(VENV)/.installed-lab
+LAB_PORT ?= 8888
 CHROMIUM ?= /usr/bin/chromium
 PARAMS ?= params/paper.yaml
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
@@ -57,7 +59,7 @@ PRECOMPILE := imreg_lib imreg_lib.paper imreg_lib.paper.fullscale matplotlib.pyp
 	jupyter_book sphinx.application myst_nb
 
 .PHONY: book test tests unit nbval regression lint notebooks env clean bench help site-check sweep numerics spread \
-	paper-data paper-results gpu-check full-scale
+	paper-data paper-results gpu-check full-scale lab lab-check browser
 
 help:
 	@echo "make book        build the executed book into _build/html (PARAMS=params/quick.yaml for a preview)"
@@ -78,6 +80,9 @@ help:
 	@echo "make site-check  check the built book: files, links, figures, then every page in headless Chromium"
 	@echo "                 (no console errors, nothing from the network; screenshots in _build/site-check;"
 	@echo "                 CHROMIUM=/usr/bin/google-chrome to use another browser)"
+	@echo "make lab         open the notebooks in JupyterLab (pinned, requirements-lab.txt) on 127.0.0.1 with a"
+	@echo "                 token; rerun and tweak them, widgets included (LAB_PORT=8888)"
+	@echo "make lab-check   the browser test of make lab: a page's widget cell in a real kernel, a slider moved"
 	@echo "make sweep       NB=notebooks/X.ipynb GRID='{param: [v1, v2]}' [WORKERS=2 | SCHEDULER=tcp://host:port]"
 	@echo "                 [BASE=params/quick.yaml] [FORCE=1]: one papermill run per grid point on Dask, into"
 	@echo "                 _build/sweeps/X/, results in table.csv/.md; points already run are skipped"
@@ -85,13 +90,14 @@ help:
 
 env: $(STAMP)
 
-$(STAMP): requirements-lock.txt pyproject.toml
+$(STAMP): requirements-lock.txt pyproject.toml tools/ipython_kernel_config.py
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required, found " + sys.version.split()[0]'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# --no-compile: Python compiles the modules a run imports on first use, not every file of every package now
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-compile -r requirements-lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	mkdir -p $(VENV)/etc/ipython && cp tools/ipython_kernel_config.py $(VENV)/etc/ipython/ipython_kernel_config.py
 	$(PY) -m tools.precompile $(PRECOMPILE)
 	touch $(STAMP)
 
@@ -153,21 +159,40 @@ $(SITE_STAMP): requirements-site.txt $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-site.txt
 	touch $(SITE_STAMP)
 
-site-check: _build/html/index.html $(SITE_STAMP)
+# The browser of both checks: Debian's Chromium, installed when missing where that is possible (root, apt).
+browser:
 	@command -v "$(CHROMIUM)" >/dev/null || { \
 		if [ "$(CHROMIUM)" = /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			echo "site-check: installing Debian's chromium"; \
+			echo "browser: installing Debian's chromium"; \
 			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 		else \
-			echo "site-check: no browser at $(CHROMIUM): install Chromium (Debian/Ubuntu: sudo apt-get install chromium)" \
+			echo "browser: none at $(CHROMIUM): install Chromium (Debian/Ubuntu: sudo apt-get install chromium)" \
 				"or pass another one, e.g. make site-check CHROMIUM=/usr/bin/google-chrome" >&2; \
 			exit 1; \
 		fi; }
+
+site-check: _build/html/index.html $(SITE_STAMP) browser
 	status=0; \
 	$(PY) -m tools.sitecheck static --html _build/html --toc _toc.yml || status=1; \
 	$(PY) -m tools.sitecheck browser --html _build/html --toc _toc.yml --out _build/site-check \
 		--chromium "$(CHROMIUM)" || status=1; \
 	exit $$status
+
+# ---- JupyterLab: open the notebooks, rerun and tweak them ------------------------------------------
+# On 127.0.0.1 only, with Jupyter's token (printed in the address it opens); the kernels get the book's numeric
+# settings. LAB_PORT: the port (Jupyter takes the next free one if it is busy).
+$(LAB_STAMP): requirements-lab.txt $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements-lock.txt -r requirements-lab.txt
+	touch $(LAB_STAMP)
+
+lab: $(LAB_STAMP)
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --ServerApp.root_dir=. \
+		--ServerApp.default_url=/lab/tree/notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+
+# The browser test of make lab (also part of make test, where it is skipped without JupyterLab, Playwright or
+# Chromium): here everything is installed first and a missing piece fails instead.
+lab-check: $(LAB_STAMP) $(SITE_STAMP) browser
+	IMREG_REQUIRE_BROWSER=1 CHROMIUM=$(CHROMIUM) $(PY) -m pytest tests/test_lab.py -q -p no:cacheprovider
 
 # Re-execute the committed notebooks at their defaults (stored outputs), then write the references of the results
 # regression test from the results they wrote, in one step. CUDA hidden: the stored outputs are the CPU's.
