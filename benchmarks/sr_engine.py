@@ -92,8 +92,10 @@ def measure(vp, w, repeats: int) -> dict:
 
 
 def page_seconds(repeats: int = 1) -> dict:
-    """Wall time of executing the §4 page at the paper's settings as the book does (a papermill kernel, the numeric
-    settings of ``tools/numerics.mk``, independent LM runs on the usable cores), best of ``repeats``."""
+    """Time of executing the §4 page at the paper's settings as the book does (a papermill kernel, the numeric
+    settings of ``tools/numerics.mk``, independent LM runs on the usable cores), best of ``repeats``: the notebook's
+    own execution time as papermill records it (the measure of the book's build-status page), and the wall time of
+    the whole command (interpreter, kernel start, cleaning the notebook)."""
     import os
     import subprocess
     import sys
@@ -105,7 +107,7 @@ def page_seconds(repeats: int = 1) -> dict:
     env = dict(os.environ)
     env.pop("OMP_NUM_THREADS", None)  # make bench's one thread for this script; the page gets the book's settings
     apply_defaults(env)
-    times = []
+    notebook, wall = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -113,13 +115,14 @@ def page_seconds(repeats: int = 1) -> dict:
                             str(Path(tmp) / "03.ipynb"), "--params", "params/paper.yaml",
                             "--params", str(_results_elsewhere(Path(tmp)))], cwd=root, env=env, check=True,
                            capture_output=True)
-            times.append(time.perf_counter() - t0)
+            wall.append(time.perf_counter() - t0)
+            notebook.append(json.loads((Path(tmp) / "status" / "03_superresolution.json").read_text())["seconds"])
     # the kernel shares the page's LM runs with its persistent worker processes (imreg_lib.paper._jobs) when more
     # than one core is usable
     from imreg_lib.paper._jobs import workers
 
-    return {"seconds": min(times), "runs": times, "lm_runs_in_workers": workers() > 1, "workers": workers(),
-            "target_seconds": 45.0}
+    return {"seconds": min(notebook), "runs": notebook, "wall_seconds": min(wall), "wall_runs": wall,
+            "lm_runs_in_workers": workers() > 1, "workers": workers(), "target_seconds": 45.0}
 
 
 def _results_elsewhere(folder: Path) -> Path:
@@ -152,7 +155,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.only_page:
         out = json.loads(args.output.read_text())
-        out["page_03"] = page_seconds()
+        out["page_03"] = page_seconds(args.repeats)
         out["full_scale"] = full_scale(args.full_scale_results)
         _write(args.output, out)
         print(json.dumps({"page_03": out["page_03"], "full_scale": out["full_scale"]}, indent=1))
@@ -177,7 +180,7 @@ def main() -> None:
             row[engine]["achieved_over_floor"] = row[engine]["ms_per_iteration"] / (1e3 * fl["seconds"])
         out["methods"][name] = row
         print(name, json.dumps(row))
-    out["page_03"] = page_seconds()
+    out["page_03"] = page_seconds(min(args.repeats, 2))
     out["full_scale"] = full_scale(args.full_scale_results)
     _write(args.output, out)
     print(json.dumps(out["floor_per_iteration"], indent=1))

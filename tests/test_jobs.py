@@ -140,3 +140,16 @@ def test_longest_jobs_start_first(monkeypatch, one_thread):
     jobs = {k: functools.partial(ran.append, k) for k in "abc"}
     assert list(_jobs.run_jobs(jobs, cost={"a": 1, "b": 3, "c": 2})) == ["a", "b", "c"]  # results in given order
     assert ran == ["a", "b", "c"]  # one process: in the given order (nothing to balance)
+
+
+def test_start_workers_starts_the_kernel_pool_in_the_background(monkeypatch, in_kernel):
+    from imreg_lib.paper.notebook import start_workers
+
+    t0 = time.perf_counter()
+    assert start_workers()
+    assert time.perf_counter() - t0 < 0.5  # in the background: the forkserver's imports take seconds
+    _jobs._kernel_executor(1).submit(_jobs._ready).result()
+    assert "executor" in _jobs._KERNEL_POOL
+    monkeypatch.setattr(_jobs, "_in_kernel", lambda: False)
+    _jobs._drop_kernel_pool(wait=True)
+    assert not start_workers() and "executor" not in _jobs._KERNEL_POOL  # a script: nothing started

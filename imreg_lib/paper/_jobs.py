@@ -222,6 +222,27 @@ def _share_with_kernel_workers(jobs: Mapping[K, Callable[[], T]], size: int, ord
     return out
 
 
+def _side_by_side_possible() -> bool:
+    return not (sys.platform != "linux" or multiprocessing.current_process().daemon or torch.get_num_threads() != 1)
+
+
+def start_workers() -> bool:
+    """In a Jupyter kernel that will share runs (module docstring), start its worker processes now, in the
+    background, so that they are up when the first runs come (a page calls this in its set-up cell); returns
+    whether workers are starting. Elsewhere a no-op."""
+    if workers() < 2 or not _in_kernel() or not _side_by_side_possible():
+        return False
+
+    def start() -> None:  # submit() waits for the forkserver's imports: in a thread, the kernel goes on
+        try:
+            _kernel_executor(workers() - 1).submit(_ready)
+        except (BrokenProcessPool, OSError):
+            _drop_kernel_pool()
+
+    threading.Thread(target=start, daemon=True, name="imreg-jobs-start").start()
+    return True
+
+
 def run_jobs(jobs: Mapping[K, Callable[[], T]], *, cpu: bool = True,
              cost: Mapping[K, float] | None = None) -> dict[K, T]:
     """``{key: job()}`` for every job, in worker processes where that is possible (module docstring), returned in
@@ -233,8 +254,7 @@ def run_jobs(jobs: Mapping[K, Callable[[], T]], *, cpu: bool = True,
     order = sorted(jobs, key=lambda k: -cost[k]) if cost is not None else list(jobs)
     total = workers()
     n = min(total, len(jobs))
-    if (n < 2 or not cpu or sys.platform != "linux" or multiprocessing.current_process().daemon
-            or torch.get_num_threads() != 1 or _JOBS):
+    if n < 2 or not cpu or not _side_by_side_possible() or _JOBS:
         return {key: job() for key, job in jobs.items()}
     if _in_kernel():
         return _share_with_kernel_workers(jobs, total - 1, order)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["glue", "peak_memory_mb", "reject_unknown_parameters", "report_written", "save_results"]
+__all__ = ["glue", "peak_memory_mb", "reject_unknown_parameters", "report_written", "save_results", "start_workers"]
 
 #: The repository: the folder that holds the library (an editable install), to which written paths are relative.
 _ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +29,15 @@ def peak_memory_mb() -> float:
     from ._jobs import worker_peak_mb
 
     return max(peak_rss_mb(), worker_peak_mb())
+
+
+def start_workers() -> bool:
+    """Start this kernel's worker processes for independent runs in the background (where it has more than one
+    core to use; :mod:`imreg_lib.paper._jobs`), so that they are up when a page's first runs come; returns whether
+    they are starting."""
+    from ._jobs import start_workers as start
+
+    return start()
 
 
 def report_written(path: str | os.PathLike, what: str = "results", *, created: bool = False) -> str:

@@ -18,6 +18,7 @@ reconstructions, animations) are :mod:`imreg_lib.plotting`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ from ..grid import Grid
 from ..plotting import animation_html, plot_performance, plot_reconstructions, plot_transformed_grid, show_image
 from ..spline import SplineImage
 from ..varpro import relative_error
+from ._jobs import run_jobs
 from .numbers import PAPER_SR
 from .superres import METHOD_LABELS, percent_label, reconstruction_path, varpro_variant
 
@@ -554,8 +556,9 @@ def lm_player(runs: Mapping[str, VarProRun], problem: SuperResolutionProblem, va
     import matplotlib.pyplot as plt
 
     R, grid = problem.reference, problem.grid
-    paths = {k: reconstruction_path(runs[k], problem, varpro_variant(problem, variant=variant))
-             for k in ("diff_all", "no_diff")}
+    vp = varpro_variant(problem, variant=variant)
+    paths = run_jobs({k: functools.partial(reconstruction_path, runs[k], problem, vp) for k in ("diff_all", "no_diff")},
+                     cpu=problem.device.type == "cpu")  # the two paths side by side where workers are
     n_frames = min(len(p) for p in paths.values())
     fig, axes = plt.subplots(2, 2, figsize=(5.6, 4.8), dpi=72)
     ims = {}

@@ -306,10 +306,16 @@ def projection_taylor(problem: SuperResolutionProblem, w0: torch.Tensor, fractio
     v = g / torch.linalg.vector_norm(g)
     with torch.no_grad():
         differences = [reference.residual(w0 + s * v) - r0 for s in steps]
-    directional = {label: vp.jvp(w0, v).detach() for label, vp in methods.items()}
     if implicit:
-        directional["implicit"] = varpro_variant(problem, method="implicit", variant=variant).jvp(w0, v).detach()
+        methods["implicit"] = varpro_variant(problem, method="implicit", variant=variant)
+    # one product J_p v per method, independent: side by side where workers are (the same values)
+    directional = run_jobs({label: functools.partial(_jvp, vp, w0, v) for label, vp in methods.items()},
+                           cpu=problem.device.type == "cpu")
     return {label: taylor_from_differences(steps, differences, jv) for label, jv in directional.items()}
+
+
+def _jvp(vp: VarPro, w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return vp.jvp(w, v).detach()
 
 
 def own_residual_varpros(problem: SuperResolutionProblem, fractions: Sequence[float], *, cg_iters: int = 25,
