@@ -397,7 +397,12 @@ def test_remaining_superresolution_rules_fail():
         sr["timings"]["per_method"]["Diff All (N = 500)"]["factor"] = factor
         assert _status({"03_superresolution": sr}, "sr.jacobian_cost") == status
     sr["memory_growth_after_second"] = 0.2
+    sr["memory_mb_per_iteration"] = {"Diff All": [400.0, 410.0, 430.0, 450.0, 470.0]}  # still growing at the end
     assert _status({"03_superresolution": sr}, "sr.memory_growth") == "reproduced"
+    sr["memory_mb_per_iteration"] = {"Diff All": [400.0, 410.0, 480.0, 490.0, 490.0, 490.0]}  # rose, then level
+    assert _status({"03_superresolution": sr}, "sr.memory_growth") == "differs"
+    sr["memory_growth_after_second"] = 0.01
+    assert _status({"03_superresolution": sr}, "sr.memory_growth") == "improved"
     assert report.error_status(0.107 * 1.19, 0.107) == "reproduced"
     assert report.error_status(0.107 * 1.21, 0.107) == "differs" == report.error_status(0.107 * 0.79, 0.107)
     sr = _superres()

@@ -21,6 +21,12 @@ A rule is ``{keys: [fnmatch patterns], check: KIND, tol: number, spread: number,
 ``ignore``
     not compared (wall-clock times, memory), with the reason in ``why``.
 
+A notebook's list may also hold **relations**, ``{relation: "A < 0.5 * B", why: text}``: a named inequality
+between two of its results (``<``, ``<=``, ``>``, ``>=``, an optional factor on the right), checked on the results
+themselves, not against the reference. They state what the results must show whatever round-off does to each
+number (Diff All well below No Diff; the predictor-corrector needing no more Hessians than the traditional
+method), and a result that breaks one fails, naming the relation.
+
 ``spread`` is the largest difference, in the rule's own measure, that :func:`measure_spread` found between runs
 of the same notebooks under different numeric settings on one machine (``settings`` lists them); every tolerance
 must cover its spread. Every key of a result must match a rule, and the keys of result and reference must agree,
@@ -39,15 +45,17 @@ import argparse
 import fnmatch
 import json
 import math
+import operator
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CHECKS", "FLOORS", "Finding", "Report", "Rule", "check_results", "check_value", "flatten", "load_rules",
-           "measure_spread", "suggest_tolerance", "update_references"]
+__all__ = ["CHECKS", "FLOORS", "Finding", "Relation", "Report", "Rule", "check_results", "check_value", "flatten",
+           "load_relations", "load_rules", "measure_spread", "suggest_tolerance", "update_references"]
 
 CHECKS = ("exact", "rtol", "atol", "decades", "sign", "ignore")
 REFERENCES = Path("tests/references")
@@ -65,6 +73,8 @@ class Rule:
     spread: float | None = None
     settings: tuple[str, ...] = ()
     why: str = ""
+    #: The tolerance is a stated floor (its ``why`` says what it rests on), not a multiple of the measured spread.
+    floor: bool = False
 
     def __post_init__(self) -> None:
         if self.check not in CHECKS:
@@ -78,6 +88,8 @@ class Rule:
             raise ValueError(f"check {self.check!r} takes no tol (keys {list(self.keys)})")
         if self.check == "ignore" and not self.why:
             raise ValueError(f"an ignore rule says why (keys {list(self.keys)})")
+        if self.floor and not self.why:
+            raise ValueError(f"a stated floor says why (keys {list(self.keys)})")
 
     def matches(self, key: str) -> bool:
         return any(fnmatch.fnmatchcase(key, pattern) for pattern in self.keys)
@@ -101,21 +113,74 @@ class Rule:
             out["spread"] = self.spread
         if self.settings:
             out["settings"] = list(self.settings)
+        if self.floor:
+            out["floor"] = True
         if self.why:
             out["why"] = self.why
         return out
 
 
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+_RELATION = re.compile(r"\s*(\S+)\s*(<=|<|>=|>)\s*(?:([-+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(\S+)\s*")
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A named inequality between two results of one notebook: ``left op factor * right``."""
+
+    text: str
+    left: str
+    op: str
+    right: str
+    factor: float = 1.0
+    why: str = ""
+
+    @classmethod
+    def parse(cls, text: str, why: str = "", where: str = "") -> Relation:
+        match = _RELATION.fullmatch(text or "")
+        if match is None:
+            raise ValueError(f"{where}: a relation reads 'KEY < [FACTOR *] KEY' (<, <=, >, >=), got {text!r}")
+        left, op, factor, right = match.groups()
+        return cls(text.strip(), left, op, right, float(factor) if factor else 1.0, why)
+
+    def evaluate(self, flat: Mapping) -> tuple[bool, str]:
+        """Whether the relation holds on the flattened results ``flat``, and the values it compared."""
+        missing = [k for k in (self.left, self.right) if not _is_number(flat.get(k))]
+        if missing:
+            return False, f"no number at {', '.join(missing)}"
+        a, b = flat[self.left], flat[self.right]
+        return bool(_OPS[self.op](a, self.factor * b)), f"{self.left} = {a:.6g}, {self.right} = {b:.6g}"
+
+
+def load_relations(path: Path) -> dict[str, list[Relation]]:
+    """``{notebook stem: [Relation, ...]}`` from the ``relation`` entries of a tolerances YAML file."""
+    import yaml
+
+    table = yaml.safe_load(Path(path).read_text()) or {}
+    out = {}
+    for stem, entries in table.items():
+        rows = []
+        for i, e in enumerate(entries or []):
+            if isinstance(e, Mapping) and "relation" in e:
+                unknown = set(e) - {"relation", "why"}
+                if unknown:
+                    raise ValueError(f"{path}: {stem}[{i}]: unknown field(s) {sorted(unknown)} in a relation")
+                rows.append(Relation.parse(e["relation"], e.get("why", ""), f"{path}: {stem}[{i}]"))
+        out[stem] = rows
+    return out
+
+
 def _rule(entry: Mapping, where: str) -> Rule:
     if not isinstance(entry, Mapping):
         raise ValueError(f"{where}: a rule must be a mapping, got {entry!r}")
-    unknown = set(entry) - {"keys", "check", "tol", "atol", "spread", "settings", "why"}
+    unknown = set(entry) - {"keys", "check", "tol", "atol", "spread", "settings", "why", "floor"}
     if unknown:
         raise ValueError(f"{where}: unknown field(s) {sorted(unknown)} in rule {dict(entry)}")
     keys = entry.get("keys")
     keys = (keys,) if isinstance(keys, str) else tuple(keys or ())
     return Rule(keys=keys, check=entry.get("check", ""), tol=entry.get("tol"), atol=float(entry.get("atol", 0.0)),
-                spread=entry.get("spread"), settings=tuple(entry.get("settings", ())), why=entry.get("why", ""))
+                spread=entry.get("spread"), settings=tuple(entry.get("settings", ())), why=entry.get("why", ""),
+                floor=bool(entry.get("floor", False)))
 
 
 def load_rules(path: Path) -> dict[str, list[Rule]]:
@@ -125,7 +190,8 @@ def load_rules(path: Path) -> dict[str, list[Rule]]:
     table = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(table, Mapping):
         raise ValueError(f"{path} must map notebook names to lists of rules")
-    return {stem: [_rule(e, f"{path}: {stem}[{i}]") for i, e in enumerate(entries or [])]
+    return {stem: [_rule(e, f"{path}: {stem}[{i}]") for i, e in enumerate(entries or [])
+                   if not (isinstance(e, Mapping) and "relation" in e)]
             for stem, entries in table.items()}
 
 
@@ -200,9 +266,12 @@ class Finding:
     value: object = None
     difference: float | None = None
     rule: Rule | None = None
+    detail: str = ""
 
     def line(self) -> str:
         ref, got = _short(self.reference), _short(self.value)
+        if self.problem == "relation":
+            return f"{self.notebook}: relation '{self.key}' does not hold: {self.detail}"
         if self.problem == "moved":
             d = "" if self.difference is None or math.isinf(self.difference) else f" (difference {self.difference:.2e})"
             return f"{self.notebook}: {self.key}: reference {ref}, got {got}{d}; allowed: {self.rule.describe()}"
@@ -241,7 +310,7 @@ class Report:
             mark = "ok" if not bad else f"{len(bad)} FAILED"
             lines.append(f"{stem}: {self.checked[stem]} numbers compared, {self.ignored[stem]} ignored: {mark}")
             lines += ["  " + f.line() for f in bad]
-        moved = sum(f.problem == "moved" for f in self.findings)
+        moved = sum(f.problem in ("moved", "relation") for f in self.findings)
         lines.append(f"regression: {sum(self.checked.values()) - moved} passed, {len(self.findings)} failed")
         return "\n".join(lines)
 
@@ -278,6 +347,7 @@ def check_results(results_dir: Path, references: Path = REFERENCES,
                   notebooks: Sequence[str] | None = None) -> Report:
     """Check ``results_dir/<stem>.json`` against ``references/<stem>.json`` for every notebook with rules."""
     rules = load_rules(Path(references) / TOLERANCES)
+    relations = load_relations(Path(references) / TOLERANCES)
     checked, ignored, findings = {}, {}, []
     for stem in notebooks or sorted(rules):
         ref_path, res_path = Path(references) / f"{stem}.json", Path(results_dir) / f"{stem}.json"
@@ -289,7 +359,14 @@ def check_results(results_dir: Path, references: Path = REFERENCES,
             findings.append(Finding(stem, "", f"no results {res_path} (did the notebook run?)"))
             continue
         reference = json.loads(ref_path.read_text())["values"]
-        n, k, found = compare(stem, flatten(json.loads(res_path.read_text())), reference, rules.get(stem, []))
+        flat = flatten(json.loads(res_path.read_text()))
+        n, k, found = compare(stem, flat, reference, rules.get(stem, []))
+        for relation in relations.get(stem, []):
+            holds, detail = relation.evaluate(flat)
+            n += 1
+            if not holds:
+                found.append(Finding(stem, relation.text, "relation",
+                                     detail=detail + (f" ({relation.why})" if relation.why else "")))
         checked[stem], ignored[stem] = n, k
         findings += found
     return Report(checked, ignored, tuple(findings))
@@ -390,6 +467,7 @@ def _write_spread(references: Path, spread: Mapping, settings: Mapping[str, Sequ
 
     path = Path(references) / TOLERANCES
     rules = load_rules(path)
+    relations = load_relations(path)
     measured = {(stem, r.keys): s for stem, rows in spread.items() for r, s, _ in rows}
     table = {}
     for stem, stem_rules in rules.items():
@@ -400,7 +478,8 @@ def _write_spread(references: Path, spread: Mapping, settings: Mapping[str, Sequ
                 d["spread"] = float(f"{measured[stem, r.keys]:.2g}")
                 d["settings"] = list(settings[stem])
             entries.append(d)
-        table[stem] = entries
+        table[stem] = entries + [{"relation": r.text, **({"why": r.why} if r.why else {})}
+                                 for r in relations.get(stem, [])]
     header = "".join(line + "\n" for line in path.read_text().splitlines() if line.startswith("#"))
     text = yaml.safe_dump(table, sort_keys=False, width=120, allow_unicode=True, default_flow_style=None)
     _write_atomic(path, header + text)
