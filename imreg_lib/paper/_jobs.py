@@ -27,6 +27,7 @@ peak any kernel worker reported, which a page adds to its own peak.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import gc
 import multiprocessing
@@ -132,7 +133,17 @@ def _executor_locked(pool: dict, size: int) -> ProcessPoolExecutor:
         pool["executor"] = ProcessPoolExecutor(size, mp_context=ctx, initializer=_worker_start,
                                                initargs=(torch.get_num_threads(),))
         pool["size"] = size
+        if not pool.get("closes_at_exit"):
+            atexit.register(_close_at_exit)
+            pool["closes_at_exit"] = True
     return pool["executor"]
+
+
+def _close_at_exit() -> None:
+    """At the kernel's exit: stop the workers and free the pool's queues, whose semaphores the multiprocessing
+    resource tracker would otherwise report as leaked."""
+    _drop_kernel_pool(wait=True)
+    gc.collect()
 
 
 def _drop_kernel_pool(wait: bool = False) -> None:
