@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 #: Every module of ``tools/``, imported as the Makefile and jupyter-book import them.
 TOOLS_MODULES = ("tools.pipeline", "tools.sitecheck", "tools.sphinxext", "tools.regression", "tools.numerics",
-                 "tools.spread", "tools.paper_data", "tools.precompile")
+                 "tools.spread", "tools.paper_data", "tools.precompile", "tools.ipython_kernel_config")
 #: What no module of ``tools/`` may load.
 FORBIDDEN = ("torch", "imreg_lib")
 

@@ -38,6 +38,9 @@ def test_every_page_builds_on_real_images_the_paper_data_way(tmp_path, real_imag
             .replace("../data/paper/hands-T.jpg", str(data / "hands-T.png"))
             .replace("../_build/results/paper", str(results)))
     params = yaml.safe_load(text)
+    # smaller than the quick preview where a page's cost is in repetitions rather than in what the data do
+    params["01_ad_costs"] |= {"n_runs": 3, "comparison_n_runs": 2, "time_budget_s": 0.1}
+    params["05_peers"] |= {"capture_angles": [0.0, 90.0]}
     params["03_superresolution"]["reference_path"] = real_image_pngs["grace_hopper"]
     params["04_reproduction"] |= {"paper_results_dir": str(results), "results_dir": str(tmp_path / "synthetic")}
     leftover = [(stem, k, v) for stem, entries in params.items() for k, v in entries.items()
