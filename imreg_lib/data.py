@@ -43,6 +43,9 @@ __all__ = [
     "image_pair",
     "load_image",
     "load_pair",
+    "moved_pair",
+    "SAMPLE_IMAGES",
+    "sample_image",
     "ORIENTATIONS",
     "synthetic_hand_pair",
 ]
@@ -204,6 +207,86 @@ def synthetic_hand_pair(m: int | Sequence[int] = 32, omega: Sequence[float] = PA
     template = _sample(grid, moved, supersample)
     as_t = lambda a: torch.as_tensor(a, dtype=dtype).to(dev)  # noqa: E731
     return ImagePair(as_t(template), as_t(reference), grid, w_true.to(device=dev, dtype=dtype), "synthetic hand")
+
+
+#: Real images that ship offline with matplotlib's sample data: its 256 × 256 MRI slice and its photograph.
+SAMPLE_IMAGES = ("mri", "grace_hopper")
+
+
+def sample_image(name: str, *, device: str | torch.device = "auto", dtype: torch.dtype = DEFAULT_DTYPE,
+                 ) -> torch.Tensor:
+    """A real greyscale image from matplotlib's sample data (offline), upright, on the 0-255 scale.
+
+    ``"mri"``: the 256 × 256 MRI slice ``s1045.ima.gz`` (raw little-endian 16-bit, scaled to 0-255);
+    ``"grace_hopper"``: the photograph ``grace_hopper.jpg`` in grey. Returned on the paper's convention
+    ``X[i, j]`` (i along x, j along y from the bottom), as :func:`load_image` returns files.
+    """
+    from matplotlib import cbook
+
+    _checks.one_of("name", name, SAMPLE_IMAGES)
+    if name == "mri":
+        with cbook.get_sample_data("s1045.ima.gz") as f:
+            A = np.frombuffer(f.read(), dtype="<u2").reshape(256, 256).astype(np.float64)
+        A = 255.0 * A / A.max()
+    else:
+        from PIL import Image
+
+        with cbook.get_sample_data("grace_hopper.jpg") as f:
+            A = np.asarray(Image.open(f).convert("L"), dtype=np.float64)
+    X = np.ascontiguousarray(A[::-1, :].T)
+    return torch.as_tensor(X, dtype=dtype).to(resolve_device(device))
+
+
+def moved_pair(image: torch.Tensor, omega: Sequence[float], m: int | Sequence[int] = 32, *,
+               motion: dict | None = None, supersample: int = 4, source: str = "image",
+               device: str | torch.device = "auto", dtype: torch.dtype = DEFAULT_DTYPE) -> ImagePair:
+    r"""A pair with a known motion made from any 2D image: the image is the reference, its moved copy the template.
+
+    The image (values at the cell centres of ``Grid(omega, image.shape)``, e.g. a file loaded at its own size) is
+    interpolated by its cubic spline (:math:`\theta = 0`, zero outside the domain); both images of the pair are cell
+    averages over ``supersample²`` sub-points per cell of an ``m``-cell grid on the same domain:
+    :math:`R(x) = I(x)` and :math:`T(x) = I(y^{*-1}(x))`, so that :math:`T(y^*(x)) = R(x)` wherever
+    :math:`y^*(x)` stays in the domain, with :math:`y^*` the affine map of ``motion`` about the domain's centre
+    (:data:`HAND_MOTION`'s keys; default: the hand's motion).
+
+    Parameters
+    ----------
+    image
+        2D tensor of grey values.
+    omega
+        Its domain ``(x0, x1, y0, y1)``.
+    m
+        Cells per dimension of the pair (>= 4).
+    motion
+        Overrides of :data:`HAND_MOTION` (``angle_deg``, ``scale``, ``shift``).
+    supersample
+        Sub-points per cell and dimension (anti-aliasing), >= 1.
+    source
+        The name recorded in :attr:`ImagePair.source`.
+    """
+    from .spline import SplineImage
+
+    if not isinstance(image, torch.Tensor) or image.dim() != 2 or min(image.shape) < 4:
+        raise ValueError(f"image must be a 2D tensor with at least 4 pixels per dimension, got "
+                         f"{tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__}")
+    grid = Grid(omega, m)
+    if grid.dim != 2 or min(grid.m) < 4:
+        raise ValueError(f"m must describe a 2D grid with at least 4 cells per dimension, got m={m!r}")
+    _checks.integer("supersample", supersample, 1)
+    motion = {**HAND_MOTION, **(motion or {})}
+    unknown = set(motion) - set(HAND_MOTION)
+    if unknown:
+        raise ValueError(f"motion has unknown keys {sorted(unknown)}; allowed: {sorted(HAND_MOTION)}")
+    dev = resolve_device(device)
+    w_true = affine_from_geometry(center=grid.center(), dtype=torch.float64, **motion)
+    A = w_true[:4].reshape(2, 2)
+    inv = torch.cat([torch.linalg.inv(A).reshape(-1), -torch.linalg.solve(A, w_true[4:])])
+    spline = SplineImage(image.detach().to(device="cpu", dtype=torch.float64), Grid(omega, tuple(image.shape)))
+    picture = lambda p: spline(torch.from_numpy(p)).numpy()  # noqa: E731
+    reference = _sample(grid, picture, supersample)
+    template = _sample(grid, lambda p: picture(affine(inv, torch.from_numpy(p)).numpy()), supersample)
+    as_t = lambda a: torch.as_tensor(a, dtype=dtype).to(dev)  # noqa: E731
+    return ImagePair(as_t(template), as_t(reference), grid, w_true.to(device=dev, dtype=dtype), source)
 
 
 def load_image(path: str | os.PathLike, m: int | Sequence[int] | None = None, *, orientation: str = "upright",

@@ -184,7 +184,8 @@ def predictor_corrector(objective: SSDObjective, thetas: Sequence[float], w0: to
                         gtol: float = 1e-4, first_gtol: float | None = None, predict: bool = True,
                         hessian: PredictorHessian = "exact", newton_method: TrustMethod = "trust-exact",
                         max_iter: int | None = None,
-                        predictor_hessian: Callable[[torch.Tensor], torch.Tensor] | None = None) -> MultiscaleResult:
+                        predictor_hessian: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                        callback: Callable[[ScaleRecord], None] | None = None) -> MultiscaleResult:
     r"""Multi-scale minimisation over a decreasing θ schedule with the Euler predictor.
 
     Parameters
@@ -210,6 +211,8 @@ def predictor_corrector(objective: SSDObjective, thetas: Sequence[float], w0: to
         Optional function ``H -> M`` applied to the corrector's Hessian :math:`H_n` (exact, or
         :math:`2J_r^\top J_r`) at the accepted iterate; the predictor then solves with ``M``, a square tensor of
         the same shape. Default: :math:`H_n` itself (the Euler step). Not called without ``predict``.
+    callback
+        Called with each scale's :class:`ScaleRecord` when it is done (progress reports).
     """
     thetas = check_schedule(thetas)
     _check_options(gtol, hessian, newton_method)
@@ -239,6 +242,8 @@ def predictor_corrector(objective: SSDObjective, thetas: Sequence[float], w0: to
         seconds = t_pred + time.perf_counter() - t0
         final = _loss_and_grad_norm(objective, w, theta)
         history.append(ScaleRecord(theta, w_start, *start, w_pred, *predicted, w, *final, iters, n_h, seconds))
+        if callback is not None:
+            callback(history[-1])
     return MultiscaleResult(w, history[-1].final_loss, tuple(history))
 
 

@@ -42,7 +42,7 @@ import torch
 from torch.func import grad, hessian, jacfwd, vmap
 
 from . import _checks
-from ._torch import untraced
+from ._torch import is_traced, untraced
 from .distances import ssd, ssd_block
 from .spline import SplineImage, spline_derivatives, spline_evaluate
 from .transformations import Affine, Linearization, Transformation, check_transformation
@@ -163,6 +163,9 @@ class ScaleObjective:
     theta: float
     template_coefficients: torch.Tensor
     reference_values: torch.Tensor  # R_θ(x_c), shape (N,)
+    #: The spline values at the last point :meth:`derivatives` saw, ``(w, version, y, T, ∇T)``: the predictor's
+    #: right-hand side at a corrector's accepted iterate reuses them (only the gather of dc/dθ is new).
+    _last: list = field(default_factory=list, repr=False, compare=False)
 
     @property
     def x(self) -> torch.Tensor:
@@ -180,11 +183,9 @@ class ScaleObjective:
     def _theta_tangents(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dc_T/dθ, dR_θ(x_c)/dθ)``: exact θ-derivatives of the template coefficients and reference values."""
         pb = self.problem
-        with untraced():
-            th = torch.tensor(self.theta, dtype=pb.reference.dtype, device=pb.reference.device)
-            one = torch.ones_like(th)
-            dc = torch.func.jvp(pb.template.coefficients, (th,), (one,))[1]
-            dcR = torch.func.jvp(pb.reference.coefficients, (th,), (one,))[1]
+        with untraced():  # closed form (SplineImage.coefficients_theta_derivative), equal to jvp to round-off
+            dc = pb.template.coefficients_theta_derivative(self.theta)
+            dcR = pb.reference.coefficients_theta_derivative(self.theta)
             dR = spline_evaluate(dcR, self.x, pb.grid, window=pb.reference.window)
         return dc, dR
 
@@ -204,10 +205,16 @@ class ScaleObjective:
         pb = self.problem
         tmpl = pb.template
         dc, dR = self._theta_tangents
-        y, lin = self._linearize(w)
-        both = torch.stack([self.template_coefficients, dc])  # one gather at y for c and dc/dθ
-        (T, Tc), (dT, dTc) = vmap(lambda c: spline_derivatives(c, y, tmpl.grid, orders=(0, 1),
-                                                               window=tmpl.window))(both)
+        last = self._last
+        if last and last[0] is w and last[1] == w._version:  # the corrector's last point: T, ∇T known there
+            _, _, y, T, dT = last
+            lin = self._linearize(w)[1]
+            Tc, dTc = spline_derivatives(dc, y, tmpl.grid, orders=(0, 1), window=tmpl.window)
+        else:
+            y, lin = self._linearize(w)
+            both = torch.stack([self.template_coefficients, dc])  # one gather at y for c and dc/dθ
+            (T, Tc), (dT, dTc) = vmap(lambda c: spline_derivatives(c, y, tmpl.grid, orders=(0, 1),
+                                                                   window=tmpl.window))(both)
         _, dD, d2D = ssd_block(T - self.reference_values, pb.grid.cell_volume)
         return lin.vjp(dD[:, None] * dTc + (d2D * (Tc - dR))[:, None] * dT)
 
@@ -272,6 +279,8 @@ class ScaleObjective:
         y, lin = self._linearize(w)  # the transformation block
         T, dT, *d2T = spline_derivatives(self.template_coefficients, y, tmpl.grid,  # the image model at y
                                          orders=(0, 1, 2) if exact else (0, 1), window=tmpl.window)
+        if not is_traced(w):
+            self._last[:] = (w, w._version, y, T, dT)
         J, dD, d2D = ssd_block(T - self.reference_values, pb.grid.cell_volume)  # the distance block
         lam = dD[:, None] * dT  # dJ/dy
         if hessian_kind == "none":  # reverse mode: no transformation Jacobian needed

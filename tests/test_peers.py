@@ -121,7 +121,9 @@ def test_user_pair_without_truth_has_no_error():
 def test_results_record_and_verdicts():
     angles = (0.0, 90.0)
     capture = peers.capture_range(angles, 12, ("simpleitk", "single_scale", "predictor_corrector"), n_scales=6)
-    assert [len(v) for v in capture.values()] == [2, 2, 2]
+    assert list(capture) == ["simpleitk", "single_scale", "predictor_corrector", peers.FROM_TRUTH]
+    assert [len(v) for v in capture.values()] == [2, 2, 2, 2]
+    assert capture[peers.FROM_TRUTH][0].success  # unturned, the objective's minimum is the motion
     pair = il.synthetic_hand_pair(12)
     runs = peers.peer_comparison(pair, ("simpleitk", "single_scale"))
     rec = peers.results_record(runs, capture, angles, None)
@@ -133,6 +135,11 @@ def test_results_record_and_verdicts():
     assert text["counts"].startswith("Recovered motions: simpleitk ")
     table = peers.capture_table(capture, angles)
     assert table.count("\n") == 3 and ("✓" in table)
+    assert ("at every angle" in text["truth"]) == all(r.success for r in capture[peers.FROM_TRUTH])
+    rec = peers.results_record(runs, capture, angles, None, capture_images={"mri": {"source": "MRI", "runs": capture}},
+                               capture_3d={"global": capture["simpleitk"]}, rotations_3d=[(90.0, 0.0), (0.0, 30.0)])
+    assert rec["capture_images"]["mri"]["source"] == "MRI" and len(rec["capture_images"]["mri"]["simpleitk"]) == 2
+    assert rec["capture_3d"]["rotations"] == [[90.0, 0.0], [0.0, 30.0]]
 
 
 def test_verdict_names_where_each_side_wins():
@@ -144,6 +151,16 @@ def test_verdict_names_where_each_side_wins():
     v = peers.capture_verdict(capture, (0.0, 10.0, 20.0))
     assert v["better"].endswith("at 20°.") and v["worse"].endswith("at 10°.")
     assert "simpleitk 2 of 3; predictor corrector 2 of 3" in v["counts"]
+    # where the objective's own minimum is off, a miss of the global driver is not counted against it
+    capture = {"global": [run(True), run(False), run(False)],
+               peers.FROM_TRUTH: [run(True), run(False), run(True)]}
+    v = peers.capture_verdict(capture, (0.0, 10.0, 20.0))
+    assert "drifts 9.0–9.0 cells away at 10°" in v["truth"]
+    assert v["global"] == ("The global driver recovers 1 of 3: it misses 20°, where the objective's minimum is the "
+                           "motion.")
+    capture[peers.FROM_TRUTH][2] = run(False)
+    assert peers.capture_verdict(capture, (0.0, 10.0, 20.0))["global"].endswith(
+        "every angle where the objective's minimum is the motion.")
     table = peers.runs_table({"a": run(False), "b": run(True)}, 2.0)
     assert "| a | ✗ | ✗ | no |" in table and "| b | 0.5 | 0.10 | yes |" in table
 

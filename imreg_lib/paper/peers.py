@@ -40,7 +40,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..data import ImagePair, synthetic_hand_pair
+from ..data import SAMPLE_IMAGES, ImagePair, moved_pair, sample_image, synthetic_hand_pair
+from ..globalreg import global_register, newton_exact
 from ..grid import Grid
 from ..interop import affine_from_itk, to_sitk_image
 from ..multiscale import predictor_corrector, single_scale, theta_schedule, traditional
@@ -48,21 +49,24 @@ from ..objective import SSDObjective
 from ..spline import SplineImage
 from ..transformations import Affine, affine
 
-__all__ = ["CAPTURE_ANGLES", "METHODS_2D", "METHODS_3D", "SUCCESS_CELLS", "VOLUME_MOTION", "PeerRun",
-           "SimpleITKSettings", "capture_range", "capture_table", "capture_verdict", "check_parameters",
-           "comparison_options", "motion_error", "options_json", "pair_objective", "peer_comparison", "register",
-           "results_record", "runs_table", "sigma_for_theta", "simpleitk_register", "synthetic_volume_motion_pair",
-           "theta_for_sigma"]
+__all__ = ["CAPTURE_ANGLES", "FROM_TRUTH", "METHODS_2D", "METHODS_3D", "PeerRun", "SUCCESS_CELLS", "SimpleITKSettings",
+           "VOLUME_MOTION", "capture_range", "capture_range_3d", "capture_table", "capture_verdict",
+           "check_parameters", "comparison_options", "motion_error", "options_json", "pair_objective",
+           "peer_comparison", "register", "results_record", "runs_table", "sample_image_capture", "sigma_for_theta",
+           "simpleitk_register", "synthetic_volume_motion_pair", "theta_for_sigma"]
 
 #: Motion error (cells) below which a registration recovers the motion.
 SUCCESS_CELLS = 0.5
 #: The rotations of the capture-range experiment, in degrees (with the default scaling and shift of the hand).
 CAPTURE_ANGLES: tuple[float, ...] = tuple(float(a) for a in np.linspace(0.0, 180.0, 13))
 #: The methods compared in 2D: SimpleITK's pyramid, SimpleITK after an exhaustive rotation search, and ours.
-METHODS_2D = ("simpleitk", "simpleitk_search", "single_scale", "traditional", "predictor_corrector")
-#: The methods compared in 3D (no rotation search: a scan over three angles is what its users avoid).
-METHODS_3D = ("simpleitk", "single_scale", "traditional", "predictor_corrector")
-_OURS = ("single_scale", "traditional", "predictor_corrector")
+METHODS_2D = ("simpleitk", "simpleitk_search", "single_scale", "traditional", "predictor_corrector", "global")
+#: The methods compared in 3D (no rotation search for SimpleITK: a scan over three angles is what its users avoid).
+METHODS_3D = ("simpleitk", "single_scale", "traditional", "predictor_corrector", "global")
+#: Not a method: Newton at θ_min started *at the true motion*. Where it ends more than :data:`SUCCESS_CELLS` from
+#: the truth, the SSD objective's own minimum is off, and no method that minimises it can recover the motion.
+FROM_TRUTH = "newton_from_truth"
+_OURS = ("single_scale", "traditional", "predictor_corrector", "global")
 
 _LN2 = math.log(2.0)
 
@@ -339,9 +343,20 @@ def register(pair: ImagePair, method: str, *, theta_max: float = 1e3, theta_min:
     Ours use Newton's method with exact Hessians (trust-exact): ``single_scale`` at ``theta_min`` (tolerance
     ``gtol_single``), ``traditional`` and ``predictor_corrector`` over ``n_scales`` log-spaced scales from
     ``theta_max`` to ``theta_min`` (tolerance ``gtol``), as in the multi-scale section. ``simpleitk`` and
-    ``simpleitk_search`` use ``settings`` (the search with 18 steps of 10° unless ``settings`` sets one).
+    ``simpleitk_search`` use ``settings`` (the search with 18 steps of 10° unless ``settings`` sets one). ``global``
+    is :func:`imreg_lib.globalreg.global_register` (rotation search at a coarse θ, then exact Newton down to
+    ``theta_min``, tolerance ``gtol`` there). :data:`FROM_TRUTH` is Newton at ``theta_min`` from the known motion
+    (tolerance ``gtol_single``): where the objective's own minimum lies.
     """
     methods = METHODS_2D if pair.grid.dim == 2 else METHODS_3D
+    if method == FROM_TRUTH:
+        if pair.w_true is None:
+            raise ValueError(f"method {FROM_TRUTH!r} needs a pair with a known motion (w_true)")
+        objective = pair_objective(pair) if objective is None else objective
+        t0 = time.perf_counter()
+        res = newton_exact(objective.at_scale(theta_min).derivatives, pair.w_true, gtol=gtol_single)
+        return _score(method, res.w, pair, objective, theta_min, time.perf_counter() - t0, res.iterations,
+                      "Newton (exact, trust region) from the true motion", {"n_hessians": res.n_evaluations})
     if method not in methods:
         raise ValueError(f"method must be one of {methods} for a {pair.grid.dim}D pair, got {method!r}")
     thetas = theta_schedule(theta_max, theta_min, n_scales)
@@ -354,6 +369,15 @@ def register(pair: ImagePair, method: str, *, theta_max: float = 1e3, theta_min:
             settings = SimpleITKSettings(**{**settings.as_dict(), "rotation_search_steps": None})
         return simpleitk_register(pair, settings, theta_min=theta_min, objective=objective, method=method)
     t0 = time.perf_counter()
+    if method == "global":
+        found = global_register(objective, theta_min=theta_min, gtol=gtol)
+        seconds = time.perf_counter() - t0
+        d = pair.grid.dim
+        start = found.start[: d * d].reshape(d, d).cpu()
+        return _score(method, found.w, pair, objective, theta_min, seconds, found.iterations,
+                      f"search, then Newton (exact, trust region) over {len(found.scales)} scales",
+                      {"final_grad_norm": found.scales[-1].grad_norm, "n_hessians": found.n_evaluations,
+                       "search_angle_deg": math.degrees(math.atan2(float(start[1, 0]), float(start[0, 0])))})
     if method == "single_scale":
         run = single_scale(objective, theta_min, gtol=gtol_single)
     elif method == "traditional":
@@ -376,20 +400,63 @@ def peer_comparison(pair: ImagePair, methods: Sequence[str] | None = None, *, ob
 
 
 def capture_range(angles: Sequence[float] = CAPTURE_ANGLES, m: int = 32, methods: Sequence[str] = METHODS_2D, *,
-                  device: str | torch.device = "auto", **options) -> dict[str, list[PeerRun]]:
-    """Which methods recover the synthetic hand's motion when its rotation is each of ``angles`` (degrees).
+                  image: torch.Tensor | None = None, omega: Sequence[float] | None = None, source: str = "image",
+                  from_truth: bool = True, device: str | torch.device = "auto", **options) -> dict[str, list[PeerRun]]:
+    """Which methods recover a known motion when its rotation is each of ``angles`` (degrees).
 
-    The hand's default scaling and shift are kept; only the angle changes. Returns ``{method: [run per angle]}``.
+    Without ``image``: the synthetic hand, moved by its default scaling and shift and each rotation. With
+    ``image`` (values on ``Grid(omega, image.shape)``, e.g. a file at its own size): that image and its copy moved
+    by the same maps (:func:`imreg_lib.data.moved_pair`). With ``from_truth`` the runs of :data:`FROM_TRUTH` are
+    added (where the objective's own minimum lies). Returns ``{method: [run per angle]}``.
     """
     angles = _check_angles("angles", angles)
     bad = [m_ for m_ in methods if m_ not in METHODS_2D]
     if bad:
         raise ValueError(f"methods must be among {METHODS_2D}, got {bad}")
-    runs: dict[str, list[PeerRun]] = {m_: [] for m_ in methods}
+    if image is not None and omega is None:
+        raise ValueError("omega: give the domain of image (x0, x1, y0, y1)")
+    names = tuple(methods) + ((FROM_TRUTH,) if from_truth else ())
+    runs: dict[str, list[PeerRun]] = {m_: [] for m_ in names}
     for angle in angles:
-        pair = synthetic_hand_pair(m, motion={"angle_deg": float(angle)}, device=device)
-        for name, run in peer_comparison(pair, methods, **options).items():
+        motion = {"angle_deg": float(angle)}
+        pair = (synthetic_hand_pair(m, motion=motion, device=device) if image is None else
+                moved_pair(image, omega, m, motion=motion, source=source, device=device))
+        objective = pair_objective(pair)
+        for name, run in peer_comparison(pair, methods, objective=objective, **options).items():
             runs[name].append(run)
+        if from_truth:
+            runs[FROM_TRUTH].append(register(pair, FROM_TRUTH, objective=objective, **options))
+    return runs
+
+
+def sample_image_capture(name: str, angles: Sequence[float] = CAPTURE_ANGLES, m: int = 32, *,
+                         device: str | torch.device = "auto", **options) -> tuple[str, dict[str, list[PeerRun]]]:
+    """:func:`capture_range` on a real image of :data:`imreg_lib.data.SAMPLE_IMAGES` (offline, from matplotlib), on a
+    domain 20 wide that keeps the image's aspect ratio; returns ``(source, runs)``."""
+    image = sample_image(name, device="cpu")
+    omega = (0.0, 20.0, 0.0, 20.0 * image.shape[1] / image.shape[0])
+    source = {"mri": "MRI slice (matplotlib's s1045)", "grace_hopper": "photograph (matplotlib's Grace Hopper)"}[name]
+    return source, capture_range(angles, m, image=image, omega=omega, source=source, device=device, **options)
+
+
+def capture_range_3d(rotations: Sequence[Sequence[float]], m: int = 16,
+                     methods: Sequence[str] = ("simpleitk", "global"), *, from_truth: bool = True,
+                     device: str | torch.device = "auto", **options) -> dict[str, list[PeerRun]]:
+    """:func:`capture_range` for the synthetic volume: one pair per ``(about z, about x)`` rotation (degrees) with
+    the volume's default scaling and shift. Returns ``{method: [run per rotation]}``."""
+    rotations = [_check_angles("rotations", r, 2) for r in rotations]
+    bad = [m_ for m_ in methods if m_ not in METHODS_3D]
+    if bad:
+        raise ValueError(f"methods must be among {METHODS_3D}, got {bad}")
+    names = tuple(methods) + ((FROM_TRUTH,) if from_truth else ())
+    runs: dict[str, list[PeerRun]] = {m_: [] for m_ in names}
+    for rot in rotations:
+        pair = synthetic_volume_motion_pair(m, motion={"angles_deg": rot}, device=device)
+        objective = pair_objective(pair)
+        for name, run in peer_comparison(pair, methods, objective=objective, **options).items():
+            runs[name].append(run)
+        if from_truth:
+            runs[FROM_TRUTH].append(register(pair, FROM_TRUTH, objective=objective, **options))
     return runs
 
 
@@ -412,10 +479,17 @@ def _check_cells(name: str, m, low: int) -> None:
 
 
 def check_parameters(*, capture_angles: Sequence[float], capture_m: int, m_3d: int, angles_3d: Sequence[float],
-                     ) -> None:
+                     capture_images: Sequence[str] = (), rotations_3d: Sequence[Sequence[float]] = ()) -> None:
     """Check the comparison's parameters before any work starts (errors name the parameter)."""
     _check_angles("capture_angles", capture_angles)
     _check_angles("angles_3d", angles_3d, 2)
+    if isinstance(capture_images, str) or not all(name in SAMPLE_IMAGES for name in capture_images):
+        raise ValueError(f"capture_images must be a list of names among {list(SAMPLE_IMAGES)} (or []), got "
+                         f"{capture_images!r}")
+    if isinstance(rotations_3d, str):
+        raise ValueError(f"rotations_3d must be a list of [about z, about x] pairs in degrees, got {rotations_3d!r}")
+    for r in rotations_3d:
+        _check_angles("rotations_3d (each entry)", r, 2)
     _check_cells("capture_m", capture_m, 8)
     _check_cells("m_3d", m_3d, 6)
 
@@ -423,14 +497,16 @@ def check_parameters(*, capture_angles: Sequence[float], capture_m: int, m_3d: i
 def comparison_options(*, theta_max: float, theta_min: float, n_scales: int, gtol: float, gtol_single: float,
                        shrink_factors: Sequence[int], smoothing_sigmas: Sequence[float], sitk_optimizer: str,
                        rotation_search_steps: int | None, capture_angles: Sequence[float], capture_m: int, m_3d: int,
-                       angles_3d: Sequence[float]) -> dict:
+                       angles_3d: Sequence[float], capture_images: Sequence[str] = (),
+                       rotations_3d: Sequence[Sequence[float]] = ()) -> dict:
     """Check every parameter of the comparison before any work starts and return the options of :func:`register`
     (``theta_max, theta_min, n_scales, gtol, gtol_single, settings``). Errors name the parameter."""
     theta_schedule(theta_max, theta_min, n_scales)
     for name, value in (("gtol", gtol), ("gtol_single", gtol_single)):
         if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
-    check_parameters(capture_angles=capture_angles, capture_m=capture_m, m_3d=m_3d, angles_3d=angles_3d)
+    check_parameters(capture_angles=capture_angles, capture_m=capture_m, m_3d=m_3d, angles_3d=angles_3d,
+                     capture_images=capture_images, rotations_3d=rotations_3d)
     try:
         shrink, sigmas = tuple(shrink_factors), tuple(smoothing_sigmas)
     except TypeError:
@@ -531,16 +607,28 @@ def _record(run: PeerRun, full: bool = True) -> dict:
 
 
 def results_record(runs: dict[str, PeerRun], capture: dict[str, list[PeerRun]] | None, angles: Sequence[float],
-                   runs_3d: dict[str, PeerRun] | None, **extra) -> dict:
+                   runs_3d: dict[str, PeerRun] | None, *, capture_images: dict[str, dict] | None = None,
+                   capture_3d: dict[str, list[PeerRun]] | None = None,
+                   rotations_3d: Sequence[Sequence[float]] = (), **extra) -> dict:
     """The results JSON of the comparison: ``peers.<method>``, ``capture.angles``, ``capture.<method>`` (one record
-    per angle) and ``peers_3d.<method>``, each record with ``final_loss, param_error, seconds, iterations,
-    success``; then ``extra`` (data, settings, ...)."""
+    per angle, on the data set's own image), ``capture_images.<image>.<method>`` (the same sweep on other images,
+    with their ``source``), ``peers_3d.<method>`` and ``capture_3d.<method>`` (one record per 3D rotation of
+    ``rotations_3d``), each record with ``final_loss, param_error, seconds, iterations, success``; then ``extra``
+    (data, settings, ...)."""
     out: dict = {"peers": {k: _record(r) for k, r in runs.items()}}
     if capture is not None:
         out["capture"] = {"angles": [float(a) for a in angles],
                           **{k: [_record(r, full=False) for r in rs] for k, rs in capture.items()}}
+    if capture_images:
+        out["capture_images"] = {
+            name: {"angles": [float(a) for a in angles], "source": entry["source"],
+                   **{k: [_record(r, full=False) for r in rs] for k, rs in entry["runs"].items()}}
+            for name, entry in capture_images.items()}
     if runs_3d is not None:
         out["peers_3d"] = {k: _record(r) for k, r in runs_3d.items()}
+    if capture_3d is not None:
+        out["capture_3d"] = {"rotations": [[float(a) for a in r] for r in rotations_3d],
+                             **{k: [_record(r, full=False) for r in rs] for k, rs in capture_3d.items()}}
     return out | extra
 
 
@@ -553,7 +641,8 @@ def capture_verdict(capture: dict[str, list[PeerRun]], angles: Sequence[float], 
     """Computed sentences on the capture range: how many angles each method recovers, where ``peer`` does better
     and where it does worse than ``ours``, and the median time per registration.
 
-    Returns a dict with keys ``counts``, ``better``, ``worse``, ``search`` and ``time``.
+    Returns a dict with keys ``counts``, ``better``, ``worse``, ``search``, ``truth`` (where the objective's own
+    minimum is off, from the :data:`FROM_TRUTH` runs), ``global`` and ``time`` (those present in ``capture``).
     """
     angles = [float(a) for a in angles]
     ok = {k: [bool(r.success) for r in rs] for k, rs in capture.items()}
@@ -572,9 +661,29 @@ def capture_verdict(capture: dict[str, list[PeerRun]], angles: Sequence[float], 
         out["search"] = ("With the exhaustive rotation search first, SimpleITK recovers the motion at every angle."
                          if not miss else f"With the exhaustive rotation search first, SimpleITK misses "
                          f"{_angles_text(miss)}.")
-    med = {k: float(np.median([r.seconds for r in rs])) for k, rs in capture.items()}
+    if FROM_TRUTH in ok:
+        off = [(a, r.param_error) for a, r in zip(angles, capture[FROM_TRUTH], strict=True) if not r.success]
+        out["truth"] = (f"Newton started at the true motion stays within {SUCCESS_CELLS:g} cells of it at every angle: "
+                        "the objective's own minimum is the motion everywhere." if not off else
+                        f"Newton started at the true motion drifts {min(e for _, e in off):.1f}–"
+                        f"{max(e for _, e in off):.1f} cells away at {_angles_text([a for a, _ in off])}: there the "
+                        "objective's own minimum is not the motion (part of the moved image leaves the field of view), "
+                        "so no method that minimises it can recover those motions.")
+    if "global" in ok:
+        possible = ok.get(FROM_TRUTH, [True] * n)
+        missed = [a for a, g, p in zip(angles, ok["global"], possible, strict=True) if p and not g]
+        beyond = [a for a, g, p in zip(angles, ok["global"], possible, strict=True) if g and not p]
+        out["global"] = (f"The global driver recovers {sum(ok['global'])} of {n}: "
+                         + ("every angle where the objective's minimum is the motion" if not missed else
+                            f"it misses {_angles_text(missed)}, where the objective's minimum is the motion")
+                         + (f", and also {_angles_text(beyond)}" if beyond else "") + ".")
+    med = {k: float(np.median([r.seconds for r in rs])) for k, rs in capture.items() if k != FROM_TRUTH}
     out["time"] = "Median time per registration: " + "; ".join(
         f"{k.replace('_', ' ')} {v:.2f} s" for k, v in med.items()) + "."
+    if "global" in med and "simpleitk_search" in med:
+        ratio = med["global"] / med["simpleitk_search"]
+        out["time"] += (f" The global driver takes {ratio:.2f} times SimpleITK's time with its search "
+                        f"({'at or below' if ratio <= 1 else 'above'} it).")
     return out
 
 

@@ -1,0 +1,151 @@
+"""The global driver: the exact trust-region step, Newton against SciPy's trust-exact, the rotation search, and
+recovery of motions that the identity start loses, on the synthetic hand and on a real image (matplotlib's MRI)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import imreg_lib as il
+from imreg_lib.data import moved_pair, sample_image
+from imreg_lib.globalreg import _trust_step, global_register, newton_exact, rotation_starts
+from imreg_lib.paper import peers
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("radius", [0.05, 1.0, 100.0])
+def test_trust_step_satisfies_the_optimality_conditions(seed, radius):
+    # p solves min g.p + p.H.p/2 over |p| <= radius iff (H + mu I) p = -g, H + mu I >= 0, mu >= 0 and
+    # mu (radius - |p|) = 0 (More and Sorensen); indefinite H included
+    rng = np.random.default_rng(seed)
+    Q = np.linalg.qr(rng.standard_normal((6, 6)))[0]
+    H = Q @ np.diag(rng.uniform(-2.0, 3.0, 6)) @ Q.T
+    g = rng.standard_normal(6)
+    p = _trust_step(g, H, radius)
+    norm = np.linalg.norm(p)
+    assert norm <= radius * (1 + 1e-6)
+    mu = 0.0 if norm < radius * (1 - 1e-6) else -float(p @ (H @ p + g)) / float(p @ p)
+    assert mu >= -1e-8
+    assert np.linalg.norm((H + mu * np.eye(6)) @ p + g) <= 1e-6 * (1 + np.linalg.norm(g))
+    assert np.linalg.eigvalsh(H + mu * np.eye(6)).min() >= -1e-6 * np.abs(H).max()
+    # and no random point of the ball does better (a wrong sign or a missed boundary fails this)
+    model = lambda q: g @ q + 0.5 * q @ H @ q  # noqa: E731
+    trial = rng.standard_normal((2000, 6))
+    trial *= (radius * rng.uniform(0, 1, (2000, 1)) ** (1 / 6)) / np.linalg.norm(trial, axis=1, keepdims=True)
+    assert model(p) <= min(model(q) for q in trial) + 1e-9 * (1 + abs(model(p)))
+
+
+def test_newton_exact_finds_scipys_minimiser():
+    pair = il.synthetic_hand_pair(24, motion={"angle_deg": 15.0})
+    objective = peers.pair_objective(pair)
+    scale = objective.at_scale(1.0)
+    w0 = objective.identity()
+    ours = newton_exact(scale.derivatives, w0, gtol=1e-8)
+    scipy_run = il.newton_trust_region(scale.derivatives, w0, gtol=1e-8)
+    assert ours.converged and ours.grad_norm < 1e-8
+    assert torch.allclose(ours.w, scipy_run.w, atol=1e-7)
+    assert ours.n_evaluations <= scipy_run.n_hessians + 5
+
+
+def test_newton_exact_checks_its_options():
+    scale = peers.pair_objective(il.synthetic_hand_pair(8)).at_scale(1.0)
+    with pytest.raises(ValueError, match="gtol"):
+        newton_exact(scale.derivatives, torch.zeros(6, dtype=torch.float64), gtol=0.0)
+    with pytest.raises(ValueError, match="max_iter"):
+        newton_exact(scale.derivatives, torch.zeros(6, dtype=torch.float64), max_iter=0)
+
+
+def test_rotation_starts_are_rotations_between_the_domain_centres():
+    objective = peers.pair_objective(il.synthetic_hand_pair(8))
+    W = rotation_starts(objective, 12)
+    assert W.shape == (12, 6)
+    c = torch.tensor(objective.grid.center(), dtype=torch.float64)
+    for w in W:
+        A = w[:4].reshape(2, 2)
+        assert torch.allclose(A @ A.T, torch.eye(2, dtype=torch.float64), atol=1e-12)
+        assert torch.allclose(il.affine(w, c[None])[0], c, atol=1e-12)
+    volume = peers.pair_objective(peers.synthetic_volume_motion_pair(6))
+    assert rotation_starts(volume, 12, (30.0,)).shape == (12 * 5, 12)
+
+
+@pytest.mark.parametrize("angle", [135.0, 150.0])
+def test_the_search_recovers_what_the_identity_start_loses_on_the_hand(angle):
+    pair = il.synthetic_hand_pair(32, motion={"angle_deg": angle})
+    objective = peers.pair_objective(pair)
+    found = global_register(objective)
+    assert peers.motion_error(found.w, pair.w_true, pair.grid) < peers.SUCCESS_CELLS
+    # without the search (one start: the identity) the same continuation fails: the search is what recovers it
+    alone = global_register(objective, n_angles=1)
+    assert peers.motion_error(alone.w, pair.w_true, pair.grid) > 10 * peers.SUCCESS_CELLS
+    assert len(found.search_losses) == 12 and found.scales[-1].theta == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("angle", [90.0, 180.0])
+def test_the_global_driver_recovers_a_real_image_turned(angle):
+    pair = moved_pair(sample_image("mri"), (0.0, 20.0, 0.0, 20.0), 32, motion={"angle_deg": angle})
+    found = global_register(peers.pair_objective(pair))
+    assert peers.motion_error(found.w, pair.w_true, pair.grid) < peers.SUCCESS_CELLS
+    search = math.degrees(math.atan2(float(found.start[2]), float(found.start[0]))) % 360
+    assert min(abs(search - angle), 360 - abs(search - angle)) <= 30.0
+
+
+def test_the_global_driver_recovers_a_3d_rotation_about_z():
+    pair = peers.synthetic_volume_motion_pair(12, motion={"angles_deg": (130.0, 0.0)})
+    found = global_register(peers.pair_objective(pair))
+    assert peers.motion_error(found.w, pair.w_true, pair.grid) < peers.SUCCESS_CELLS
+
+
+def test_global_register_checks_its_inputs():
+    objective = peers.pair_objective(il.synthetic_hand_pair(8))
+    with pytest.raises(ValueError, match="theta_search must be larger"):
+        global_register(objective, theta_search=1e-4)
+    with pytest.raises(ValueError, match="keep"):
+        global_register(objective, keep=0)
+    with pytest.raises(ValueError, match="n_angles"):
+        global_register(objective, n_angles=0)
+    ode = il.SSDObjective(objective.template, objective.reference, il.NeuralODE())
+    with pytest.raises(ValueError, match="Affine"):
+        global_register(ode)
+
+
+def test_moved_pair_moves_the_image_by_the_known_map():
+    image = sample_image("mri")
+    pair = moved_pair(image, (0.0, 20.0, 0.0, 20.0), 32, motion={"angle_deg": 30.0})
+    objective = peers.pair_objective(pair)
+    # the known map aligns the pair far better than the identity (interpolation and averaging only)
+    assert float(objective.loss(pair.w_true, 1e-3)) < 0.02 * float(objective.loss(objective.identity(), 1e-3))
+    with pytest.raises(ValueError, match="motion has unknown keys"):
+        moved_pair(image, (0.0, 20.0, 0.0, 20.0), 32, motion={"angle": 3.0})
+    with pytest.raises(ValueError, match="image must be a 2D tensor"):
+        moved_pair(image[None], (0.0, 20.0, 0.0, 20.0), 32)
+
+
+def test_sample_images_are_real_and_upright():
+    mri = sample_image("mri")
+    assert mri.shape == (256, 256) and float(mri.max()) == pytest.approx(255.0) and float(mri.std()) > 20
+    with pytest.raises(ValueError, match="name"):
+        sample_image("lena")
+
+
+def test_closed_form_theta_derivative_of_the_coefficients_matches_jvp():
+    for pair in (il.synthetic_hand_pair(16), peers.synthetic_volume_motion_pair(6)):
+        image = il.SplineImage(pair.template, pair.grid)
+        for theta in (1e-3, 1.0, 1e3):
+            t = torch.tensor(theta, dtype=torch.float64)
+            ad = torch.func.jvp(image.coefficients, (t,), (torch.ones_like(t),))[1]
+            closed = image.coefficients_theta_derivative(theta)
+            assert float((ad - closed).abs().max()) <= 1e-13 * float(ad.abs().max())
+
+
+def test_the_predictors_right_hand_side_reuses_the_last_point_exactly():
+    objective = peers.pair_objective(il.synthetic_hand_pair(16))
+    scale = objective.at_scale(0.5)
+    w = objective.identity() + 0.01
+    fresh = scale.theta_derivative_of_gradient(w.clone())  # no reuse: another tensor
+    scale.derivatives(w, "exact")
+    reused = scale.theta_derivative_of_gradient(w)
+    assert torch.allclose(reused, fresh, rtol=1e-12, atol=1e-9 * float(fresh.abs().max()))
+    w.add_(0.01)  # changed in place: the saved values must not be used
+    moved = scale.theta_derivative_of_gradient(w)
+    assert torch.allclose(moved, scale.theta_derivative_of_gradient(w.clone()), rtol=1e-12)
