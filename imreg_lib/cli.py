@@ -34,7 +34,7 @@ from . import _checks
 from .device import resolve_device
 from .globalreg import global_register
 from .grid import Grid
-from .interop import write_itk_transform
+from .interop import conjugate, write_itk_transform
 from .multiscale import predictor_corrector, single_scale, theta_schedule, traditional
 from .objective import SSDObjective
 from .spline import SplineImage
@@ -152,19 +152,9 @@ def _resampled(image: FileImage, m: int | None) -> torch.Tensor:
 
 
 def physical_transform(w: torch.Tensor, reference: FileImage, template: FileImage) -> torch.Tensor:
-    r"""The internal map :math:`y(u) = Au + b` as the physical map :math:`G_T \circ y \circ G_R^{-1}`.
-
-    With :math:`G(u) = D u + e` (orthonormal :math:`D`): :math:`A' = D_T A D_R^\top`,
-    :math:`b' = D_T (b - A D_R^\top e_R) + e_T`. Returns the parameters ``[A' row-major, b']``.
-    """
-    d = reference.dim
-    wn = w.detach().cpu().double().numpy()
-    A, b = wn[: d * d].reshape(d, d), wn[d * d:]
-    DR, eR = reference.to_physical()
-    DT, eT = template.to_physical()
-    A2 = DT @ A @ DR.T
-    b2 = DT @ (b - A @ DR.T @ eR) + eT
-    return torch.from_numpy(np.concatenate([A2.reshape(-1), b2]))
+    r"""The internal map :math:`y(u) = Au + b` as the physical map :math:`G_T \circ y \circ G_R^{-1}`
+    (:func:`imreg_lib.interop.conjugate`). Returns the parameters ``[A' row-major, b']``."""
+    return conjugate(w.detach().cpu().double(), reference.to_physical(), template.to_physical())
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,10 @@ from .grid import PAPER_OMEGA, Grid
 from .transformations import affine, affine_from_geometry
 
 __all__ = [
+    "DOMAINS",
+    "FilePlacement",
     "HAND_MOTION",
+    "file_domain",
     "ImagePair",
     "hand_phantom",
     "image_pair",
@@ -53,6 +56,10 @@ __all__ = [
 #: How a loaded image may be turned after the upright convention: as it is, rotated by 180° (the template of the
 #: paper's Figs 2-3), or mirrored along x (the template of the paper's Table 1 scripts).
 ORIENTATIONS = ("upright", "rotate_180", "mirror_x")
+
+#: Where a user's image files are laid: ``"file"`` keeps their aspect ratio (a domain 20 wide and as high as the
+#: image's shape says); ``"paper"`` is the paper's ``(0, 20) × (0, 25)`` whatever the shape (as the authors did).
+DOMAINS = ("file", "paper")
 
 #: The known motion of the default template: (angle in degrees, (scale_x, scale_y), shift) about the centre.
 HAND_MOTION = {"angle_deg": 172.0, "scale": (1.06, 0.94), "shift": (0.35, -0.5)}
@@ -157,6 +164,9 @@ class ImagePair:
         Parameters with ``T(y(w_true, x)) ≈ R(x)`` (``None`` for user images).
     source
         ``"synthetic hand"`` or the file names.
+    files
+        For images read from files: ``(reference, template)`` :class:`FilePlacement`, how each file's pixels lie on
+        :attr:`grid` (:func:`imreg_lib.interop.file_transform` turns a result into the files' physical space).
     """
 
     template: torch.Tensor
@@ -164,6 +174,18 @@ class ImagePair:
     grid: Grid
     w_true: torch.Tensor | None
     source: str
+    files: tuple[FilePlacement, FilePlacement] | None = None
+
+
+@dataclass(frozen=True)
+class FilePlacement:
+    """How an image file was laid on a grid: its path, its size in pixels ``(columns, rows)`` and the turn of
+    :data:`ORIENTATIONS` applied after loading. ITK reads a PNG/JPEG with unit spacing, origin 0, the first index
+    along the columns and the second down the rows; :func:`imreg_lib.interop.file_geometry` maps the grid there."""
+
+    path: str
+    size: tuple[int, int]
+    orientation: str = "upright"
 
 
 def synthetic_hand_pair(m: int | Sequence[int] = 32, omega: Sequence[float] = PAPER_OMEGA, *,
@@ -358,14 +380,28 @@ def load_image(path: str | os.PathLike, m: int | Sequence[int] | None = None, *,
     return torch.as_tensor(X, dtype=dtype).to(resolve_device(device))
 
 
+def _file_size(path: str | os.PathLike) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(os.fspath(path)) as im:
+        return tuple(im.size)
+
+
+def file_domain(path: str | os.PathLike, width: float = 20.0) -> tuple[float, float, float, float]:
+    """The domain ``(0, width, 0, width * rows / columns)`` that keeps an image file's aspect ratio."""
+    cols, rows = _file_size(path)
+    return (0.0, float(width), 0.0, float(width) * rows / cols)
+
+
 def load_pair(reference_path: str | os.PathLike, template_path: str | os.PathLike,
-              m: int | Sequence[int] | None = None, omega: Sequence[float] = PAPER_OMEGA, *,
-              template_orientation: str = "upright", device: str | torch.device = "auto",
+              m: int | Sequence[int] | None = None, omega: Sequence[float] | None = None, *,
+              template_orientation: str = "upright", domain: str = "file", device: str | torch.device = "auto",
               dtype: torch.dtype = DEFAULT_DTYPE) -> ImagePair:
     """Load a user's reference and template files as an :class:`ImagePair` (no ground truth).
 
     ``template_orientation`` turns the template after loading (:data:`ORIENTATIONS`); the paper's Figs 2-3 use
-    ``"rotate_180"`` with its hand pair.
+    ``"rotate_180"`` with its hand pair. The grid's domain is ``omega`` if given, else by ``domain``
+    (:data:`DOMAINS`): ``"file"`` keeps the reference file's aspect ratio, ``"paper"`` is the paper's.
 
     Raises
     ------
@@ -373,20 +409,26 @@ def load_pair(reference_path: str | os.PathLike, template_path: str | os.PathLik
         If the two images do not have the same size after resizing.
     """
     _checks.one_of("template_orientation", template_orientation, ORIENTATIONS)
+    _checks.one_of("domain", domain, DOMAINS)
     R = load_image(reference_path, m, device=device, dtype=dtype)
     T = load_image(template_path, m, orientation=template_orientation, device=device, dtype=dtype)
+    if omega is None:
+        omega = PAPER_OMEGA if domain == "paper" else file_domain(reference_path)
     if R.shape != T.shape:
         raise ValueError(f"reference_path and template_path have different sizes {tuple(R.shape)} and "
                          f"{tuple(T.shape)}; pass m to resize both")
     names = f"{os.path.basename(os.fspath(reference_path))} / {os.path.basename(os.fspath(template_path))}"
     if template_orientation != "upright":
         names += f" ({template_orientation.replace('_', ' ')})"
-    return ImagePair(T, R, Grid(omega, tuple(R.shape)), None, names)
+    files = (FilePlacement(os.fspath(reference_path), _file_size(reference_path)),
+             FilePlacement(os.fspath(template_path), _file_size(template_path), template_orientation))
+    return ImagePair(T, R, Grid(omega, tuple(R.shape)), None, names, files)
 
 
 def image_pair(m: int | Sequence[int] = 32, reference_path: str | os.PathLike | None = None,
                template_path: str | os.PathLike | None = None, *, template_orientation: str = "upright",
-               device: str | torch.device = "auto", dtype: torch.dtype = DEFAULT_DTYPE) -> ImagePair:
+               domain: str = "file", device: str | torch.device = "auto",
+               dtype: torch.dtype = DEFAULT_DTYPE) -> ImagePair:
     """The pair a notebook registers: the synthetic hand, or the user's two files resized to ``m`` cells.
 
     Parameters
@@ -399,6 +441,9 @@ def image_pair(m: int | Sequence[int] = 32, reference_path: str | os.PathLike | 
     template_orientation
         How the template file is turned after loading (:data:`ORIENTATIONS`); only ``"upright"`` applies to the
         synthetic hand, whose template is already moved.
+    domain
+        Where files are laid (:data:`DOMAINS`): ``"file"`` keeps their aspect ratio, ``"paper"`` is the paper's
+        20 × 25 domain; the synthetic hand is always on the paper's.
 
     Raises
     ------
@@ -406,6 +451,7 @@ def image_pair(m: int | Sequence[int] = 32, reference_path: str | os.PathLike | 
         If only one path is given or ``template_orientation`` is not allowed, before any file is read.
     """
     _checks.one_of("template_orientation", template_orientation, ORIENTATIONS)
+    _checks.one_of("domain", domain, DOMAINS)
     if (reference_path is None) != (template_path is None):
         raise ValueError("set both reference_path and template_path, or neither")
     if reference_path is None:
@@ -413,5 +459,5 @@ def image_pair(m: int | Sequence[int] = 32, reference_path: str | os.PathLike | 
             raise ValueError(f"template_orientation={template_orientation!r} turns a template file; the synthetic "
                              "hand (no reference_path / template_path) takes only 'upright'")
         return synthetic_hand_pair(m, device=device, dtype=dtype)
-    return load_pair(reference_path, template_path, m, template_orientation=template_orientation, device=device,
-                     dtype=dtype)
+    return load_pair(reference_path, template_path, m, template_orientation=template_orientation, domain=domain,
+                     device=device, dtype=dtype)

@@ -20,6 +20,15 @@ Physical coordinates then agree exactly, and so do transformations: ITK's regist
 
 for this library's :math:`y(x) = A x + b` (:func:`affine_to_itk`, :func:`affine_from_itk`).
 
+The user's files
+----------------
+A pair read from PNG/JPEG files (:func:`imreg_lib.load_pair`) is resized to ``m`` cells, turned upright (ITK's
+second index runs *down* the rows) and laid on a domain of its own; ITK reads the same files with unit spacing,
+origin 0 and the first index along the columns. :func:`file_geometry` gives the affine map :math:`G` from the grid
+to a file's physical points, and :func:`file_transform` the found map in the files' space,
+:math:`G_T \circ y \circ G_R^{-1}`, which resamples the template *file* onto the reference *file* in ITK, SimpleITK,
+ANTs or Slicer.
+
 Transform files
 ---------------
 :func:`write_itk_transform` writes ITK's text format (``.tfm``/``.txt``, "Insight Transform File V1.0") that ITK,
@@ -43,8 +52,8 @@ from .device import DEFAULT_DTYPE
 from .grid import Grid
 from .transformations import affine
 
-__all__ = ["affine_from_itk", "affine_to_itk", "from_sitk_image", "interior", "read_itk_transform", "sitk_affine",
-           "sitk_resample", "to_sitk_image", "write_itk_transform"]
+__all__ = ["affine_from_itk", "affine_to_itk", "conjugate", "file_geometry", "file_transform", "from_sitk_image",
+           "interior", "read_itk_transform", "sitk_affine", "sitk_resample", "to_sitk_image", "write_itk_transform"]
 
 _HEADER = "#Insight Transform File V1.0"
 
@@ -197,6 +206,54 @@ def interior(grid: Grid, w: torch.Tensor, margin_cells: float = 4.0) -> torch.Te
     lo = torch.tensor(grid.lower, dtype=torch.float64) + margin
     hi = torch.tensor(grid.upper, dtype=torch.float64) - margin
     return ((y > lo) & (y < hi)).all(dim=1)
+
+
+def conjugate(w: torch.Tensor | Sequence[float], reference: tuple[np.ndarray, np.ndarray],
+              template: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
+    r"""The map :math:`y(u) = Au + b` seen through :math:`G_R(u) = D_R u + e_R` and :math:`G_T(u) = D_T u + e_T`:
+    :math:`G_T \circ y \circ G_R^{-1}`, i.e. :math:`A' = D_T A D_R^{-1}` and
+    :math:`b' = D_T (b - A D_R^{-1} e_R) + e_T`. Returns ``[A' row-major, b']`` (float64)."""
+    arr = _vector(w, "w")
+    d = _dim(arr.size)
+    A, b = arr[: d * d].reshape(d, d), arr[d * d:]
+    DR, eR = (np.asarray(v, dtype=np.float64) for v in reference)
+    DT, eT = (np.asarray(v, dtype=np.float64) for v in template)
+    DRinv = np.linalg.inv(DR)
+    return torch.from_numpy(np.concatenate([(DT @ A @ DRinv).reshape(-1), DT @ (b - A @ DRinv @ eR) + eT]))
+
+
+def file_geometry(grid: Grid, placement) -> tuple[np.ndarray, np.ndarray]:
+    r"""``(D, e)`` of the affine map :math:`G(u) = D u + e` from ``grid`` to the physical points of the file that
+    :class:`~imreg_lib.data.FilePlacement` ``placement`` describes (as ITK reads PNG/JPEG).
+
+    The grid's cell :math:`(i, j)` holds the file resized from ``(columns, rows)`` to ``grid.m`` pixels (resampling
+    by pixel areas: output centre :math:`i + \tfrac12` sits at input :math:`(i + \tfrac12) \cdot columns / m_0`),
+    upright (:math:`j` counted from the bottom row), then turned by ``placement.orientation``; so
+    :math:`p_x = (u_x - \omega_0)\, columns / L_0 - \tfrac12` and
+    :math:`p_y = rows - (u_y - \omega_2)\, rows / L_1 - \tfrac12` (:math:`L` the domain's lengths), after undoing
+    the turn.
+    """
+    if grid.dim != 2:
+        raise ValueError("file_geometry: image files are laid on 2D grids")
+    cols, rows = placement.size
+    w0, w1, w2, w3 = grid.omega
+    lx, ly = w1 - w0, w3 - w2
+    D = np.diag([cols / lx, -rows / ly])
+    e = np.array([-w0 * cols / lx - 0.5, rows + w2 * rows / ly - 0.5])
+    flip = {"upright": (1.0, 1.0), "rotate_180": (-1.0, -1.0), "mirror_x": (-1.0, 1.0)}[placement.orientation]
+    F = np.diag(flip)  # the turn: u -> F u + f, about the domain's centre
+    f = np.array([w0 + w1 if flip[0] < 0 else 0.0, w2 + w3 if flip[1] < 0 else 0.0])
+    return D @ F, D @ f + e
+
+
+def file_transform(w: torch.Tensor | Sequence[float], pair) -> tuple[torch.Tensor, tuple[float, ...]]:
+    """The map ``w`` found on ``pair`` (an :class:`~imreg_lib.ImagePair` read from files) in the files' physical
+    space, and the reference file's centre (ITK's centre of rotation, for a readable translation)."""
+    if pair.files is None:
+        raise ValueError("file_transform: the pair was not read from files (pair.files is None)")
+    ref, tmpl = (file_geometry(pair.grid, placement) for placement in pair.files)
+    cols, rows = pair.files[0].size
+    return conjugate(w, ref, tmpl), (0.5 * (cols - 1), 0.5 * (rows - 1))
 
 
 def _number(v: float) -> str:

@@ -161,3 +161,62 @@ def test_transform_file_errors(tmp_path):
         interop.read_itk_transform(tmp_path / "euler.tfm")
     with pytest.raises(ValueError, match="values must be a tensor of shape"):
         interop.to_sitk_image(torch.zeros(3, 3), GRID)
+
+
+@pytest.fixture(scope="module")
+def user_pngs(tmp_path_factory):
+    """A user's pair as PNG files: matplotlib's MRI slice, 96 × 80 pixels, and its copy turned 20° and shifted
+    (ITK's physical space), also stored upside down (the paper's Figs 2-3 template convention)."""
+    from PIL import Image
+
+    from imreg_lib.data import sample_image
+
+    folder = tmp_path_factory.mktemp("user_pngs")
+    X = sample_image("mri").numpy()
+    Image.fromarray(np.ascontiguousarray(X[:, ::-1].T).astype(np.uint8)).resize((96, 80)).save(folder / "R.png")
+    R = sitk.ReadImage(str(folder / "R.png"), sitk.sitkFloat64)
+    tr = sitk.AffineTransform(2)
+    tr.SetCenter((47.5, 39.5))
+    a = math.radians(20.0)
+    tr.SetMatrix((math.cos(a), -math.sin(a), math.sin(a), math.cos(a)))
+    tr.SetTranslation((3.0, -2.0))
+    T = np.clip(np.rint(sitk.GetArrayFromImage(sitk.Resample(R, R, tr.GetInverse(), sitk.sitkBSpline, 0.0))), 0, 255)
+    Image.fromarray(T.astype(np.uint8)).save(folder / "T.png")
+    Image.fromarray(T[::-1, ::-1].astype(np.uint8)).save(folder / "T180.png")
+    return folder
+
+
+def _file_mse(tfm, reference, template):
+    R = sitk.ReadImage(str(reference), sitk.sitkFloat64)
+    T = sitk.ReadImage(str(template), sitk.sitkFloat64)
+    W = sitk.Resample(T, R, sitk.ReadTransform(str(tfm)), sitk.sitkLinear, 0.0)
+    r, t, w = (sitk.GetArrayFromImage(x)[12:-12, 12:-12] for x in (R, T, W))
+    return float(np.mean((t - r) ** 2)), float(np.mean((w - r) ** 2))
+
+
+@pytest.mark.parametrize("template, orientation, domain", [("T.png", "upright", "file"),
+                                                           ("T180.png", "rotate_180", "file"),
+                                                           ("T.png", "upright", "paper")])
+def test_the_exported_transform_registers_the_users_files_in_simpleitk(user_pngs, tmp_path, template, orientation,
+                                                                       domain):
+    from imreg_lib.globalreg import global_register
+
+    pair = il.load_pair(user_pngs / "R.png", user_pngs / template, 48, template_orientation=orientation,
+                        domain=domain)
+    objective = il.SSDObjective(il.SplineImage(pair.template, pair.grid), il.SplineImage(pair.reference, pair.grid))
+    w = global_register(objective).w
+    w_file, center = interop.file_transform(w, pair)
+    path = interop.write_itk_transform(tmp_path / "user.tfm", w_file, center)
+    before, after = _file_mse(path, user_pngs / "R.png", user_pngs / template)
+    assert after < 0.05 * before
+    if domain == "file":  # the aspect ratio is kept: the map is a rotation by 20° (no shear) on the grid too
+        assert pair.grid.omega == (0.0, 20.0, 0.0, 20.0 * 80 / 96)
+        A = w[:4].reshape(2, 2)
+        a = math.radians(-20.0)  # y down in the file, up on the grid: the turn changes sign
+        turn = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=torch.float64)
+        assert torch.allclose(A, turn, atol=0.02)  # T180 turned back upright on loading: the same map
+
+
+def test_file_transform_needs_a_pair_from_files():
+    with pytest.raises(ValueError, match="pair.files is None"):
+        interop.file_transform(torch.zeros(6), il.synthetic_hand_pair(8))

@@ -325,8 +325,8 @@ def measure_ad_costs(pair: ImagePair, model: str = "affine", protocol: str = "ca
 def ad_cost_table(m: int = 32, theta: float = 1e-3, n_runs: int = 100, protocol: str = "both", *,
                   device: str | torch.device = "auto", reference_path: str | os.PathLike | None = None,
                   template_path: str | os.PathLike | None = None, template_orientation: str = "upright",
-                  models: Sequence[str] = _MODELS, warmup: int = 5, max_seconds: float | None = None, seed: int = 0,
-                  ) -> dict[str, dict[str, ADCosts]]:
+                  domain: str = "file", models: Sequence[str] = _MODELS, warmup: int = 5,
+                  max_seconds: float | None = None, seed: int = 0) -> dict[str, dict[str, ADCosts]]:
     """Table 1: ``{protocol: {model: ADCosts}}`` for the synthetic hand pair (or the user's images).
 
     Parameters
@@ -340,6 +340,8 @@ def ad_cost_table(m: int = 32, theta: float = 1e-3, n_runs: int = 100, protocol:
     template_orientation
         How the template file is turned after loading (:data:`~imreg_lib.data.ORIENTATIONS`); the paper's Table 1
         scripts mirror it along x (``"mirror_x"``).
+    domain
+        Where the files are laid (:data:`~imreg_lib.data.DOMAINS`).
     models
         A subset of ``("affine", "neural_ode")``.
 
@@ -361,7 +363,8 @@ def ad_cost_table(m: int = 32, theta: float = 1e-3, n_runs: int = 100, protocol:
     if reference_path is None:
         pair = synthetic_hand_pair(m, device=dev)
     else:
-        pair = load_pair(reference_path, template_path, m, template_orientation=template_orientation, device=dev)
+        pair = load_pair(reference_path, template_path, m, template_orientation=template_orientation, domain=domain,
+                         device=dev)
     protocols = _PROTOCOLS if protocol == "both" else (protocol,)
     return {prot: {mod: measure_ad_costs(pair, mod, prot, theta=theta, n_runs=n_runs, warmup=warmup,
                                          max_seconds=max_seconds, seed=seed) for mod in models}

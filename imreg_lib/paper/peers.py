@@ -49,11 +49,12 @@ from ..objective import SSDObjective
 from ..spline import SplineImage
 from ..transformations import Affine, affine
 
-__all__ = ["CAPTURE_ANGLES", "FROM_TRUTH", "METHODS_2D", "METHODS_3D", "PeerRun", "SUCCESS_CELLS", "SimpleITKSettings",
-           "VOLUME_MOTION", "capture_range", "capture_range_3d", "capture_table", "capture_verdict",
-           "check_parameters", "comparison_options", "motion_error", "options_json", "pair_objective",
-           "peer_comparison", "register", "results_record", "runs_table", "sample_image_capture", "sigma_for_theta",
-           "simpleitk_register", "synthetic_volume_motion_pair", "theta_for_sigma"]
+__all__ = ["CAPTURE_ANGLES", "FROM_TRUTH", "IMAGE_METHODS", "METHODS_2D", "METHODS_3D", "PeerRun", "SUCCESS_CELLS",
+           "SimpleITKSettings", "VOLUME_MOTION", "capture_range", "capture_range_3d", "capture_table",
+           "capture_verdict", "check_parameters", "comparison_options", "file_registration_check", "motion_error",
+           "options_json", "pair_objective", "peer_comparison", "register", "results_record", "runs_table",
+           "sample_image_capture", "sigma_for_theta", "simpleitk_register", "synthetic_volume_motion_pair",
+           "theta_for_sigma"]
 
 #: Motion error (cells) below which a registration recovers the motion.
 SUCCESS_CELLS = 0.5
@@ -429,14 +430,21 @@ def capture_range(angles: Sequence[float] = CAPTURE_ANGLES, m: int = 32, methods
     return runs
 
 
-def sample_image_capture(name: str, angles: Sequence[float] = CAPTURE_ANGLES, m: int = 32, *,
-                         device: str | torch.device = "auto", **options) -> tuple[str, dict[str, list[PeerRun]]]:
+#: The methods of the capture sweep on the extra real images: the predictor-corrector is left out there (it
+#: follows the traditional method's basins, at about twice its time per registration).
+IMAGE_METHODS = ("simpleitk", "simpleitk_search", "single_scale", "traditional", "global")
+
+
+def sample_image_capture(name: str, angles: Sequence[float] = CAPTURE_ANGLES, m: int = 32,
+                         methods: Sequence[str] = IMAGE_METHODS, *, device: str | torch.device = "auto",
+                         **options) -> tuple[str, dict[str, list[PeerRun]]]:
     """:func:`capture_range` on a real image of :data:`imreg_lib.data.SAMPLE_IMAGES` (offline, from matplotlib), on a
     domain 20 wide that keeps the image's aspect ratio; returns ``(source, runs)``."""
     image = sample_image(name, device="cpu")
     omega = (0.0, 20.0, 0.0, 20.0 * image.shape[1] / image.shape[0])
     source = {"mri": "MRI slice (matplotlib's s1045)", "grace_hopper": "photograph (matplotlib's Grace Hopper)"}[name]
-    return source, capture_range(angles, m, image=image, omega=omega, source=source, device=device, **options)
+    return source, capture_range(angles, m, methods, image=image, omega=omega, source=source, device=device,
+                                 **options)
 
 
 def capture_range_3d(rotations: Sequence[Sequence[float]], m: int = 16,
@@ -458,6 +466,31 @@ def capture_range_3d(rotations: Sequence[Sequence[float]], m: int = 16,
         if from_truth:
             runs[FROM_TRUTH].append(register(pair, FROM_TRUTH, objective=objective, **options))
     return runs
+
+
+def file_registration_check(transform_path, pair: ImagePair, margin: int = 4) -> tuple[float, float]:
+    """Resample the template *file* onto the reference *file* with SimpleITK through an exported transform (in the
+    files' physical space) and return the mean squared difference to the reference file without and with it, over
+    the pixels at least ``margin`` pixels (of the reference file) from its border."""
+    import SimpleITK as sitk
+
+    if pair.files is None:
+        raise ValueError("file_registration_check: the pair was not read from files")
+    ref, tmpl = pair.files
+    R = sitk.ReadImage(ref.path, sitk.sitkFloat64)
+    T = sitk.ReadImage(tmpl.path, sitk.sitkFloat64)
+    if R.GetNumberOfComponentsPerPixel() != 1:
+        R = sitk.VectorIndexSelectionCast(R, 0, sitk.sitkFloat64)
+    if T.GetNumberOfComponentsPerPixel() != 1:
+        T = sitk.VectorIndexSelectionCast(T, 0, sitk.sitkFloat64)
+    W = sitk.Resample(T, R, sitk.ReadTransform(str(transform_path)), sitk.sitkLinear, 0.0)
+    inner = (slice(margin, -margin), slice(margin, -margin))
+    r, w = sitk.GetArrayFromImage(R)[inner], sitk.GetArrayFromImage(W)[inner]
+    if T.GetSize() == R.GetSize():
+        t = sitk.GetArrayFromImage(T)[inner]
+    else:  # another size: compare the template resampled through the identity
+        t = sitk.GetArrayFromImage(sitk.Resample(T, R, sitk.Transform(), sitk.sitkLinear, 0.0))[inner]
+    return float(np.mean((t - r) ** 2)), float(np.mean((w - r) ** 2))
 
 
 def _check_angles(name: str, angles, length: int | None = None) -> tuple[float, ...]:
