@@ -98,7 +98,18 @@ def test_load_pair(tmp_path):
     with pytest.raises(ValueError, match="different sizes"):
         il.load_pair(tmp_path / "r.png", tmp_path / "t.png")
     pair = il.load_pair(tmp_path / "r.png", tmp_path / "t.png", 8, device="cpu")
-    assert pair.grid.m == (8, 8) and pair.w_true is None and pair.grid.omega == il.PAPER_OMEGA
+    # a square file keeps its aspect ratio: a square domain 20 wide (the paper's 20 x 25 only when asked)
+    assert pair.grid.m == (8, 8) and pair.w_true is None and pair.grid.omega == (0.0, 20.0, 0.0, 20.0)
+    assert [f.size for f in pair.files] == [(8, 8), (10, 10)]
+    paper = il.load_pair(tmp_path / "r.png", tmp_path / "t.png", 8, domain="paper", device="cpu")
+    assert paper.grid.omega == il.PAPER_OMEGA
+    _write(tmp_path / "wide.png", np.zeros((10, 30)))  # 30 wide, 10 high
+    wide = il.load_pair(tmp_path / "wide.png", tmp_path / "wide.png", (12, 4), device="cpu")
+    assert wide.grid.omega == pytest.approx((0.0, 20.0, 0.0, 20.0 / 3))
+    with pytest.raises(ValueError, match="domain"):
+        il.load_pair(tmp_path / "r.png", tmp_path / "t.png", 8, domain="square")
+    with pytest.raises(ValueError, match="domain"):
+        il.image_pair(8, tmp_path / "r.png", tmp_path / "t.png", domain="square")
 
 
 def test_template_orientations_turn_the_loaded_file(tmp_path):
