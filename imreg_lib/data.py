@@ -265,7 +265,8 @@ def moved_pair(image: torch.Tensor, omega: Sequence[float], m: int | Sequence[in
     r"""A pair with a known motion made from any 2D image: the image is the reference, its moved copy the template.
 
     The image (values at the cell centres of ``Grid(omega, image.shape)``, e.g. a file loaded at its own size) is
-    interpolated by its cubic spline (:math:`\theta = 0`, zero outside the domain); both images of the pair are cell
+    interpolated by its cubic spline (SciPy's ``map_coordinates``, which uses no BLAS, so the pair is the same to
+    the bit under every numeric setting; zero outside the domain); both images of the pair are cell
     averages over ``supersample²`` sub-points per cell of an ``m``-cell grid on the same domain:
     :math:`R(x) = I(x)` and :math:`T(x) = I(y^{*-1}(x))`, so that :math:`T(y^*(x)) = R(x)` wherever
     :math:`y^*(x)` stays in the domain, with :math:`y^*` the affine map of ``motion`` about the domain's centre
@@ -286,7 +287,7 @@ def moved_pair(image: torch.Tensor, omega: Sequence[float], m: int | Sequence[in
     source
         The name recorded in :attr:`ImagePair.source`.
     """
-    from .spline import SplineImage
+    import scipy.ndimage
 
     if not isinstance(image, torch.Tensor) or image.dim() != 2 or min(image.shape) < 4:
         raise ValueError(f"image must be a 2D tensor with at least 4 pixels per dimension, got "
@@ -303,8 +304,15 @@ def moved_pair(image: torch.Tensor, omega: Sequence[float], m: int | Sequence[in
     w_true = affine_from_geometry(center=grid.center(), dtype=torch.float64, **motion)
     A = w_true[:4].reshape(2, 2)
     inv = torch.cat([torch.linalg.inv(A).reshape(-1), -torch.linalg.solve(A, w_true[4:])])
-    spline = SplineImage(image.detach().to(device="cpu", dtype=torch.float64), Grid(omega, tuple(image.shape)))
-    picture = lambda p: spline(torch.from_numpy(p)).numpy()  # noqa: E731
+    source_grid = Grid(omega, tuple(image.shape))
+    values = image.detach().to(device="cpu", dtype=torch.float64).numpy()
+    lower, h = np.asarray(source_grid.lower), np.asarray(source_grid.h)
+    coefficients = scipy.ndimage.spline_filter(values, order=3, mode="grid-constant")
+
+    def picture(points: np.ndarray) -> np.ndarray:  # the cubic spline of the image, zero outside its domain
+        index = ((points - lower) / h - 0.5).T
+        return scipy.ndimage.map_coordinates(coefficients, index, order=3, mode="grid-constant", prefilter=False)
+
     reference = _sample(grid, picture, supersample)
     template = _sample(grid, lambda p: picture(affine(inv, torch.from_numpy(p)).numpy()), supersample)
     as_t = lambda a: torch.as_tensor(a, dtype=dtype).to(dev)  # noqa: E731

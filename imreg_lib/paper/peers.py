@@ -347,7 +347,7 @@ def register(pair: ImagePair, method: str, *, theta_max: float = 1e3, theta_min:
     ``simpleitk_search`` use ``settings`` (the search with 18 steps of 10° unless ``settings`` sets one). ``global``
     is :func:`imreg_lib.globalreg.global_register` (rotation search at a coarse θ, then exact Newton down to
     ``theta_min``, tolerance ``gtol`` there). :data:`FROM_TRUTH` is Newton at ``theta_min`` from the known motion
-    (tolerance ``gtol_single``): where the objective's own minimum lies.
+    (tolerance ``gtol``, well above the gradient's round-off floor): where the objective's own minimum lies.
     """
     methods = METHODS_2D if pair.grid.dim == 2 else METHODS_3D
     if method == FROM_TRUTH:
@@ -355,7 +355,7 @@ def register(pair: ImagePair, method: str, *, theta_max: float = 1e3, theta_min:
             raise ValueError(f"method {FROM_TRUTH!r} needs a pair with a known motion (w_true)")
         objective = pair_objective(pair) if objective is None else objective
         t0 = time.perf_counter()
-        res = newton_exact(objective.at_scale(theta_min).derivatives, pair.w_true, gtol=gtol_single)
+        res = newton_exact(objective.at_scale(theta_min).derivatives, pair.w_true, gtol=gtol)
         return _score(method, res.w, pair, objective, theta_min, time.perf_counter() - t0, res.iterations,
                       "Newton (exact, trust region) from the true motion", {"n_hessians": res.n_evaluations})
     if method not in methods:
