@@ -268,6 +268,7 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) benchmarks/sr_engine.py --output benchmarks/sr_engine.json
 	$(PY) benchmarks/ad_costs.py --output _build/benchmarks/ad_costs.json
 	OMP_NUM_THREADS=1 $(PY) benchmarks/registration.py --output benchmarks/registration.json
+	OMP_NUM_THREADS=1 $(PY) benchmarks/roundoff.py --output benchmarks/roundoff.json
 
 # The GPU toggle, checked on a machine with a CUDA device: the §3 and §4 experiments on cuda and on cpu, compared
 # with the regression's tolerances and timed. From the source tree with the machine's own Python (torch, NumPy,

@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / "notebooks" / "03_superresolution.ipynb"
 SMALL = {"m": 8, "factor": 2, "n_templates": 2, "cg_iters": 30, "cg_iters_partial": 20, "taylor_cg_iters": 5,
-         "gn_iters": 3, "fractions": [0.5, 1.0], "cg_counts": [2, 5], "device": "cpu"}
+         "gn_iters": 3, "fractions": [0.5, 1.0], "cg_counts": [2, 5], "ensemble_members": 3, "device": "cpu"}
 
 
 @pytest.fixture
@@ -41,6 +41,10 @@ def test_parameters_and_results_keys(run, tmp_path):
     for cost in res["timings"]["per_method"].values():
         assert cost["jacobian_ms"] > 0 and cost["residual_ms"] > 0
     assert res["corrections"]  # the authors' start and the paper's model
+    ens = res["ensembles"]  # round-off ensembles: member 0 is the page's run
+    assert set(ens) == {"projections", "corrections", "partial", "inexact"} and set(ens["partial"]) == {"0.5", "1"}
+    assert ens["projections"]["diff_all"]["rel_errors"][0] == res["diff_all"]["rel_error"]
+    assert all(2 <= len(e["rel_errors"]) <= 3 for family in ens.values() for e in family.values())
 
 
 def test_user_image_and_options(run, tmp_path, hand_pngs):

@@ -261,6 +261,24 @@ REGRESSIONS = {
         "05_peers", _scaled("capture_images.mri.global.6.param_error", 3.0), "capture_images.mri.global.6.param_error"),
     "the global driver losing a 3D rotation": (
         "05_peers", _set("capture_3d.global.1.success", False), "capture_3d.global.1.success"),
+    "Diff All's ensemble median up to 20 %": (
+        "03_superresolution", _set("ensembles.projections.diff_all.median", 0.20),
+        "ensembles.projections.diff_all.median"),
+    "one Diff All member as bad as No Diff": (
+        "03_superresolution", _set("ensembles.projections.diff_all.max", lambda ref: ref["no_diff.rel_error"]),
+        "ensembles.projections.diff_all.max < 0.5 * no_diff.rel_error"),
+    "the implicit Jacobian far above Diff All's ensemble": (
+        "03_superresolution", _set("implicit.rel_error", lambda ref: 1.3 * ref["ensembles.projections.diff_all.max"]),
+        "implicit.rel_error <= 1.2 * ensembles.projections.diff_all.max"),
+    "a member with all of the last CG iterations differentiated no better than half of 70 %": (
+        "03_superresolution",
+        _set("ensembles.partial.1.max", lambda ref: 0.6 * ref["ensembles.partial.0.7.min"]),
+        "ensembles.partial.1.max <= 0.5 * ensembles.partial.0.7.min"),
+    "the authors' start's Diff All ensemble working (median 25 %)": (
+        "03_superresolution", _set("ensembles.corrections.diff_all, as_coded start.median", 0.25),
+        "ensembles.corrections.diff_all, as_coded start.median"),
+    "the 100-iteration inexact ensemble 5 % wider": (
+        "03_superresolution", _scaled("ensembles.inexact.100.max", 1.05), "ensembles.inexact.100.max"),
     "the predictor-corrector needing more Hessians than the traditional method": (
         "02_multiscale", _set("predictor_corrector.n_hessians", lambda ref: ref["traditional.n_hessians"] + 4),
         "predictor_corrector.n_hessians <= traditional.n_hessians"),

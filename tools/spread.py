@@ -16,6 +16,7 @@ of them on 2 cores), and leaves the last setting's results in ``_build/results``
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from tools import numerics, regression
 
-__all__ = ["SETTINGS", "run_settings"]
+__all__ = ["SETTINGS", "ensemble_coverage", "run_settings"]
 
 #: Each setting: environment variables changed from the pinned defaults.
 SETTINGS: dict[str, dict[str, str]] = {
@@ -36,6 +37,11 @@ SETTINGS: dict[str, dict[str, str]] = {
     "mkl_avx": {"MKL_CBWR": "AVX"},
     "combined": {"MKL_CBWR": "AVX", "ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1"},
 }
+
+
+#: The ensembles' floor, ``imreg_lib.paper.ensembles.NOT_AMPLIFIED`` (the tools do not import the library; a test
+#: keeps the two equal): a relative move below it is round-off carried along, not amplified.
+NOT_AMPLIFIED = 1e-6
 
 
 def run_settings(out: Path, settings: list[str], notebooks: list[Path], cell_timeout: float | None = None) -> None:
@@ -61,6 +67,54 @@ def run_settings(out: Path, settings: list[str], notebooks: list[Path], cell_tim
             print(f"{name:14s} {nb.stem:22s} {time.perf_counter() - t0:6.0f} s", flush=True)
 
 
+def ensemble_coverage(run_dirs: list[Path], stem: str = "03_superresolution") -> dict:
+    """Whether the round-off ensembles cover the spread that numeric settings make.
+
+    For every ensemble of ``stem``'s results: each setting's single run (member 0) and its members' range, the
+    spread of the single runs across the settings, and the width of the first setting's ensemble (the page's).
+    ``covered``: the settings' spread is at most that width (round-off does no more to a run than the ensemble
+    shows), or both are below the ensembles' floor :data:`NOT_AMPLIFIED` (relative);
+    ``within``: every single run lies inside the first setting's range (eight members are a sample, so a single
+    run of another setting may fall just outside); ``pooled_within``: inside the range of all settings' members
+    together. Returns ``{"settings": [...], "runs":
+    {"<family>.<key>": {...}}}``; runs without an ensemble in every setting are left out."""
+    results = {Path(d).name: json.loads((Path(d) / f"{stem}.json").read_text()) for d in run_dirs}
+    names = list(results)
+    first = results[names[0]].get("ensembles", {})
+    runs = {}
+    for family, members in first.items():
+        for key in members:
+            per = {n: r.get("ensembles", {}).get(family, {}).get(key) for n, r in results.items()}
+            if any(e is None for e in per.values()):
+                continue
+            single = {n: e["rel_errors"][0] for n, e in per.items()}
+            spread = max(single.values()) - min(single.values())
+            width = per[names[0]]["max"] - per[names[0]]["min"]
+            floor = NOT_AMPLIFIED * max(single.values())
+            low, high = per[names[0]]["min"], per[names[0]]["max"]
+            runs[f"{family}.{key}"] = {
+                "single_run": single, "range": {n: [e["min"], e["max"]] for n, e in per.items()},
+                "settings_spread": spread, "width": width,
+                "covered": spread <= width or max(spread, width) <= floor,
+                "within": all(low <= v <= high for v in single.values()),
+                "pooled_within": all(min(e["min"] for e in per.values()) <= v <= max(e["max"] for e in per.values())
+                                     for v in single.values())}
+    return {"settings": names, "runs": runs}
+
+
+def _print_coverage(coverage: dict) -> None:
+    first = coverage["settings"][0]
+    print(f"\nround-off ensembles against the single runs of every setting (final relative error, %; ranges of "
+          f"{first}):")
+    for name, row in coverage["runs"].items():
+        low, high = row["range"][first]
+        singles = row["single_run"].values()
+        print(f"  {name:36s} ensemble {100 * low:8.3f} – {100 * high:8.3f}   settings {100 * min(singles):8.3f} – "
+              f"{100 * max(singles):8.3f}   spread {100 * row['settings_spread']:.2g} vs width "
+              f"{100 * row['width']:.2g}: {'covered' if row['covered'] else 'NOT covered'}"
+              f"{'' if row['within'] else ' (a single run outside the range)'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.spread", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,6 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     if len(settings) < 2:
         print("one setting: nothing to compare (measure it together with others, e.g. --skip-runs --settings ...)")
         return 0
+    dirs = [args.out / s for s in settings]
+    if all((d / "03_superresolution.json").is_file() for d in dirs):
+        coverage = ensemble_coverage(dirs)
+        _print_coverage(coverage)
+        if args.write:
+            target = args.references / "ensemble_coverage.json"
+            tmp = target.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(coverage, indent=1) + "\n")
+            tmp.replace(target)
     return regression.main(["spread", *(str(args.out / s) for s in settings), "--references", str(args.references),
                             *(["--write"] if args.write else [])])
 

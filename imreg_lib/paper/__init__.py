@@ -7,6 +7,7 @@ The core modules of :mod:`imreg_lib` never import this package.
 from . import (
     ad_costs,
     defects,
+    ensembles,
     keynumbers,
     multiscale,
     notebook,
@@ -38,6 +39,7 @@ from .ad_costs import (
     table1_markdown,
 )
 from .defects import AsCodedVarPro, gauss_newton_hessian_as_coded, predictor_corrector_as_coded
+from .ensembles import Ensemble, round_off_ensembles
 from .keynumbers import check_key_number_parameters, key_numbers
 from .multiscale import (
     MethodComparison,
@@ -156,6 +158,9 @@ __all__ = [
     "correction_runs",
     "cost_varpros",
     "defects",
+    "Ensemble",
+    "ensembles",
+    "round_off_ensembles",
     "check_derivatives",
     "derivative_check_failures",
     "derivative_checks",

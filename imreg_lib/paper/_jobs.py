@@ -155,7 +155,8 @@ def _drop_kernel_pool(wait: bool = False) -> None:
         executor.shutdown(wait=wait, cancel_futures=True)
 
 
-def _share_with_kernel_workers(jobs: Mapping[K, Callable[[], T]], size: int, order: list) -> dict[K, T]:
+def _share_with_kernel_workers(jobs: Mapping[K, Callable[[], T]], size: int, order: list,
+                               done: Callable[[], None]) -> dict[K, T]:
     """Run ``jobs`` in this kernel and in the kernel's pool of ``size`` persistent workers (at most one job less
     than there are jobs in use), each taking the next job (in ``order``) when it is free; a job whose worker was
     lost runs here."""
@@ -175,6 +176,8 @@ def _share_with_kernel_workers(jobs: Mapping[K, Callable[[], T]], size: int, ord
         with cond:
             remote[key] = (status, value)
             cond.notify_all()
+        if status != "lost":
+            done()
 
     def dispatch() -> None:
         try:  # a worker takes jobs once it is up (the first time: while the kernel runs the first ones)
@@ -211,6 +214,7 @@ def _share_with_kernel_workers(jobs: Mapping[K, Callable[[], T]], size: int, ord
     try:
         while key is not None:
             local[key] = jobs[key]()
+            done()
             key = take_here()
         with cond:  # the jobs the workers took (a worker still starting up takes none)
             cond.wait_for(lambda: all(k in remote for k in sent))
@@ -221,6 +225,7 @@ def _share_with_kernel_workers(jobs: Mapping[K, Callable[[], T]], size: int, ord
     for key, (status, _) in list(remote.items()):
         if status == "lost":
             local[key] = jobs[key]()
+            done()
     out = {}
     for key in jobs:
         if key in local:
@@ -255,24 +260,33 @@ def start_workers() -> bool:
 
 
 def run_jobs(jobs: Mapping[K, Callable[[], T]], *, cpu: bool = True,
-             cost: Mapping[K, float] | None = None) -> dict[K, T]:
+             cost: Mapping[K, float] | None = None, done: Callable[[], None] | None = None) -> dict[K, T]:
     """``{key: job()}`` for every job, in worker processes where that is possible (module docstring), returned in
     the order of ``jobs``.
 
     ``cpu``: whether the jobs compute on the CPU only (a CUDA context cannot be forked). ``cost``: an estimate of
     each job's time in any unit; the jobs then start longest first (the classic longest-processing-time rule,
-    which keeps two processes from waiting on one long job started last). Results do not depend on it."""
+    which keeps two processes from waiting on one long job started last). Results do not depend on it. ``done``:
+    called once after each job has finished (a progress bar's update), from any thread."""
     order = sorted(jobs, key=lambda k: -cost[k]) if cost is not None else list(jobs)
+    done = done if done is not None else (lambda: None)
     total = workers()
     n = min(total, len(jobs))
     if n < 2 or not cpu or not _side_by_side_possible() or _JOBS:
-        return {key: job() for key, job in jobs.items()}
+        out = {}
+        for key, job in jobs.items():
+            out[key] = job()
+            done()
+        return out
     if _in_kernel():
-        return _share_with_kernel_workers(jobs, total - 1, order)
+        return _share_with_kernel_workers(jobs, total - 1, order, done)
     _JOBS.update(jobs)
     try:
         with multiprocessing.get_context("fork").Pool(n, initializer=_quiet) as pool:
-            results = dict(zip(order, pool.map(_call, order, chunksize=1), strict=True))
+            results = {}
+            for key, data in zip(order, pool.imap(_call, order, chunksize=1), strict=True):
+                results[key] = data
+                done()
     finally:
         _JOBS.clear()
     return {key: pickle.loads(results[key]) for key in jobs}

@@ -43,12 +43,13 @@ if TYPE_CHECKING:
     from ..superres import SuperResolutionProblem
     from ..varpro import VarProRun
     from .ad_costs import ScalingStudy
+    from .ensembles import Ensemble
     from .multiscale import MethodComparison, PredictionQuality, PredictorComparison
 
-__all__ = ["affine_explorer", "inexact_player", "lm_player", "plot_claims", "plot_fig2", "plot_fig3", "plot_fig5",
-           "plot_fig7", "plot_fig8", "plot_fig10", "plot_memory", "plot_own_taylor", "plot_prediction_variants",
-           "plot_predictor_work", "plot_scale_space", "plot_scaling", "predictor_corrector_player",
-           "scale_space_explorer", "scale_space_player", "varpro_explorer"]
+__all__ = ["affine_explorer", "inexact_player", "lm_player", "plot_claims", "plot_ensembles", "plot_fig2",
+           "plot_fig3", "plot_fig5", "plot_fig7", "plot_fig8", "plot_fig10", "plot_memory", "plot_own_taylor",
+           "plot_prediction_variants", "plot_predictor_work", "plot_scale_space", "plot_scaling",
+           "predictor_corrector_player", "scale_space_explorer", "scale_space_player", "varpro_explorer"]
 
 _STATUS_STYLE = {"reproduced": ("tab:green", "o"), "differs": ("tab:red", "X"), "improved": ("tab:blue", "^"),
                  "not run": ("0.6", ".")}
@@ -604,3 +605,32 @@ def inexact_player(inexact: Mapping[int, VarProRun], reference: torch.Tensor, gr
         title.set_text(f"{counts[i]} CG iterations: relative error {100 * r.rel_error:.1f} %")
 
     return animation_html(fig, draw, len(counts), interval=900)
+
+
+def plot_ensembles(ensembles: Mapping[str, Mapping[str, Ensemble]]) -> Figure:
+    """The final relative error of every round-off ensemble: each member (ticks), the range (bar) and median
+    (dot), beside the paper's value (open square) where it has one."""
+    import matplotlib.pyplot as plt
+
+    from .ensembles import ensemble_label, paper_value
+
+    rows = [(ensemble_label(f, k), paper_value(f, k), e) for f, runs in ensembles.items() for k, e in runs.items()]
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(rows) + 1.2))
+    for i, (_, ref, e) in enumerate(rows):
+        y = len(rows) - 1 - i
+        ax.plot([100 * e.low, 100 * e.high], [y, y], color="maroon", linewidth=3, alpha=0.35,
+                solid_capstyle="butt", label="range over the members" if i == 0 else None)
+        ax.plot([100 * x for x in e.rel_errors], [y] * e.members, "|", color="maroon", markersize=9,
+                label="members" if i == 0 else None)
+        ax.plot(100 * e.median, y, "o", color="maroon", markersize=5, label="median" if i == 0 else None)
+        if ref is not None:
+            ax.plot(100 * ref, y, "s", color="0.4", fillstyle="none", markersize=7,
+                    label="paper" if i == 0 else None)
+    ax.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)])
+    ax.set_xscale("log")
+    ax.set_xlabel("final relative error (%)")
+    ax.grid(axis="x", which="both", alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    ax.set_title("Final relative errors under round-off: each run repeated on data moved by a few ulps")
+    fig.tight_layout()
+    return fig

@@ -36,6 +36,7 @@ from ..multiscale import MultiscaleResult, ScaleRecord
 from ..superres import SuperResolutionProblem
 from ..varpro import VarProRun
 from .ad_costs import ADCosts, DerivativeComparison, ScalingStudy
+from .ensembles import Ensemble
 from .multiscale import MethodComparison, PredictionQuality, PredictorComparison
 from .numbers import PAPER_SR
 from .preregistration import PreregistrationResult
@@ -633,7 +634,7 @@ _SR_SETTINGS = ("data", "m", "factor", "n_templates", "lam", "variant", "device"
                 "cg_tol", "gn_iters", "gtol", "preregistration")
 _SR_KEYS = (*_SR_SETTINGS, "rel_error_at_true_motion", "start", "corrections", "partial", "partial_continued",
             "taylor", "taylor_own", "inexact", "memory_mb_per_iteration", "memory_growth_after_second",
-            "peak_memory_mb", "machine", "timings", "paper")
+            "peak_memory_mb", "machine", "timings", "paper", "ensembles")
 
 
 @dataclass(frozen=True)
@@ -671,6 +672,9 @@ preregistration
         Costs per method and times.
     paper : PaperSRNumbers
         The paper's numbers.
+    ensembles : dict
+        ``{family: {key: Ensemble}}``: the round-off ensembles of the runs that round-off moves
+        (:func:`~imreg_lib.paper.ensembles.round_off_ensembles`; member 0 is the run above), empty when not run.
     """
 
     data: str
@@ -701,6 +705,7 @@ preregistration
     machine: Mapping
     timings: SuperresolutionTimings
     paper: PaperSRNumbers = field(default_factory=PaperSRNumbers.recorded)
+    ensembles: Mapping[str, Mapping[str, Ensemble]] = field(default_factory=dict)
 
     @classmethod
     def from_runs(cls, problem: SuperResolutionProblem, *, m: int, factor: int, n_templates: int, lam: float,
@@ -711,8 +716,8 @@ preregistration
                   partial_continued: Mapping[float, VarProRun], taylor: Mapping[str, TaylorResult],
                   taylor_own: Mapping[str, TaylorResult], inexact: Mapping[int, VarProRun],
                   memory_runs: Mapping[str, VarProRun], memory_growth: float, peak_memory_mb: float,
-                  machine: Mapping, costs: Mapping[str, ProjectionCost],
-                  notebook_seconds: float) -> SuperresolutionResults:
+                  machine: Mapping, costs: Mapping[str, ProjectionCost], notebook_seconds: float,
+                  ensembles: Mapping[str, Mapping[str, Ensemble]] | None = None) -> SuperresolutionResults:
         """The record from the page's runs: ``starts`` from
         :func:`~imreg_lib.paper.preregistration.preregistration_starts`, ``projections`` from
         :func:`~imreg_lib.paper.superres.compare_projections`, ``memory_runs`` every run by its label
@@ -734,7 +739,8 @@ preregistration
             memory_mb_per_iteration={k: tuple(r.rss_mb) for k, r in memory_runs.items()},
             memory_growth_after_second=memory_growth, peak_memory_mb=peak_memory_mb, machine=dict(machine),
             timings=SuperresolutionTimings(dict(costs), {k: r.seconds for k, r in memory_runs.items()},
-                                           notebook_seconds))
+                                           notebook_seconds),
+            ensembles={f: dict(e) for f, e in (ensembles or {}).items()})
 
     def to_json(self) -> dict:
         out: dict = {k: getattr(self, k) for k in _SR_SETTINGS}
@@ -752,6 +758,7 @@ preregistration
         out["machine"] = dict(self.machine)
         out["timings"] = self.timings.to_json()
         out["paper"] = self.paper.to_json()
+        out["ensembles"] = {f: {k: e.to_json() for k, e in family.items()} for f, family in self.ensembles.items()}
         return out
 
     @classmethod
@@ -768,7 +775,9 @@ preregistration
             memory_mb_per_iteration={k: tuple(v) for k, v in data["memory_mb_per_iteration"].items()},
             memory_growth_after_second=data["memory_growth_after_second"], peak_memory_mb=data["peak_memory_mb"],
             machine=dict(data["machine"]), timings=SuperresolutionTimings.from_json(data["timings"]),
-            paper=PaperSRNumbers.from_json(data["paper"]))
+            paper=PaperSRNumbers.from_json(data["paper"]),
+            ensembles={f: {k: Ensemble.from_json(e) for k, e in family.items()}
+                       for f, family in data.get("ensembles", {}).items()})
 
 
 # ---- 04_reproduction --------------------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ def check_counts(cg_counts: Sequence[int]) -> tuple[int, ...]:
 
 def check_superresolution_parameters(*, fractions: Sequence[float], cg_counts: Sequence[int], gn_iters: int,
                                      cg_iters: int, cg_iters_partial: int, taylor_cg_iters: int, cg_tol: float,
-                                     gtol: float, variant: str, preregistration: str,
+                                     gtol: float, variant: str, preregistration: str, ensemble_members: int = 1,
                                      ) -> tuple[tuple[float, ...], tuple[int, ...]]:
     """Every setting of the super-resolution page, checked before any work starts.
 
@@ -119,6 +119,8 @@ def check_superresolution_parameters(*, fractions: Sequence[float], cg_counts: S
         One of :data:`VARPRO_VARIANTS`.
     preregistration : str
         One of :data:`~imreg_lib.paper.preregistration.PREREGISTRATIONS`.
+    ensemble_members : int
+        Members of each round-off ensemble (:func:`~imreg_lib.paper.ensembles.round_off_ensembles`), >= 1.
 
     Returns
     -------
@@ -133,7 +135,8 @@ def check_superresolution_parameters(*, fractions: Sequence[float], cg_counts: S
     fractions = check_fractions(fractions)
     cg_counts = check_counts(cg_counts)
     for name, value, low in (("gn_iters", gn_iters, 2), ("cg_iters", cg_iters, 1),
-                             ("cg_iters_partial", cg_iters_partial, 1), ("taylor_cg_iters", taylor_cg_iters, 1)):
+                             ("cg_iters_partial", cg_iters_partial, 1), ("taylor_cg_iters", taylor_cg_iters, 1),
+                             ("ensemble_members", ensemble_members, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     for name, value in (("cg_tol", cg_tol), ("gtol", gtol)):

@@ -20,6 +20,7 @@ from ..superres import SuperResolutionProblem
 from ..timing import describe_machine
 from ..varpro import VarProRun
 from .ad_costs import ADCosts, DerivativeComparison, ScalingPoint, ScalingStudy
+from .ensembles import NOT_AMPLIFIED, Ensemble, ensemble_label, paper_value
 from .multiscale import MethodComparison
 from .numbers import PAPER_FACTORS, PAPER_SR, PAPER_TABLE1
 from .preregistration import PreregistrationResult
@@ -28,6 +29,7 @@ from .results import DataResults, PredictionResults
 from .superres import METHOD_LABELS, ProjectionCost, parameter_error, percent_label, varpro_variant
 
 __all__ = ["cost_phrases", "costs_markdown", "derivative_checks_text", "derivative_times_markdown",
+           "ensemble_phrases", "ensembles_markdown",
            "factor_range", "factors_against_paper", "fig2_phrases", "fig2_summary", "fig2_work", "fig2_work_phrases",
            "fig3_phrases", "fig3_summary", "fig5_phrases", "fig7_table", "key_numbers_text", "partial_markdown",
            "partial_phrases", "problem_summary", "projections_markdown", "scaling_phrases", "sign_and_decade",
@@ -392,3 +394,53 @@ def fig7_table(taylor: Mapping[str, TaylorResult]) -> tuple[str, dict[str, str]]
     floor = min(x for h, x in zip(ref.h, ref.errors[0], strict=True) if h <= 1e-4)
     lo, hi = f"{min(slopes.values()):.2f}", f"{max(slopes.values()):.2f}"
     return "\n".join(rows), {"fig7_floor": f"{floor:.0e}", "fig7_large_slopes": lo if lo == hi else f"{lo} to {hi}"}
+
+
+# ---- 03_superresolution: round-off ensembles --------------------------------------------------------------------
+
+def _ensemble_rows(ensembles: Mapping[str, Mapping[str, Ensemble]]):
+    for family, runs in ensembles.items():
+        for key, e in runs.items():
+            yield ensemble_label(family, key), paper_value(family, key), e
+
+
+def ensembles_markdown(ensembles: Mapping[str, Mapping[str, Ensemble]]) -> str:
+    """The final relative error of every ensemble: the paper's, the members' median and range, the page's own run
+    (member 0) and the range relative to the median."""
+    rows = ["| run | paper | median | range over the members | the page's run | range / median | members |",
+            "|---|---|---|---|---|---|---|"]
+    for label, ref, e in _ensemble_rows(ensembles):
+        width = f"{100 * (e.high - e.low) / e.median:.2g} %" if e.amplified else "not amplified"
+        rows.append(f"| {label} | {'' if ref is None else f'{100 * ref:.1f} %'} | {100 * e.median:.2f} % | "
+                    f"{100 * e.low:.2f}–{100 * e.high:.2f} % | {100 * e.rel_errors[0]:.2f} % | {width} | "
+                    f"{e.members} |")
+    return "\n".join(rows)
+
+
+def ensemble_phrases(ensembles: Mapping[str, Mapping[str, Ensemble]],
+                     no_diff: VarProRun | None = None) -> dict[str, str]:
+    """Glue phrases: members, Diff All's range, the widest relative range, the runs that did not move, and No
+    Diff's error over every Diff All member's."""
+    rows = list(_ensemble_rows(ensembles))
+    if not rows:
+        return {"ens_members": "one (no ensembles)", "ens_diff_all": "not run", "ens_widest": "not run",
+                "ens_still": "not run", "ens_ratio": "not run"}
+    members = max(e.members for _, _, e in rows)
+    out = {"ens_members": str(members)}
+    da = ensembles.get("projections", {}).get("diff_all")
+    out["ens_diff_all"] = (f"{100 * da.low:.1f}–{100 * da.high:.1f} % (median {100 * da.median:.1f} %)"
+                           if da is not None else "not run")
+    label, _, e = max(rows, key=lambda r: (r[2].high - r[2].low) / r[2].median)
+    out["ens_widest"] = (f"{label}: {100 * e.low:.1f}–{100 * e.high:.1f} %, "
+                         f"{100 * (e.high - e.low) / e.median:.0f} % of its median")
+    still = [label for label, _, e in rows if not e.amplified]
+    out["ens_still"] = (", ".join(still) + f" end within {NOT_AMPLIFIED:.0e} (relative) of the page's run in their "
+                        "first perturbed member: they carry round-off along without amplifying it, and keep two members"
+                        if still else "every run amplified round-off")
+    if da is not None and no_diff is not None:
+        ratios = [no_diff.rel_error / x for x in da.rel_errors]
+        out["ens_ratio"] = (f"{min(ratios):.2f}–{max(ratios):.2f} over the {da.members} Diff All members "
+                            f"({'above 1 for every member' if min(ratios) > 1 else 'not above 1 for every member'})")
+    else:
+        out["ens_ratio"] = "not run"
+    return out
