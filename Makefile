@@ -232,7 +232,12 @@ sweep: $(STAMP)
 # ---- tests -----------------------------------------------------------------------------------------
 # make test: every test (the fast ones, then the slow ones: kernels, Dask clusters, browsers, fresh interpreters),
 # nbval of the committed notebooks and the results regression. make unit: the fast tests alone (about a minute).
-test: tests nbval
+# The unit tests and the notebooks (nbval, then the results regression) run side by side: each is one thread most
+# of the time and they share nothing but the set-up, made first (their lines interleave). TEST_JOBS=1 runs them one
+# after the other.
+TEST_JOBS ?= 2
+test: $(STAMP)
+	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=line tests nbval
 
 tests: $(STAMP)
 	$(PY) -m ruff check imreg_lib tools tests benchmarks
