@@ -79,7 +79,7 @@ def main() -> None:
         entry = {"protocol": protocol, "m": m, "models": {}}
         for model in table:
             reps = [p[idx][2][model] for p in passes]
-            entry["models"][model] = {"repeats": [c.as_dict() for c in reps], "targets": {}}
+            entry["models"][model] = {"repeats": [c.to_json() for c in reps], "targets": {}}
             for fn, target in TARGETS[protocol][model].items():
                 per_rep = [c.factors_median[fn] for c in reps]
                 per_rep_mean = [c.factors[fn] for c in reps]
@@ -89,7 +89,7 @@ def main() -> None:
                 entry["models"][model]["targets"][fn] = c
                 checks.append({"protocol": protocol, "m": m, "model": model, "function": fn, **c})
             entry["models"][model]["median_ms"] = {
-                fn: statistics.median(getattr(c, f"{fn}_median_ms") for c in reps) for fn in paper.ad_costs.FUNCTIONS}
+                fn: statistics.median(getattr(c, f"{fn}_median_ms") for c in reps) for fn in paper.TABLE1_FUNCTIONS}
         results.append(entry)
     loss_check = None
     if 32 in args.cached_sizes:

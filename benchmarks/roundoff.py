@@ -31,7 +31,7 @@ import imreg_lib as il
 from imreg_lib import paper
 from imreg_lib._srdense import AssembledNormal
 from imreg_lib.paper import ensembles as ens
-from imreg_lib.paper import superres as ps
+from imreg_lib.paper import superres_runs as ps
 
 SETTINGS = {"cg_iters": 500, "tol": 1e-3, "gn_iters": 10, "gtol": 1e-5}
 
@@ -65,8 +65,8 @@ def measure(problem, members: int) -> dict:
         "rejected_steps": sum(not a for a in run.lm.accepted),
         "cond_JtJ_start": float((sv[0] / sv[-1]) ** 2), "cond_JtJ_end": float((sv1[0] / sv1[-1]) ** 2),
         "members_loss_apart_per_point": apart,
-        "ensemble": {"median": e.median, "min": e.low, "max": e.high, "members": e.members,
-                     "range_over_median": (e.high - e.low) / e.median,
+        "ensemble": {"median": e.median, "min": e.min, "max": e.max, "members": e.members,
+                     "range_over_median": (e.max - e.min) / e.median,
                      "final_rel_loss_range_over_median": (max(e.rel_losses) - min(e.rel_losses))
                      / statistics.median(e.rel_losses)},
         "seconds": time.perf_counter() - t0,

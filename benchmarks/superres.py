@@ -190,8 +190,9 @@ def main() -> None:
                          "w_error_vs_truth": float(torch.linalg.vector_norm(prereg_coded.w - pb.w_true)),
                          "per_scale": [{"theta": h.theta, "loss": h.loss, "iterations": h.iterations}
                                        for h in prereg_coded.history]}}},
-        "runs": {k: paper.run_summary(v) for k, v in runs.items()},
-        "runs_from_as_coded_preregistration": {k: paper.run_summary(v) for k, v in runs_coded.items()},
+        "runs": {k: paper.VarProSummary.from_run(v).to_json() for k, v in runs.items()},
+        "runs_from_as_coded_preregistration": {k: paper.VarProSummary.from_run(v).to_json()
+                                               for k, v in runs_coded.items()},
         "rel_error_at_true_parameters": il.relative_error(il.reconstruct(pb, pb.w_true).x, pb.reference),
         "costs": costs,
         "authors_style_estimate": authors,

@@ -10,7 +10,7 @@ from torch.func import grad, jacfwd, jacrev
 
 import imreg_lib as il
 from imreg_lib import paper
-from imreg_lib.paper.ad_costs import FUNCTIONS, _paper_functions
+from imreg_lib.paper.ad_costs import TABLE1_FUNCTIONS, _paper_functions
 
 F64 = torch.float64
 
@@ -66,9 +66,9 @@ def test_near_identity_and_models():
 def test_measure_ad_costs_record(pair8, protocol):
     res = paper.measure_ad_costs(pair8, "neural_ode", protocol, n_runs=2, warmup=0)
     assert (res.protocol, res.model, res.n_params, res.m) == (protocol, "neural_ode", 50, (8, 8))
-    d = res.as_dict()
+    d = res.to_json()
     json.dumps(d)  # serialisable
-    for fn in FUNCTIONS:
+    for fn in TABLE1_FUNCTIONS:
         for key in (f"{fn}_ms", f"{fn}_std", f"{fn}_median_ms"):
             assert math.isfinite(d[key]) and d[key] >= 0
         assert d[f"{fn}_n_runs"] == 2
@@ -117,7 +117,7 @@ def test_compare_derivatives_agreement(pair8):
         assert set(cmp.rel_diff) == {"gradient", "gauss_newton", "hessian"}
         assert max(cmp.rel_diff.values()) < 1e-10
         assert set(cmp.structured_ms) == set(cmp.ad_ms) == set(cmp.rel_diff)
-        json.dumps(cmp.as_dict())
+        json.dumps(cmp.to_json())
     with pytest.raises(ValueError, match="shape"):
         paper.compare_derivatives(obj.at_scale(1e-3), torch.zeros(3, dtype=F64), n_runs=2)
 
@@ -131,7 +131,7 @@ def test_scaling_point_and_volume_pair():
     pt = paper.scaling_point(il.synthetic_hand_pair(6, device="cpu"), il.NeuralODE(width=3), n_runs=2, warmup=0,
                           ad=False)
     assert pt.n_params == 20 and pt.hessian_ad_ms is None
-    json.dumps(pt.as_dict())
+    json.dumps(pt.to_json())
     with pytest.raises(ValueError, match="3D"):
         paper.scaling_point(vol, il.Affine(2), n_runs=2)
     with pytest.raises(ValueError, match="m must"):

@@ -1,6 +1,7 @@
 """Round-off ensembles of the §4 runs (imreg_lib.paper.ensembles) and the report's rules on them."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,15 +10,17 @@ import torch
 import imreg_lib as il
 from imreg_lib.paper import ensembles as ens
 from imreg_lib.paper import report
-from imreg_lib.paper import superres as ps
+from imreg_lib.paper import superres_runs as ps
 from imreg_lib.paper.preregistration import preregister
+from imreg_lib.paper.results import SuperresolutionResults
+from imreg_lib.paper.settings import SuperresolutionSettings
 
 REFERENCES = Path(__file__).resolve().parent / "references"
 
 
 @pytest.fixture(scope="module")
-def problem():
-    return il.superresolution_problem(8, 2, 2)
+def problem(small_problem):
+    return small_problem
 
 
 def _ulp(x):
@@ -66,25 +69,27 @@ def _ensembles(problem, page, members):
 
 def test_member_zero_is_the_page_run_and_members_rerun_everything_on_their_data(problem, page):
     out = _ensembles(problem, page, 3)
-    assert {f: set(v) for f, v in out.items()} == {"projections": {"diff_all"}, "partial": {"0.9"},
-                                                   "inexact": {"5"}}
+    assert {f: set(v) for f, v in out.items()} == {"projections": {"diff_all"}, "partial": {0.9}, "inexact": {5}}
+    assert set(out.to_json()["partial"]) == {"0.9"} and out.corrections == {}
     runs, partial, _ = page
-    da = out["projections"]["diff_all"]
+    da = out.projections["diff_all"]
     assert da.members == 3 and da.rel_errors[0] == runs["diff_all"].rel_error
-    assert out["partial"]["0.9"].rel_errors[0] == partial[0.9].rel_error
+    assert out.partial[0.9].rel_errors[0] == partial[0.9].rel_error
+    assert out.get("partial", 0.9) is out.partial[0.9] and ens.EnsembleSet.from_json(out.to_json()) == out
     # member 2 is the whole run (pre-registration and LM) on member 2's data
     p2 = ens.perturbed_problem(problem, 2)
     w2 = preregister(p2, loss="norm", continuation=True).w
     vp = ps.varpro_variant(p2, method="diff_all", cg_iters=SETTINGS["cg_iters"], tol=1e-3)
     again = il.varpro_levenberg_marquardt(vp, w2, max_iter=SETTINGS["gn_iters"], gtol=SETTINGS["gtol"])
     assert da.rel_errors[2] == again.rel_error
-    assert da.low <= da.median <= da.high
+    assert da.min <= da.median <= da.max
     assert ens.Ensemble.from_json(json.loads(json.dumps(da.to_json()))) == da
 
 
 def test_one_member_runs_nothing_more_and_a_missing_page_run_is_named(problem, page):
     out = _ensembles(problem, page, 1)
-    assert all(e.members == 1 for family in out.values() for e in family.values())
+    assert all(e.members == 1 for _, family in out.items() for e in family.values())
+    assert out.get("projections", "diff_all") is None  # one member: no ensemble to judge on
     runs, partial, inexact = page
     with pytest.raises(ValueError, match="inexact"):
         ens.round_off_ensembles(problem, ens.page_runs(runs, {}, partial, {}), fractions=[0.9], cg_counts=[5],
@@ -97,11 +102,11 @@ def test_one_member_runs_nothing_more_and_a_missing_page_run_is_named(problem, p
 def test_labels_and_paper_values():
     assert ens.ensemble_label("projections", "diff_all") == "Diff All"
     assert ens.ensemble_label("corrections", "no_diff, as_coded start") == "No Diff, authors' start"
-    assert ens.ensemble_label("partial", "0.95") == "last 95%"
-    assert ens.ensemble_label("inexact", "1") == "1 CG iteration"
+    assert ens.ensemble_label("partial", 0.95) == "last 95%"
+    assert ens.ensemble_label("inexact", 1) == "1 CG iteration"
     assert ens.paper_value("projections", "diff_all") == 0.107
     assert ens.paper_value("corrections", "no_diff, as_coded start") == 0.2561
-    assert ens.paper_value("partial", "0.7") == 0.37 and ens.paper_value("inexact", "100") == 0.103
+    assert ens.paper_value("partial", 0.7) == 0.37 and ens.paper_value("inexact", 100) == 0.103
     assert ens.paper_value("corrections", "diff_all, paper's model (eq. 7)") is None
 
 
@@ -118,53 +123,57 @@ def _flat_reference() -> dict:
     return json.loads((REFERENCES / "03_superresolution.json").read_text())["values"]
 
 
-def _committed_sr() -> dict:
+def _committed_sr() -> SuperresolutionResults:
     """The report's input: the test page of test_report with the committed ensembles' statistics (the references
-    keep each ensemble's median and range, not its members: these stand in as member 0, the range and the median)
-    and the committed single runs' errors."""
-    from test_report import _superres
+    keep each ensemble's median and range, not its members: member 0 is the committed single run, the others the
+    range and the median, twice, so that the ensemble's median is the committed one) and the committed single
+    runs' errors."""
+    from test_report import _superres, _with_run
 
     flat = _flat_reference()
-    sr = _superres()
-    sr["ensembles"] = {}
+    families: dict[str, dict] = {}
     for key in flat:
         if key.startswith("ensembles.") and key.endswith(".median"):
             family, _, name = key[len("ensembles."):-len(".median")].partition(".")
-            e = {stat: flat[f"ensembles.{family}.{name}.{stat}"] for stat in ("median", "min", "max")}
+            low, median, high = (flat[f"ensembles.{family}.{name}.{stat}"] for stat in ("min", "median", "max"))
             single = flat[f"{name}.rel_error" if family == "projections" else f"{family}.{name}.rel_error"]
-            e["rel_errors"] = [single, e["min"], e["median"], e["max"]]
-            e["rel_losses"] = e["rel_grads"] = [0.01] * 4
-            sr["ensembles"].setdefault(family, {})[name] = e
+            typed = {"partial": float, "inexact": int}.get(family, str)(name)  # keyed as the page's runs
+            families.setdefault(family, {})[typed] = ens.Ensemble((single, low, median, median, high), (0.01,) * 5,
+                                                                  (0.01,) * 5)
+    sr = replace(_superres(), ensembles=ens.EnsembleSet(**families))
     for key in ("diff_all", "no_diff"):
-        sr[key]["rel_error"] = flat[f"{key}.rel_error"]
+        sr = _with_run(sr, "projections", key, rel_error=flat[f"{key}.rel_error"])
     return sr
 
 
-def _claims(sr: dict) -> dict:
+def _claims(sr: SuperresolutionResults) -> dict:
     return {c.id: c for c in report.build_claims({"03_superresolution": sr})}
+
+
+def _with_ensemble(sr: SuperresolutionResults, family: str, key, rel_errors) -> SuperresolutionResults:
+    e = getattr(sr.ensembles, family)[key]
+    moved = replace(e, rel_errors=tuple(rel_errors))
+    return replace(sr, ensembles=replace(sr.ensembles, **{family: {**getattr(sr.ensembles, family), key: moved}}))
 
 
 def test_committed_results_carry_ensembles_and_the_report_quotes_their_ranges():
     sr = _committed_sr()
-    e = sr["ensembles"]["projections"]["diff_all"]
-    assert e["min"] <= sr["diff_all"]["rel_error"] <= e["max"] and e["min"] <= e["median"] <= e["max"]
-    assert {"projections", "corrections", "partial", "inexact"} == set(sr["ensembles"])
+    e = sr.ensembles.projections["diff_all"]
+    assert e.min <= sr.projections["diff_all"].rel_error <= e.max and e.min <= e.median <= e.max
+    assert {"projections", "corrections", "partial", "inexact"} == {f for f, _ in sr.ensembles.items()}
     claims = _claims(sr)
-    assert "members" in claims["sr.diff_all"].ours and claims["sr.diff_all"].ours_value == e["median"]
+    assert "members" in claims["sr.diff_all"].ours and claims["sr.diff_all"].ours_value == e.median
     assert "every Diff All member" in claims["sr.ratio"].rule
 
 
-def _shift(sr: dict, family: str, key: str, to: float) -> dict:
-    e = sr["ensembles"][family][key]
-    scale = to / e["median"]
-    e["rel_errors"] = [x * scale for x in e["rel_errors"]]
-    e.update(median=e["median"] * scale, min=e["min"] * scale, max=e["max"] * scale)
-    return sr
+def _shift(sr: SuperresolutionResults, family: str, key, to: float) -> SuperresolutionResults:
+    e = getattr(sr.ensembles, family)[key]
+    return _with_ensemble(sr, family, key, [x * to / e.median for x in e.rel_errors])
 
 
 @pytest.mark.parametrize("family, key, cid", [("projections", "diff_all", "sr.diff_all"),
-                                              ("partial", "1", "fig8.error_100"),
-                                              ("inexact", "100", "fig10.error_100")])
+                                              ("partial", 1.0, "fig8.error_100"),
+                                              ("inexact", 100, "fig10.error_100")])
 def test_an_ensemble_far_from_the_paper_differs_and_one_around_it_reproduces(family, key, cid):
     ref = ens.paper_value(family, key)
     assert _claims(_shift(_committed_sr(), family, key, ref)).get(cid).status == "reproduced"
@@ -173,20 +182,20 @@ def test_an_ensemble_far_from_the_paper_differs_and_one_around_it_reproduces(fam
 
 def test_diff_all_beats_no_diff_must_hold_for_every_member():
     sr = _committed_sr()
-    e = sr["ensembles"]["projections"]["diff_all"]
+    e = sr.ensembles.projections["diff_all"]
     assert _claims(sr)["sr.ratio"].status in ("reproduced", "differs")
-    e["rel_errors"] = [*e["rel_errors"][:-1], 1.01 * sr["no_diff"]["rel_error"]]  # one member worse than No Diff
-    e["max"] = max(e["rel_errors"])
-    claim = _claims(sr)["sr.ratio"]
+    worse = [*e.rel_errors[:-1], 1.01 * sr.projections["no_diff"].rel_error]  # one member worse than No Diff
+    claim = _claims(_with_ensemble(sr, "projections", "diff_all", worse))["sr.ratio"]
     assert claim.status == "differs" and claim.ours.split("members ")[1].startswith("0.99")
 
 
 @pytest.mark.parametrize("bad", [0, 2.5, True, "8"])
 def test_the_page_checks_its_ensemble_size_before_any_work(bad):
     with pytest.raises(ValueError, match="ensemble_members"):
-        ps.check_superresolution_parameters(
-            fractions=[0.9], cg_counts=[5], gn_iters=3, cg_iters=10, cg_iters_partial=10, taylor_cg_iters=5,
-            cg_tol=1e-3, gtol=1e-5, variant="as_coded", preregistration="continuation", ensemble_members=bad)
+        SuperresolutionSettings(m=8, factor=2, n_templates=2, lam=1e-2, variant="as_coded", device="cpu",
+                                fractions=[0.9], cg_counts=[5], gn_iters=3, cg_iters=10, cg_iters_partial=10,
+                                taylor_cg_iters=5, cg_tol=1e-3, gtol=1e-5, preregistration="continuation",
+                                ensemble_members=bad)
 
 
 def test_the_ensembles_cover_the_single_runs_of_every_numeric_setting():
@@ -196,7 +205,7 @@ def test_the_ensembles_cover_the_single_runs_of_every_numeric_setting():
     coverage = json.loads((REFERENCES / "ensemble_coverage.json").read_text())
     assert len(coverage["settings"]) >= 4 and coverage["settings"][0] == "pinned"
     sr = _committed_sr()
-    committed = {f"{f}.{k}" for f, family in sr["ensembles"].items() for k in family}
+    committed = {f"{f}.{k}" for f, family in sr.to_json()["ensembles"].items() for k in family}
     assert committed == set(coverage["runs"])
     for name, row in coverage["runs"].items():
         assert set(row["single_run"]) == set(coverage["settings"]), name

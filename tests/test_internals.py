@@ -45,10 +45,9 @@ def test_switch_is_per_thread():
 
 
 @pytest.fixture(scope="module")
-def small():
+def small(perturbed_start):
     pb = il.superresolution_problem(8, 2, 3)
-    w = pb.w_true + 0.02 * torch.randn(pb.n_params, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    return pb, w
+    return pb, perturbed_start(pb, seed=0)
 
 
 class _Calls:

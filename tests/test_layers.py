@@ -189,9 +189,9 @@ def test_the_layer_check_finds_every_kind_of_violation(tmp_path):
         "a.py": "from .paper import defects\nfrom .paperwork import x\n",
         "b.py": "import os\n\n\ndef f():\n    from imreg_lib.paper.report import Claim\n    import imreg_lib.paper\n",
         "c.py": '"""Reproduces the paper\'s numbers\n(As\n  coded by the authors)."""\nMODE = "AS_CODED"\n',
-        "d.py": "import importlib\n\nimportlib.import_module('imreg_lib.paper.numbers')\n",
+        "d.py": "import importlib\n\nimportlib.import_module('imreg_lib.paper.recorded')\n",
         "e.py": "from imreg_lib import paper as p\nfrom imreg_lib import grid\n",
-        "sub/__init__.py": "from ..paper import numbers\nfrom .. import grid\n",
+        "sub/__init__.py": "from ..paper import recorded\nfrom .. import grid\n",
         "sub/m.py": "from .. import paper\n# variant as-coded\n",
         "paper/__init__.py": "from .defects import as_coded\n",  # the paper layer itself may say anything
         "paper/defects.py": "as_coded = 'as coded'\n",
@@ -208,10 +208,10 @@ def test_the_layer_check_finds_every_kind_of_violation(tmp_path):
         "imreg_lib/b.py:6: imports imreg_lib.paper",
         "imreg_lib/c.py:2: says 'As\\n  coded'",
         "imreg_lib/c.py:4: says 'AS_CODED'",
-        "imreg_lib/d.py:3: imports imreg_lib.paper.numbers",
+        "imreg_lib/d.py:3: imports imreg_lib.paper.recorded",
         "imreg_lib/e.py:1: imports imreg_lib.paper",
         "imreg_lib/sub/__init__.py:1: imports imreg_lib.paper",
-        "imreg_lib/sub/__init__.py:1: imports imreg_lib.paper.numbers",
+        "imreg_lib/sub/__init__.py:1: imports imreg_lib.paper.recorded",
         "imreg_lib/sub/m.py:1: imports imreg_lib.paper",
         "imreg_lib/sub/m.py:2: says 'as-coded'",
     ]
@@ -220,8 +220,8 @@ def test_the_layer_check_finds_every_kind_of_violation(tmp_path):
 #: Names of the reproduction: exported by ``imreg_lib.paper``, not by the library's top level.
 EXPERIMENT_NAMES = ("FIG7_STEPS", "PAPER_FACTORS", "PAPER_SR", "PAPER_TABLE1", "VARPRO_VARIANTS", "AsCodedVarPro",
                     "ad_cost_table", "compare_methods", "compare_predictors", "compare_projections",
-                    "paper_spline_coefficients", "plot_claims", "prediction_quality", "predictor_corrector_as_coded",
-                    "preregister", "synthetic_volume_pair", "write_results")
+                    "paper_spline_coefficients", "prediction_quality", "predictor_corrector_as_coded",
+                    "preregister", "synthetic_volume_pair", "SuperresolutionSettings", "Claim")
 
 
 def test_the_experiments_are_names_of_the_paper_layer_only():

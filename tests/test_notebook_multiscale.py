@@ -57,6 +57,6 @@ def test_the_set_up_cell_check_names_each_parameter(params, match):
     """What the set-up cell calls (the notebook test above shows it runs before any work)."""
     from imreg_lib import paper
 
-    paper.check_multiscale_parameters(**DEFAULTS)
+    paper.MultiscaleSettings(**DEFAULTS)
     with pytest.raises(ValueError, match=match):
-        paper.check_multiscale_parameters(**{**DEFAULTS, **params})
+        paper.MultiscaleSettings(**{**DEFAULTS, **params})

@@ -62,8 +62,9 @@ def test_bad_parameters_stop_the_set_up_cell(run, tmp_path):
     assert err.value.exec_count <= 3  # raised in the set-up cell, before any work
 
 
-CHECKED = {"fractions": [0.5, 1.0], "cg_counts": [2, 5], "gn_iters": 3, "cg_iters": 30, "cg_iters_partial": 20,
-           "taylor_cg_iters": 5, "cg_tol": 1e-3, "gtol": 1e-5, "variant": "as_coded", "preregistration": "continuation"}
+CHECKED = {"m": 8, "factor": 2, "n_templates": 2, "lam": 1e-2, "device": "cpu", "fractions": [0.5, 1.0],
+           "cg_counts": [2, 5], "gn_iters": 3, "cg_iters": 30, "cg_iters_partial": 20, "taylor_cg_iters": 5,
+           "cg_tol": 1e-3, "gtol": 1e-5, "variant": "as_coded", "preregistration": "continuation"}
 
 
 @pytest.mark.parametrize("params, message", [
@@ -76,9 +77,9 @@ def test_the_set_up_cell_check_names_each_parameter(params, message):
     """What the set-up cell calls (the notebook test above shows it runs before any work)."""
     from imreg_lib import paper
 
-    paper.check_superresolution_parameters(**CHECKED)
+    paper.SuperresolutionSettings(**CHECKED)
     with pytest.raises(ValueError, match=message):
-        paper.check_superresolution_parameters(**{**CHECKED, **params})
+        paper.SuperresolutionSettings(**{**CHECKED, **params})
 
 
 @pytest.mark.parametrize("params, message", [({"factor": 3}, "factor"), ({"lam": -1.0}, "lam must be")])

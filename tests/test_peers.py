@@ -11,6 +11,10 @@ from imreg_lib.paper import peers
 
 pytest.importorskip("SimpleITK")
 
+GOOD = dict(theta_max=1e3, theta_min=1e-3, n_scales=30, gtol=1e-4, gtol_single=1e-7, shrink_factors=[4, 2, 1],
+            smoothing_sigmas=[2.0, 1.0, 0.0], sitk_optimizer="regular_step", rotation_search_steps=18,
+            capture_angles=[0.0, 90.0], capture_m=32, m_3d=16, angles_3d=[90.0, 30.0])
+
 
 def test_sigma_for_theta_halves_the_same_frequency():
     for theta in (0.1, 1.0, 10.0, 1e3):
@@ -55,11 +59,11 @@ def test_parameter_errors_name_the_parameter():
     with pytest.raises(ValueError, match="rotation_search_steps"):
         peers.SimpleITKSettings(rotation_search_steps=0)
     with pytest.raises(ValueError, match="capture_angles"):
-        peers.check_parameters(capture_angles=[], capture_m=32, m_3d=16, angles_3d=[1.0, 2.0])
+        peers.PeersSettings(**{**GOOD, "capture_angles": []})
     with pytest.raises(ValueError, match="angles_3d"):
-        peers.check_parameters(capture_angles=[0.0], capture_m=32, m_3d=16, angles_3d=[1.0])
+        peers.PeersSettings(**{**GOOD, "angles_3d": [1.0]})
     with pytest.raises(ValueError, match="m_3d"):
-        peers.check_parameters(capture_angles=[0.0], capture_m=32, m_3d=2, angles_3d=[1.0, 2.0])
+        peers.PeersSettings(**{**GOOD, "m_3d": 2})
     pair = il.synthetic_hand_pair(8)
     with pytest.raises(ValueError, match="method must be one of"):
         peers.register(pair, "elastix")
@@ -126,7 +130,7 @@ def test_results_record_and_verdicts():
     assert capture[peers.FROM_TRUTH][0].success  # unturned, the objective's minimum is the motion
     pair = il.synthetic_hand_pair(12)
     runs = peers.peer_comparison(pair, ("simpleitk", "single_scale"))
-    rec = peers.results_record(runs, capture, angles, None)
+    rec = peers.PeersResults.from_runs(runs, capture, angles, None).to_json()
     assert rec["capture"]["angles"] == [0.0, 90.0]
     assert set(rec["peers"]["simpleitk"]) >= {"final_loss", "param_error", "seconds", "iterations", "success"}
     assert set(rec["capture"]["single_scale"][1]) == {"final_loss", "param_error", "seconds", "iterations", "success"}
@@ -136,8 +140,9 @@ def test_results_record_and_verdicts():
     table = peers.capture_table(capture, angles)
     assert table.count("\n") == 3 and ("✓" in table)
     assert ("at every angle" in text["truth"]) == all(r.success for r in capture[peers.FROM_TRUTH])
-    rec = peers.results_record(runs, capture, angles, None, capture_images={"mri": {"source": "MRI", "runs": capture}},
-                               capture_3d={"global": capture["simpleitk"]}, rotations_3d=[(90.0, 0.0), (0.0, 30.0)])
+    rec = peers.PeersResults.from_runs(
+        runs, capture, angles, None, capture_images={"mri": {"source": "MRI", "runs": capture}},
+        capture_3d={"global": capture["simpleitk"]}, rotations_3d=[(90.0, 0.0), (0.0, 30.0)]).to_json()
     assert rec["capture_images"]["mri"]["source"] == "MRI" and len(rec["capture_images"]["mri"]["simpleitk"]) == 2
     assert rec["capture_3d"]["rotations"] == [[90.0, 0.0], [0.0, 30.0]]
 
@@ -165,14 +170,23 @@ def test_verdict_names_where_each_side_wins():
     assert "| a | ✗ | ✗ | no |" in table and "| b | 0.5 | 0.10 | yes |" in table
 
 
-def test_comparison_options_check_everything_first():
-    good = dict(theta_max=1e3, theta_min=1e-3, n_scales=30, gtol=1e-4, gtol_single=1e-7, shrink_factors=[4, 2, 1],
-                smoothing_sigmas=[2.0, 1.0, 0.0], sitk_optimizer="regular_step", rotation_search_steps=18,
-                capture_angles=[0.0, 90.0], capture_m=32, m_3d=16, angles_3d=[90.0, 30.0])
-    options = peers.comparison_options(**good)
-    assert options["settings"].shrink_factors == (4, 2, 1) and options["n_scales"] == 30
-    assert peers.options_json(options)["settings"]["smoothing_sigmas"] == (2.0, 1.0, 0.0)
-    for key, bad, match in (("n_scales", 1, "n_scales"), ("gtol", 0.0, "gtol"), ("sitk_optimizer", "sgd", "optimizer"),
-                            ("smoothing_sigmas", 3.0, "smoothing_sigmas"), ("capture_m", 4, "capture_m")):
+def test_settings_check_everything_first():
+    settings = peers.PeersSettings(**GOOD)
+    assert settings.shrink_factors == (4, 2, 1) and settings.capture_angles == (0.0, 90.0)
+    assert settings.simpleitk == peers.SimpleITKSettings((4, 2, 1), (2.0, 1.0, 0.0), rotation_search_steps=18)
+    options = settings.options.kwargs
+    assert options["settings"] == settings.simpleitk and options["n_scales"] == 30
+    assert set(options) == {"theta_max", "theta_min", "n_scales", "gtol", "gtol_single", "settings"}
+    assert settings.options.to_json()["settings"]["smoothing_sigmas"] == [2.0, 1.0, 0.0]
+    assert peers.PeersSettings.from_json(settings.to_json()) == settings
+    for key, bad, match in (("n_scales", 1, "n_scales"), ("gtol", 0.0, "gtol"),
+                            ("sitk_optimizer", "sgd", "sitk_optimizer must be 'regular_step' or 'lbfgsb'"),
+                            ("smoothing_sigmas", 3.0, "smoothing_sigmas"), ("capture_m", 4, "capture_m"),
+                            ("theta_max", True, "theta_max"), ("gtol_single", float("inf"), "gtol_single"),
+                            ("capture_images", "mri", "capture_images"), ("capture_images", ["ct"], "capture_images"),
+                            ("rotations_3d", [[90.0]], r"rotations_3d\[0\]"),
+                            ("capture_angles", [0.0, True], r"capture_angles\[1\]"),
+                            ("shrink_factors", [4, 2.0, 1], r"shrink_factors\[1\]"),
+                            ("rotation_search_steps", False, "rotation_search_steps")):
         with pytest.raises(ValueError, match=match):
-            peers.comparison_options(**{**good, key: bad})
+            peers.PeersSettings(**{**GOOD, key: bad})

@@ -50,7 +50,7 @@ def test_bad_settings_fail_before_any_solve(pb, w0, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("solved before validating")
 
-    monkeypatch.setattr(paper.superres, "varpro_levenberg_marquardt", boom)
+    monkeypatch.setattr(paper.superres_runs, "varpro_levenberg_marquardt", boom)
     with pytest.raises(ValueError, match="gn_iters"):
         paper.compare_projections(pb, w0, gn_iters=0)
     with pytest.raises(ValueError, match="method must be one of"):
@@ -88,10 +88,10 @@ def test_runs_summaries_and_reconstructions(pb, w0):
     runs = paper.inexact_projections(pb, w0, [2, 20], gn_iters=4)
     assert list(runs) == [2, 20]
     for run in runs.values():
-        s = paper.run_summary(run)
-        assert len(s["losses"]) == len(s["grad_norms"]) == len(s["rss_mb"]) <= 4
-        assert 0 < s["rel_error"] < 2 and s["losses"][-1] <= s["losses"][0]
-        assert max(s["cg_iterations"]) <= 20 and len(s["w"]) == pb.n_params
+        s = paper.VarProSummary.from_run(run)
+        assert len(s.losses) == len(s.grad_norms) == len(s.rss_mb) <= 4
+        assert 0 < s.rel_error < 2 and s.losses[-1] <= s.losses[0]
+        assert max(s.cg_iterations) <= 20 and len(s.w) == pb.n_params
     path = paper.reconstruction_path(runs[20], pb, paper.AsCodedVarPro(pb))
     assert path.shape == (len(runs[20].lm.points), 8, 8)
     k = next(i for i, w in enumerate(runs[20].lm.points) if torch.equal(w, runs[20].lm.w))  # the end point
@@ -107,7 +107,7 @@ def test_projection_costs(pb, w0):
                                    w0, n_runs=2, warmup=0)
     for c in costs.values():
         assert c.residual_ms > 0 and c.jacobian_ms > 0 and c.cg_iterations <= 20
-        assert c.as_dict()["factor"] == pytest.approx(c.jacobian_ms / c.residual_ms)
+        assert c.to_json()["factor"] == pytest.approx(c.jacobian_ms / c.residual_ms)
 
 
 def test_percent_label():

@@ -1,216 +1,52 @@
-"""The reproduction of the paper on top of the registration library: its experiments, recorded numbers, the
-authors' defects as named wrappers, and comparisons with other tools.
+"""The reproduction of the paper on top of the registration library: its experiments, their records and settings,
+the paper's recorded numbers and the authors' defects as named wrappers.
+
+Every name is exported once. The experiments, records, settings and recorded numbers are names of this package
+(``paper.compare_projections``, ``paper.SuperresolutionResults``, ``paper.PAPER_SR``): the ``__all__`` of the
+modules listed in :data:`API_MODULES`, collected here. What presents them is reached as a module, never as a name
+of the package: :mod:`~imreg_lib.paper.tables` (Markdown and text), :mod:`~imreg_lib.paper.figures` (figures,
+widgets and players), :mod:`~imreg_lib.paper.report` (the claims), :mod:`~imreg_lib.paper.notebook` (a page's
+helpers) and :mod:`~imreg_lib.paper.peers` (the comparison with SimpleITK); :mod:`~imreg_lib.paper.fullscale` is
+the command of ``make full-scale``.
 
 The core modules of :mod:`imreg_lib` never import this package.
 """
 
 from . import (
     ad_costs,
+    claims,
     defects,
     ensembles,
+    figures,
     keynumbers,
-    multiscale,
+    multiscale_runs,
     notebook,
-    numbers,
-    plotting,
+    peers,
     preregistration,
+    recorded,
     report,
     results,
-    superres,
+    settings,
+    superres_runs,
     tables,
 )
-from .ad_costs import (
-    ADCosts,
-    DerivativeComparison,
-    ScalingPoint,
-    ScalingStudy,
-    ad_cost_table,
-    check_derivatives,
-    compare_derivatives,
-    derivative_check_failures,
-    derivative_checks,
-    measure_ad_costs,
-    model_transformation,
-    near_identity,
-    paper_spline_coefficients,
-    scaling_point,
-    scaling_study,
-    synthetic_volume_pair,
-    table1_markdown,
-)
-from .defects import AsCodedVarPro, gauss_newton_hessian_as_coded, predictor_corrector_as_coded
-from .ensembles import Ensemble, round_off_ensembles
-from .keynumbers import check_key_number_parameters, key_numbers
-from .multiscale import (
-    MethodComparison,
-    PredictionQuality,
-    PredictorComparison,
-    check_multiscale_parameters,
-    compare_methods,
-    compare_predictors,
-    prediction_quality,
-)
-from .numbers import FIG7_STEPS, PAPER_FACTORS, PAPER_SR, PAPER_TABLE1
-from .peers import (
-    CAPTURE_ANGLES,
-    METHODS_2D,
-    METHODS_3D,
-    PeerRun,
-    SimpleITKSettings,
-    capture_range,
-    motion_error,
-    peer_comparison,
-    register,
-    sigma_for_theta,
-    simpleitk_register,
-    synthetic_volume_motion_pair,
-    theta_for_sigma,
-)
-from .plotting import plot_claims
-from .preregistration import (
-    PREREG_THETAS,
-    PREREGISTRATIONS,
-    PreregistrationResult,
-    PreregistrationScale,
-    prereg_objective,
-    preregister,
-    preregistration_starts,
-)
-from .report import write_results
-from .results import (
-    ADCostsResults,
-    DataResults,
-    MultiscaleResults,
-    OtherSolverRun,
-    PredictionResults,
-    ReproductionResults,
-    SuperresolutionResults,
-)
-from .superres import (
-    METHOD_LABELS,
-    VARPRO_VARIANTS,
-    ProjectionCost,
-    check_counts,
-    check_fractions,
-    check_superresolution_parameters,
-    compare_projections,
-    correction_runs,
-    cost_varpros,
-    inexact_projections,
-    labelled_runs,
-    memory_growth,
-    own_residual_varpros,
-    parameter_error,
-    partial_differentiation,
-    partial_runs,
-    percent_label,
-    projection_costs,
-    projection_taylor,
-    reconstruction_path,
-    run_summary,
-    varpro_taylor,
-    varpro_variant,
-)
+from .ad_costs import *  # noqa: F403
+from .claims import *  # noqa: F403
+from .defects import *  # noqa: F403
+from .ensembles import *  # noqa: F403
+from .keynumbers import *  # noqa: F403
+from .multiscale_runs import *  # noqa: F403
+from .preregistration import *  # noqa: F403
+from .recorded import *  # noqa: F403
+from .results import *  # noqa: F403
+from .settings import *  # noqa: F403
+from .superres_runs import *  # noqa: F403
 
-__all__ = [
-    "CAPTURE_ANGLES",
-    "FIG7_STEPS",
-    "METHODS_2D",
-    "METHODS_3D",
-    "METHOD_LABELS",
-    "PAPER_FACTORS",
-    "PAPER_SR",
-    "PAPER_TABLE1",
-    "PREREGISTRATIONS",
-    "PREREG_THETAS",
-    "VARPRO_VARIANTS",
-    "ADCosts",
-    "ADCostsResults",
-    "AsCodedVarPro",
-    "DataResults",
-    "DerivativeComparison",
-    "MethodComparison",
-    "MultiscaleResults",
-    "OtherSolverRun",
-    "PeerRun",
-    "PredictionQuality",
-    "PredictionResults",
-    "PredictorComparison",
-    "PreregistrationResult",
-    "PreregistrationScale",
-    "ProjectionCost",
-    "ReproductionResults",
-    "ScalingPoint",
-    "ScalingStudy",
-    "SimpleITKSettings",
-    "SuperresolutionResults",
-    "ad_cost_table",
-    "ad_costs",
-    "capture_range",
-    "check_counts",
-    "check_fractions",
-    "check_multiscale_parameters",
-    "check_superresolution_parameters",
-    "compare_derivatives",
-    "compare_methods",
-    "compare_predictors",
-    "compare_projections",
-    "correction_runs",
-    "cost_varpros",
-    "defects",
-    "Ensemble",
-    "ensembles",
-    "round_off_ensembles",
-    "check_derivatives",
-    "derivative_check_failures",
-    "derivative_checks",
-    "gauss_newton_hessian_as_coded",
-    "inexact_projections",
-    "check_key_number_parameters",
-    "key_numbers",
-    "keynumbers",
-    "labelled_runs",
-    "measure_ad_costs",
-    "memory_growth",
-    "model_transformation",
-    "motion_error",
-    "multiscale",
-    "near_identity",
-    "notebook",
-    "numbers",
-    "own_residual_varpros",
-    "paper_spline_coefficients",
-    "parameter_error",
-    "partial_differentiation",
-    "partial_runs",
-    "peer_comparison",
-    "percent_label",
-    "plot_claims",
-    "plotting",
-    "prediction_quality",
-    "predictor_corrector_as_coded",
-    "prereg_objective",
-    "preregister",
-    "preregistration",
-    "preregistration_starts",
-    "projection_costs",
-    "projection_taylor",
-    "reconstruction_path",
-    "register",
-    "report",
-    "results",
-    "run_summary",
-    "scaling_point",
-    "scaling_study",
-    "sigma_for_theta",
-    "simpleitk_register",
-    "superres",
-    "synthetic_volume_motion_pair",
-    "synthetic_volume_pair",
-    "table1_markdown",
-    "tables",
-    "theta_for_sigma",
-    "varpro_taylor",
-    "varpro_variant",
-    "write_results",
-]
+#: The modules whose names are this package's names.
+API_MODULES = (ad_costs, claims, defects, ensembles, keynumbers, multiscale_runs, preregistration, recorded, results,
+               settings, superres_runs)
+#: The modules reached as modules (``paper.tables.costs_markdown``).
+PRESENTATION_MODULES: tuple[str, ...] = ("figures", "notebook", "peers", "report", "tables")
+
+__all__ = ["figures", "notebook", "peers", "report", "tables"]  # PRESENTATION_MODULES
+__all__ += sorted({name for module in API_MODULES for name in module.__all__})

@@ -31,14 +31,15 @@ them, and :func:`scaling_study` times them against the number of parameters and 
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch.func import grad, hessian, jacfwd, jacrev
 
+from .. import _checks
 from ..data import ImagePair, load_pair, synthetic_hand_pair
 from ..derivatives import taylor_test
 from ..device import resolve_device
@@ -48,10 +49,11 @@ from ..objective import ScaleObjective, SSDObjective
 from ..spline import SplineImage, spline_basis_matrices, spline_evaluate
 from ..timing import Timing, time_function
 from ..transformations import Affine
-from .numbers import PAPER_FACTORS, PAPER_TABLE1
+from ._schema import Record
+from .recorded import PAPER_FACTORS, PAPER_TABLE1
 
 __all__ = [
-    "FUNCTIONS",
+    "TABLE1_FUNCTIONS",
     "ADCosts",
     "DerivativeComparison",
     "ScalingPoint",
@@ -72,7 +74,7 @@ __all__ = [
 ]
 
 #: The timed functions, in the order of Table 1.
-FUNCTIONS = ("loss", "gradient", "hessian", "forward", "jacobian")
+TABLE1_FUNCTIONS = ("loss", "gradient", "hessian", "forward", "jacobian")
 _MODELS = ("affine", "neural_ode")
 _TRIAL_SECONDS = 3.0  # time limit per route when choosing the faster Jacobian route (cached protocol)
 _PROTOCOLS = ("paper", "cached")
@@ -143,14 +145,17 @@ def _objective(pair: ImagePair, transformation) -> SSDObjective:
 # Table 1
 # ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ADCosts:
+class ADCosts(Record):
     """Timings of the five Table 1 functions for one model under one protocol (milliseconds).
 
     ``<fn>_ms`` is the mean, ``<fn>_std`` the sample standard deviation, ``<fn>_median_ms`` the median and
-    ``<fn>_n_runs`` the number of timed calls, for ``fn`` in :data:`FUNCTIONS`. ``routes`` names the
+    ``<fn>_n_runs`` the number of timed calls, for ``fn`` in :data:`TABLE1_FUNCTIONS`. ``routes`` names the
     implementation timed for each function; ``alternatives`` holds timings of routes that were measured
-    but not reported (``{route: Timing.as_dict()}``).
+    but not reported (``{route: Timing.as_dict()}``). Its JSON adds the derived :attr:`factors`,
+    :attr:`factors_median` and, for a Table 1 model, :attr:`paper`.
     """
+
+    _json_extra = ("factors", "factors_median", "paper")
 
     protocol: str
     model: str
@@ -178,14 +183,14 @@ class ADCosts:
     jacobian_std: float
     jacobian_median_ms: float
     jacobian_n_runs: int
-    routes: dict = field(default_factory=dict)
-    alternatives: dict = field(default_factory=dict)
+    routes: Mapping[str, Any] = field(default_factory=dict)
+    alternatives: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_timings(cls, protocol: str, model: str, n_params: int, m: tuple[int, ...], theta: float,
                      device: str, timings: dict[str, Timing], routes: dict, alternatives: dict) -> ADCosts:
         stats = {}
-        for fn in FUNCTIONS:
+        for fn in TABLE1_FUNCTIONS:
             t = timings[fn]
             stats.update({f"{fn}_ms": t.mean_ms, f"{fn}_std": t.std_ms, f"{fn}_median_ms": t.median_ms,
                           f"{fn}_n_runs": t.n_runs})
@@ -207,41 +212,23 @@ class ADCosts:
         """The same ratios of medians."""
         return self._ratios("median_ms")
 
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["m"] = list(self.m)
-        d["factors"] = self.factors
-        d["factors_median"] = self.factors_median
-        if self.model in PAPER_TABLE1:
-            d["paper"] = {"ms": {fn: PAPER_TABLE1[self.model][fn][0] for fn in FUNCTIONS},
-                          "std": {fn: PAPER_TABLE1[self.model][fn][1] for fn in FUNCTIONS},
-                          "factors": PAPER_FACTORS[self.model]}
-        return d
-
-    def to_json(self) -> dict:
-        """The record of the results JSON: :meth:`as_dict` (the timings, the derived factors of means and of
-        medians, and the paper's numbers for a Table 1 model)."""
-        return self.as_dict()
-
-    @classmethod
-    def from_json(cls, data: Mapping) -> ADCosts:
-        """The inverse of :meth:`to_json`; the derived entries (``factors``, ``factors_median``, ``paper``) are
-        recomputed from the timings and :data:`~imreg_lib.paper.numbers.PAPER_TABLE1`."""
-        values = {f.name: data[f.name] for f in fields(cls)}
-        values.update(m=tuple(data["m"]), routes=dict(data["routes"]), alternatives=dict(data["alternatives"]))
-        return cls(**values)
+    @property
+    def paper(self) -> dict | None:
+        """The paper's Table 1 numbers of this model (mean ms, standard deviation, factors), ``None`` for another
+        model."""
+        if self.model not in PAPER_TABLE1:
+            return None
+        return {"ms": {fn: PAPER_TABLE1[self.model][fn][0] for fn in TABLE1_FUNCTIONS},
+                "std": {fn: PAPER_TABLE1[self.model][fn][1] for fn in TABLE1_FUNCTIONS},
+                "factors": PAPER_FACTORS[self.model]}
 
 
 def _check_run_settings(n_runs, warmup, max_seconds, theta) -> None:
-    if isinstance(n_runs, bool) or not isinstance(n_runs, int) or n_runs < 2:
-        raise ValueError(f"n_runs must be an integer >= 2, got {n_runs!r}")
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
-    if max_seconds is not None and (isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float))
-                                    or not max_seconds > 0):
-        raise ValueError(f"max_seconds must be None or a positive number, got {max_seconds!r}")
-    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not math.isfinite(theta) or theta < 0:
-        raise ValueError(f"theta must be a finite number >= 0, got {theta!r}")
+    _checks.integer("n_runs", n_runs, 2)
+    _checks.integer("warmup", warmup, 0)
+    if max_seconds is not None:
+        _checks.positive_number("max_seconds", max_seconds, finite=False, allowed="None or a positive number")
+    _checks.positive_number("theta", theta, allow_zero=True)
 
 
 def measure_ad_costs(pair: ImagePair, model: str = "affine", protocol: str = "cached", *, theta: float = 1e-3,
@@ -349,16 +336,14 @@ def ad_cost_table(m: int = 32, theta: float = 1e-3, n_runs: int = 100, protocol:
     """
     if protocol not in (*_PROTOCOLS, "both"):
         raise ValueError(f"protocol must be 'paper', 'cached' or 'both', got {protocol!r}")
-    if isinstance(m, bool) or not isinstance(m, int) or m < 4:
-        raise ValueError(f"m must be an integer >= 4, got {m!r}")
+    _checks.integer("m", m, 4)
     _check_run_settings(n_runs, warmup, max_seconds, theta)
     models = tuple(models) if not isinstance(models, str) else (models,)
     if not models or any(mod not in _MODELS for mod in models):
         raise ValueError(f"models must be a non-empty subset of {_MODELS}, got {models!r}")
     if (reference_path is None) != (template_path is None):
         raise ValueError("set both reference_path and template_path, or neither")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    _checks.integer("seed", seed, -(2**63), allowed="an integer")
     dev = resolve_device(device)
     if reference_path is None:
         pair = synthetic_hand_pair(m, device=dev)
@@ -388,7 +373,7 @@ def table1_markdown(costs: dict[str, ADCosts], paper: bool = True) -> str:
     lines = [head, rule]
     for model, c in costs.items():
         f, fm = c.factors, c.factors_median
-        for fn in FUNCTIONS:
+        for fn in TABLE1_FUNCTIONS:
             fac = f"{f[fn]:.1f}×" if fn in f else "1×"
             facm = f"{fm[fn]:.1f}×" if fn in fm else "1×"
             row = (f"| {_MODEL_LABELS.get(model, model)} | {_LABELS[fn]} | {getattr(c, fn + '_ms'):.3f} ± "
@@ -408,7 +393,7 @@ def table1_markdown(costs: dict[str, ADCosts], paper: bool = True) -> str:
 # Hand-coded (structured) derivatives against torch.func
 # ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class DerivativeComparison:
+class DerivativeComparison(Record):
     """Structured (FAIR-style) derivatives against generic ``torch.func`` AD at one point.
 
     ``rel_diff[k]`` is :math:`\\|D_\\text{structured} - D_\\text{AD}\\| / \\|D_\\text{AD}\\|` for
@@ -417,23 +402,10 @@ class DerivativeComparison:
 
     model: str
     n_params: int
-    rel_diff: dict
-    structured_ms: dict
-    ad_ms: dict
-    routes: dict
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def to_json(self) -> dict:
-        """The record of the results JSON (:meth:`as_dict`)."""
-        return self.as_dict()
-
-    @classmethod
-    def from_json(cls, data: Mapping) -> DerivativeComparison:
-        """The inverse of :meth:`to_json`."""
-        return cls(data["model"], data["n_params"], *(dict(data[k]) for k in ("rel_diff", "structured_ms", "ad_ms",
-                                                                              "routes")))
+    rel_diff: Mapping[str, float]
+    structured_ms: Mapping[str, float]
+    ad_ms: Mapping[str, float]
+    routes: Mapping[str, str]
 
 
 def compare_derivatives(scale: ScaleObjective, w: torch.Tensor, model: str = "", *, n_runs: int = 20,
@@ -565,8 +537,7 @@ def synthetic_volume_pair(m: int = 12, device: str | torch.device = "auto",
                           dtype: torch.dtype = torch.float64) -> ImagePair:
     """A small deterministic 3D pair for the 3D affine model (12 parameters): a smooth blob volume on
     :math:`(0, 20) \\times (0, 25) \\times (0, 15)` and the same volume shifted by (0.4, -0.3, 0.2)."""
-    if isinstance(m, bool) or not isinstance(m, int) or m < 4:
-        raise ValueError(f"m must be an integer >= 4, got {m!r}")
+    _checks.integer("m", m, 4)
     grid = Grid((0.0, 20.0, 0.0, 25.0, 0.0, 15.0), m)
     dev = resolve_device(device)
     x = grid.cell_centers(dtype=torch.float64)
@@ -583,7 +554,7 @@ def synthetic_volume_pair(m: int = 12, device: str | torch.device = "auto",
 
 
 @dataclass(frozen=True)
-class ScalingPoint:
+class ScalingPoint(Record):
     """Median times (ms) of one model at one size: cached loss and forward map, the structured Hessian and
     forward Jacobian, and (optionally) their generic ``torch.func`` counterparts ``jacrev(grad)`` and
     ``jacfwd`` of the cached functions."""
@@ -598,20 +569,6 @@ class ScalingPoint:
     jacobian_ms: float
     hessian_ad_ms: float | None
     jacobian_ad_ms: float | None
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["m"] = list(self.m)
-        return d
-
-    def to_json(self) -> dict:
-        """The record of the results JSON (:meth:`as_dict`)."""
-        return self.as_dict()
-
-    @classmethod
-    def from_json(cls, data: Mapping) -> ScalingPoint:
-        """The inverse of :meth:`to_json`."""
-        return cls(**{**{f.name: data[f.name] for f in fields(cls)}, "m": tuple(data["m"])})
 
 
 def scaling_point(pair: ImagePair, transformation, model: str = "", *, theta: float = 1e-3, n_runs: int = 5,
@@ -636,7 +593,7 @@ def scaling_point(pair: ImagePair, transformation, model: str = "", *, theta: fl
 
 
 @dataclass(frozen=True)
-class ScalingStudy:
+class ScalingStudy(Record):
     """How derivative costs grow (:func:`scaling_study`): points by the number of parameters, and by image size
     for the affine model and the neural ODE."""
 
@@ -648,18 +605,6 @@ class ScalingStudy:
     def with_ad(self) -> tuple[ScalingPoint, ...]:
         """The points of :attr:`by_params` whose generic AD derivatives were timed."""
         return tuple(pt for pt in self.by_params if pt.hessian_ad_ms is not None)
-
-    def to_json(self) -> dict:
-        """The record of the results JSON: each list of points as :meth:`ScalingPoint.to_json` dictionaries."""
-        return {"by_params": [pt.to_json() for pt in self.by_params],
-                "by_size": [pt.to_json() for pt in self.by_size],
-                "by_size_neural_ode": [pt.to_json() for pt in self.by_size_neural_ode]}
-
-    @classmethod
-    def from_json(cls, data: Mapping) -> ScalingStudy:
-        """The inverse of :meth:`to_json`."""
-        return cls(*(tuple(ScalingPoint.from_json(pt) for pt in data[k])
-                     for k in ("by_params", "by_size", "by_size_neural_ode")))
 
 
 def scaling_study(pair: ImagePair, *, theta: float = 1e-3, widths: Sequence[int] = (8, 16, 32),

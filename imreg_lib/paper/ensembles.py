@@ -28,7 +28,7 @@ import functools
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -36,11 +36,12 @@ from .. import _checks
 from ..superres import SuperResolutionProblem
 from ..varpro import VarProRun, varpro_levenberg_marquardt
 from ._jobs import run_jobs
-from .numbers import PAPER_SR
+from ._schema import Record
 from .preregistration import preregister
-from .superres import METHOD_LABELS, _run_cost, percent_label, varpro_variant
+from .recorded import PAPER_SR
+from .superres_runs import METHOD_LABELS, _run_cost, percent_label, varpro_variant
 
-__all__ = ["DEFAULT_MEMBERS", "ENSEMBLE_FAMILIES", "ULPS", "Ensemble", "ensemble_label", "page_runs",
+__all__ = ["DEFAULT_MEMBERS", "ENSEMBLE_FAMILIES", "ULPS", "Ensemble", "EnsembleSet", "ensemble_label", "page_runs",
            "paper_value", "perturbed_problem", "round_off_ensembles"]
 
 #: The largest move of one datum, in units in the last place.
@@ -70,7 +71,7 @@ def perturbed_problem(problem: SuperResolutionProblem, member: int, ulps: int = 
 
 
 @dataclass(frozen=True)
-class Ensemble:
+class Ensemble(Record):
     """The final results of one run's ensemble members (member 0 first: the page's run).
 
     Attributes
@@ -87,18 +88,12 @@ class Ensemble:
     rel_losses: tuple[float, ...]
     rel_grads: tuple[float, ...]
 
+    _json_extra = ("median", "min", "max")
+
     @classmethod
     def from_runs(cls, runs: Sequence[VarProRun]) -> Ensemble:
         return cls(tuple(float(r.rel_error) for r in runs), tuple(r.losses[-1] / r.losses[0] for r in runs),
                    tuple(r.grad_norms[-1] / r.grad_norms[0] for r in runs))
-
-    def to_json(self) -> dict:
-        return {"median": self.median, "min": self.low, "max": self.high, "rel_errors": list(self.rel_errors),
-                "rel_losses": list(self.rel_losses), "rel_grads": list(self.rel_grads)}
-
-    @classmethod
-    def from_json(cls, data: Mapping) -> Ensemble:
-        return cls(tuple(data["rel_errors"]), tuple(data["rel_losses"]), tuple(data["rel_grads"]))
 
     @property
     def members(self) -> int:
@@ -115,11 +110,13 @@ class Ensemble:
         return statistics.median(self.rel_errors)
 
     @property
-    def low(self) -> float:
+    def min(self) -> float:
+        """Smallest final relative error."""
         return min(self.rel_errors)
 
     @property
-    def high(self) -> float:
+    def max(self) -> float:
+        """Largest final relative error."""
         return max(self.rel_errors)
 
 
@@ -139,21 +136,42 @@ def _bar(total: int, progress: bool):
                 mininterval=2.0, bar_format="{desc}: {n}/{total} runs (pre-registrations and LM) {bar:20}")
 
 
+@dataclass(frozen=True)
+class EnsembleSet(Record):
+    """The round-off ensembles of a page, by family (:data:`ENSEMBLE_FAMILIES`) and key as the page's runs: the
+    projections and the corrections by their run's key, the partial differentiation by its fraction, the inexact
+    projections by their CG count. Empty families: not run."""
+
+    projections: Mapping[str, Ensemble] = field(default_factory=dict)
+    corrections: Mapping[str, Ensemble] = field(default_factory=dict)
+    partial: Mapping[float, Ensemble] = field(default_factory=dict)
+    inexact: Mapping[int, Ensemble] = field(default_factory=dict)
+
+    def items(self) -> list[tuple[str, Mapping]]:
+        """``[(family, {key: Ensemble})]`` of the families that ran, in :data:`ENSEMBLE_FAMILIES`' order."""
+        return [(f, getattr(self, f)) for f in ENSEMBLE_FAMILIES if getattr(self, f)]
+
+    def get(self, family: str, key) -> Ensemble | None:
+        """The ensemble of a run with more than one member, or ``None``."""
+        e = getattr(self, family).get(key)
+        return e if e is not None and e.members > 1 else None
+
+
 def page_runs(projections: Mapping[str, VarProRun], corrections: Mapping[str, VarProRun],
-              partial: Mapping[float, VarProRun], inexact: Mapping[int, VarProRun]) -> dict[tuple[str, str], VarProRun]:
-    """The page's runs as ``{(family, key): run}``, keyed as in its results (fractions as ``f"{p:g}"``, counts as
-    ``str(n)``): member 0 of :func:`round_off_ensembles`."""
+              partial: Mapping[float, VarProRun], inexact: Mapping[int, VarProRun]) -> dict[tuple, VarProRun]:
+    """The page's runs as ``{(family, key): run}``, keyed as in its results: member 0 of
+    :func:`round_off_ensembles`."""
     return {**{("projections", k): r for k, r in projections.items()},
             **{("corrections", k): r for k, r in corrections.items()},
-            **{("partial", f"{p:g}"): r for p, r in partial.items()},
-            **{("inexact", str(n)): r for n, r in inexact.items()}}
+            **{("partial", p): r for p, r in partial.items()},
+            **{("inexact", n): r for n, r in inexact.items()}}
 
 
 def _ensemble_varpros(problem: SuperResolutionProblem, *, fractions: Sequence[float], cg_counts: Sequence[int],
                       corrections: bool, continuation: bool, cg_iters: int, cg_iters_partial: int, tol: float,
-                      variant: str) -> dict[tuple[str, str], tuple]:
+                      variant: str) -> dict[tuple, tuple]:
     """``{(family, key): (make_varpro(problem), start)}``, ``start`` naming the pre-registration (loss, schedule)."""
-    runs: dict[tuple[str, str], tuple] = {}
+    runs: dict[tuple, tuple] = {}
     make = functools.partial(varpro_variant, variant=variant, tol=tol)
     runs["projections", "diff_all"] = (functools.partial(make, method="diff_all", cg_iters=cg_iters),
                                     ("norm", continuation))
@@ -163,19 +181,19 @@ def _ensemble_varpros(problem: SuperResolutionProblem, *, fractions: Sequence[fl
             runs["corrections", f"{m}, {other} start"] = (
                 functools.partial(make, method=m, cg_iters=cg_iters), ("norm", not continuation))
     for p in fractions:
-        runs["partial", f"{p:g}"] = (functools.partial(make, method="last_restarted", cg_iters=cg_iters_partial,
+        runs["partial", p] = (functools.partial(make, method="last_restarted", cg_iters=cg_iters_partial,
                                                        fraction=p), ("squared", continuation))
     for n in cg_counts:
-        runs["inexact", str(n)] = (functools.partial(make, method="diff_all", cg_iters=n), ("squared", continuation))
+        runs["inexact", n] = (functools.partial(make, method="diff_all", cg_iters=n), ("squared", continuation))
     return runs
 
 
-def round_off_ensembles(problem: SuperResolutionProblem, page_runs: Mapping[tuple[str, str], VarProRun], *,
+def round_off_ensembles(problem: SuperResolutionProblem, page_runs: Mapping[tuple, VarProRun], *,
                         fractions: Sequence[float], cg_counts: Sequence[int], corrections: bool = True,
                         continuation: bool = True, members: int = DEFAULT_MEMBERS, ulps: int = ULPS,
                         cg_iters: int = 500, cg_iters_partial: int = 200, tol: float = 1e-3, gn_iters: int = 10,
                         gtol: float = 1e-5, variant: str = "as_coded",
-                        progress: bool = False) -> dict[str, dict[str, Ensemble]]:
+                        progress: bool = False) -> EnsembleSet:
     """The ensembles of the page's round-off-sensitive runs (module docstring).
 
     Parameters
@@ -185,7 +203,7 @@ def round_off_ensembles(problem: SuperResolutionProblem, page_runs: Mapping[tupl
     page_runs
         The page's own runs, member 0 of each ensemble: ``{(family, key): VarProRun}`` for every run of
         :data:`ENSEMBLE_FAMILIES` that the page made (:func:`page_runs`: ``("projections", "diff_all")``,
-        ``("partial", "0.7")``, ``("inexact", "100")``, ``("corrections", "diff_all, as_coded start")``, ...).
+        ``("partial", 0.7)``, ``("inexact", 100)``, ``("corrections", "diff_all, as_coded start")``, ...).
     fractions, cg_counts, corrections, continuation
         The page's partial fractions, inexact CG counts, whether it ran the authors' start, and its
         pre-registration schedule (``True``: continuation).
@@ -194,14 +212,14 @@ def round_off_ensembles(problem: SuperResolutionProblem, page_runs: Mapping[tupl
     ulps
         The largest move of one datum (:func:`perturbed_problem`).
     cg_iters, cg_iters_partial, tol, gn_iters, gtol, variant
-        The page's settings, as for :func:`~imreg_lib.paper.superres.compare_projections`.
+        The page's settings, as for :func:`~imreg_lib.paper.superres_runs.compare_projections`.
     progress
         A progress bar on standard error, one step per run.
 
     Returns
     -------
-    dict
-        ``{family: {key: Ensemble}}``.
+    EnsembleSet
+        The ensembles by family and key.
 
     All members' pre-registrations run first, then member 1's LM runs, then the other members' runs of every run
     that member 1 moved by more than :data:`NOT_AMPLIFIED` (relative): a run that does not amplify round-off keeps
@@ -242,33 +260,33 @@ def round_off_ensembles(problem: SuperResolutionProblem, page_runs: Mapping[tupl
         bar.refresh()
     done |= lm_runs(range(2, members), amplified)
     bar.close()
-    out: dict[str, dict[str, Ensemble]] = {}
+    out: dict[str, dict] = {}
     for family, key in specs:
         runs = [page_runs[family, key], *(done[k, (family, key)] for k in problems if (k, (family, key)) in done)]
         out.setdefault(family, {})[key] = Ensemble.from_runs(runs)
-    return out
+    return EnsembleSet(**out)
 
 
-def ensemble_label(family: str, key: str) -> str:
-    """The label of a run on the page: ``("projections", "diff_all")`` is "Diff All", ``("partial", "0.7")`` "last
-    70 %", ``("inexact", "100")`` "100 CG iterations", a correction its own label."""
+def ensemble_label(family: str, key) -> str:
+    """The label of a run on the page: ``("projections", "diff_all")`` is "Diff All", ``("partial", 0.7)`` "last
+    70 %", ``("inexact", 100)`` "100 CG iterations", a correction its own label."""
     if family == "projections":
         return METHOD_LABELS.get(key, key)
     if family == "partial":
-        return f"last {percent_label(float(key))}"
+        return f"last {percent_label(key)}"
     if family == "inexact":
-        return f"{key} CG iteration{'s' if key != '1' else ''}"
+        return f"{key} CG iteration{'s' if key != 1 else ''}"
     method, _, rest = key.partition(", ")
     rest = rest.replace("as_coded start", "authors' start")
     return f"{METHOD_LABELS.get(method, method)}, {rest}"
 
 
-def paper_value(family: str, key: str) -> float | None:
+def paper_value(family: str, key) -> float | None:
     """The paper's final relative error for the run (recorded, or read off its figures), or ``None``."""
     if family == "projections" or (family == "corrections" and key.endswith("as_coded start")):
         return PAPER_SR.get(key.partition(",")[0], {}).get("rel_error")
     if family == "partial":
-        return PAPER_SR["partial"].get(float(key), {}).get("rel_error_read")
+        return PAPER_SR["partial"].get(key, {}).get("rel_error_read")
     if family == "inexact":
-        return PAPER_SR["inexact"].get(int(key), {}).get("rel_error_read")
+        return PAPER_SR["inexact"].get(key, {}).get("rel_error_read")
     return None

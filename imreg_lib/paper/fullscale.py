@@ -4,9 +4,10 @@ The authors' HEAD scripts set ``m = 128``, factor 4 and 16 templates (96 paramet
 their README says that running the experiments needs "at least 60 GB" of memory. :func:`run_full_scale` runs that
 size with the methods of Figs 5-6 (Diff All, No Diff, implicit; 10 recorded LM points each, from the
 continuation pre-registration) and records what the 60 GB figure is about: the peak resident memory of the
-process, the memory after each LM point, times, CG iterations and relative errors. ``make full-scale`` runs it
-with ``params/full.yaml`` (``DATA=paper``: on the paper's reference image) and writes ``full_scale.json`` beside
-the notebooks' results, where the report reads it.
+process, the memory after each LM point, times, CG iterations and relative errors, as a :class:`FullScaleResults`
+record. ``make full-scale`` runs it with ``params/full.yaml`` (``DATA=paper``: on the paper's reference image) and
+writes ``full_scale.json`` beside the notebooks' results (:func:`~imreg_lib.paper._schema.write_json`), where the
+report reads it back through the same record.
 
 From the command line::
 
@@ -22,20 +23,30 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .. import _checks
-from ..superres import superresolution_problem
+from ..superres import SuperResolutionProblem, superresolution_problem
 from ..timing import machine_info, peak_rss_mb
-from ..varpro import VARPRO_METHODS, reconstruct, relative_error, varpro_levenberg_marquardt
-from .preregistration import preregister
-from .superres import METHOD_LABELS, memory_growth, parameter_error, run_summary, varpro_variant
+from ..varpro import VARPRO_METHODS, VarProRun, reconstruct, relative_error, varpro_levenberg_marquardt
+from ._schema import Record, write_json
+from .preregistration import PREREGISTRATIONS, preregister
+from .results import VarProSummary
+from .settings import VARPRO_VARIANTS
+from .superres_runs import METHOD_LABELS, memory_growth, parameter_error, varpro_variant
 
-__all__ = ["FullScaleSettings", "main", "run_full_scale"]
+__all__ = ["FullScaleProblem", "FullScaleResults", "FullScaleRun", "FullScaleSettings", "FullScaleStart", "main",
+           "run_full_scale"]
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)
 
 
 @dataclass(frozen=True)
-class FullScaleSettings:
-    """Settings of :func:`run_full_scale` (defaults: the authors' HEAD scripts; ``params/full.yaml``).
+class FullScaleSettings(Record):
+    """Settings of :func:`run_full_scale` (defaults: the authors' HEAD scripts; ``params/full.yaml``), checked once
+    when made (a wrong value is a :class:`ValueError` naming the parameter).
 
     Parameters
     ----------
@@ -47,13 +58,13 @@ class FullScaleSettings:
     gn_iters, gtol
         Recorded LM points per run and the gradient tolerance.
     methods
-        Jacobian methods, each one LM run (of :data:`~imreg_lib.varpro.VARPRO_METHODS`).
+        Jacobian methods, each one LM run (of :data:`~imreg_lib.varpro.VARPRO_METHODS`); stored as a tuple.
     variant
         ``"as_coded"`` (the authors' residual, all ``6q`` parameters) or ``"paper"`` (eq. 7, template 0 fixed).
     preregistration
         LM start: ``"continuation"`` (the fix) or ``"as_coded"`` (the authors' restarts).
     reference_path
-        An image file for the true image (``None``: the synthetic hand).
+        An image file for the true image (``None``: the synthetic hand; left out of the JSON).
     """
 
     m: int = 128
@@ -73,18 +84,19 @@ class FullScaleSettings:
         _checks.integer("m", self.m, 4)
         _checks.integer("factor", self.factor, 1)
         _checks.integer("n_templates", self.n_templates, 2, allowed="an integer >= 2")
-        _checks.positive_number("lam", self.lam, allow_zero=True)
+        _set(self, "lam", _checks.positive_number("lam", self.lam, allow_zero=True))
         _checks.integer("cg_iters", self.cg_iters, 1)
-        _checks.positive_number("cg_tol", self.cg_tol, allow_zero=True)
+        _set(self, "cg_tol", _checks.positive_number("cg_tol", self.cg_tol, allow_zero=True))
         _checks.integer("gn_iters", self.gn_iters, 1)
-        _checks.positive_number("gtol", self.gtol, allow_zero=True)
-        if isinstance(self.methods, str) or not isinstance(self.methods, Sequence) or not self.methods:
-            raise ValueError(f"methods must be a non-empty list of {list(VARPRO_METHODS)}, got {self.methods!r}")
+        _set(self, "gtol", _checks.positive_number("gtol", self.gtol, allow_zero=True))
+        _set(self, "methods", tuple(self.methods))
+        allowed = f"a non-empty list of {', '.join(map(repr, VARPRO_METHODS))}"
+        if not self.methods:
+            raise ValueError(f"methods must be {allowed}, got []")
         for method in self.methods:
-            _checks.one_of("methods", method, VARPRO_METHODS)
-        object.__setattr__(self, "methods", tuple(self.methods))
-        _checks.one_of("variant", self.variant, ("as_coded", "paper"))
-        _checks.one_of("preregistration", self.preregistration, ("continuation", "as_coded"))
+            _checks.one_of("methods", method, VARPRO_METHODS, allowed=allowed)
+        _checks.one_of("variant", self.variant, VARPRO_VARIANTS)
+        _checks.one_of("preregistration", self.preregistration, PREREGISTRATIONS)
         if self.reference_path is not None and not os.path.isfile(self.reference_path):
             raise ValueError(f"reference_path: image file not found: {os.path.abspath(self.reference_path)!r}")
 
@@ -99,10 +111,84 @@ class FullScaleSettings:
         return cls(**values)
 
 
-def run_full_scale(settings: FullScaleSettings = FullScaleSettings(), *, progress: bool = True) -> dict:
+@dataclass(frozen=True)
+class FullScaleProblem(Record):
+    """The size of the problem that ran: fine cells per dimension, pooling factor, templates, unknowns of the image
+    and of the data, LM parameters, and what the true image is."""
+
+    m: int
+    factor: int
+    n_templates: int
+    n_pixels: int
+    n_data: int
+    n_params: int
+    source: str
+
+
+@dataclass(frozen=True)
+class FullScaleStart(Record):
+    r"""The LM start (the pre-registration): its largest parameter error :math:`\max_i |w_i - w^*_i|`."""
+
+    parameter_error: float
+
+
+@dataclass(frozen=True)
+class FullScaleRun(VarProSummary):
+    r"""One LM run of the full-size problem: the :class:`~imreg_lib.paper.results.VarProSummary` and, beside it,
+    how far resident memory grew after the second LM point (:func:`~imreg_lib.paper.superres_runs.memory_growth`, a
+    fraction) and the final parameter error :math:`\max_i |w_i - w^*_i|`."""
+
+    memory_growth_after_second: float
+    parameter_error: float
+
+    @classmethod
+    def from_problem_run(cls, run: VarProRun, problem: SuperResolutionProblem,
+                         variant: str = "as_coded") -> FullScaleRun:
+        """The record of ``run`` (:meth:`~imreg_lib.paper.results.VarProSummary.from_run`) on ``problem``, whose
+        motion scores the final parameters."""
+        summary = VarProSummary.from_run(run)
+        return cls(**{f.name: getattr(summary, f.name) for f in dataclasses.fields(VarProSummary)},
+                   memory_growth_after_second=memory_growth(run.rss_mb),
+                   parameter_error=parameter_error(problem, run.lm.w, variant))
+
+
+@dataclass(frozen=True)
+class FullScaleResults(Record):
+    """The results of :func:`run_full_scale` (``full_scale.json``).
+
+    Attributes
+    ----------
+    settings : FullScaleSettings
+        What ran.
+    problem : FullScaleProblem
+        The problem's size.
+    start : FullScaleStart
+        The LM start.
+    runs : dict
+        ``{method: FullScaleRun}`` in the order of ``settings.methods``.
+    floor : float
+        Relative error of the accurate reconstruction at the true motion.
+    peak_memory_mb : float
+        Peak resident memory of the process.
+    seconds : float
+        Wall time of the whole run.
+    machine : dict
+        :func:`~imreg_lib.timing.machine_info`.
+    """
+
+    settings: FullScaleSettings
+    problem: FullScaleProblem
+    start: FullScaleStart
+    runs: Mapping[str, FullScaleRun]
+    floor: float
+    peak_memory_mb: float
+    seconds: float
+    machine: Mapping[str, Any]
+
+
+def run_full_scale(settings: FullScaleSettings = FullScaleSettings(), *, progress: bool = True) -> FullScaleResults:
     """Run the full-size problem: one LM run per method from the pre-registration, then the accurate solve at the
-    true motion for scale. Returns the results as JSON-ready values (``settings``, ``problem``, ``start``,
-    ``runs`` keyed by method, ``floor``, ``peak_memory_mb``, ``seconds``, ``machine``)."""
+    true motion for scale. Returns the :class:`FullScaleResults` record (``to_json()`` is ``full_scale.json``)."""
     from tqdm.auto import tqdm
 
     s = settings
@@ -116,23 +202,17 @@ def run_full_scale(settings: FullScaleSettings = FullScaleSettings(), *, progres
                   file=sys.stderr) as bar:
             run = varpro_levenberg_marquardt(vp, start.w, max_iter=s.gn_iters, gtol=s.gtol,
                                              callback=lambda _k, bar=bar: bar.update(1))
-        runs[method] = {**run_summary(run), "memory_growth_after_second": memory_growth(run.rss_mb),
-                        "parameter_error": parameter_error(problem, run.lm.w, s.variant)}
+        runs[method] = FullScaleRun.from_problem_run(run, problem, s.variant)
     floor = relative_error(reconstruct(problem, problem.w_true).x, problem.reference)
-    return {"settings": {**dataclasses.asdict(s), "methods": list(s.methods)},
-            "problem": {"m": problem.m, "factor": problem.factor, "n_templates": problem.n_templates,
-                        "n_pixels": problem.n_pixels, "n_data": problem.n_data, "n_params": vp.n_params,
-                        "source": problem.source},
-            "start": {"parameter_error": parameter_error(problem, start.w, s.variant)},
-            "runs": runs, "floor": floor, "peak_memory_mb": peak_rss_mb(),
-            "seconds": time.perf_counter() - t0, "machine": machine_info("cpu")}
+    size = FullScaleProblem(problem.m, problem.factor, problem.n_templates, problem.n_pixels, problem.n_data,
+                            vp.n_params, problem.source)
+    return FullScaleResults(s, size, FullScaleStart(parameter_error(problem, start.w, s.variant)), runs, floor,
+                            peak_rss_mb(), time.perf_counter() - t0, machine_info("cpu"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m imreg_lib.paper.fullscale --params FILE --out FILE [--reference-path IMAGE]``."""
     import yaml
-
-    from .report import write_json
 
     parser = argparse.ArgumentParser(prog="python -m imreg_lib.paper.fullscale", description=__doc__.split("\n")[0])
     parser.add_argument("--params", default=None, help="YAML file of FullScaleSettings (default: the authors' sizes)")
@@ -157,10 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(e))
     out = run_full_scale(settings, progress=not args.no_progress)
     path = write_json(args.out, out)
-    summary = ", ".join(f"{METHOD_LABELS.get(k, k)} {100 * r['rel_error']:.2f} % in {r['seconds']:.0f} s"
-                        for k, r in out["runs"].items())
+    summary = ", ".join(f"{METHOD_LABELS.get(k, k)} {100 * r.rel_error:.2f} % in {r.seconds:.0f} s"
+                        for k, r in out.runs.items())
     print(f"full scale (m = {settings.m}, factor {settings.factor}, {settings.n_templates} templates): {summary}; "
-          f"peak memory {out['peak_memory_mb']:.0f} MB; total {out['seconds']:.0f} s; results in {path}")
+          f"peak memory {out.peak_memory_mb:.0f} MB; total {out.seconds:.0f} s; results in {path}")
     return 0
 
 

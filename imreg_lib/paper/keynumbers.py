@@ -23,16 +23,11 @@ from ..objective import SSDObjective
 from ..spline import SplineImage
 from .results import DataResults
 
-__all__ = ["check_key_number_parameters", "key_numbers"]
+__all__ = ["key_numbers"]
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
-
-
-def check_key_number_parameters(*, theta: float) -> None:
-    """The data page's settings, checked in its set-up cell before any work: ``theta`` a finite number >= 0."""
-    _checks.positive_number("theta", theta, allow_zero=True)
 
 
 def key_numbers(pair: ImagePair, theta: float = 1e-3, *,
@@ -56,7 +51,7 @@ def key_numbers(pair: ImagePair, theta: float = 1e-3, *,
         Taylor orders, and, for a pair with a known motion :math:`w^*`, :math:`w^*` and :math:`J(w^*;\theta)`.
         ``peak_memory_mb`` is left unset.
     """
-    check_key_number_parameters(theta=theta)
+    _checks.positive_number("theta", theta, allow_zero=True)
     grid = pair.grid
     objective = SSDObjective(SplineImage(pair.template, grid), SplineImage(pair.reference, grid))
     scale = objective.at_scale(theta)

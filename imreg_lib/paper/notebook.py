@@ -53,12 +53,12 @@ def report_written(path: str | os.PathLike, what: str = "results", *, created: b
 
 
 def save_results(path: str | os.PathLike, results) -> Path:
-    """Write a page's results JSON (:func:`~imreg_lib.paper.report.write_results`: through a temporary file and a
-    rename) and print where (:func:`report_written`); returns the path."""
-    from .report import write_results
+    """Write a page's results record as JSON (:func:`~imreg_lib.paper._schema.write_json`: through a temporary file
+    and a rename) and print where (:func:`report_written`); returns the path."""
+    from ._schema import write_json
 
     created = not Path(path).resolve().parent.is_dir()
-    out = write_results(path, results)
+    out = write_json(path, results)
     print(report_written(out, created=created))
     return out
 

@@ -32,14 +32,17 @@ the frequency where each halves the signal gives :func:`sigma_for_theta`; roughl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
+from .. import _checks
 from ..data import SAMPLE_IMAGES, ImagePair, moved_pair, sample_image, synthetic_hand_pair
 from ..globalreg import global_register, newton_exact
 from ..grid import Grid
@@ -48,13 +51,14 @@ from ..multiscale import predictor_corrector, single_scale, theta_schedule, trad
 from ..objective import SSDObjective
 from ..spline import SplineImage
 from ..transformations import Affine, affine
+from ._schema import INLINE, Record
 
-__all__ = ["CAPTURE_ANGLES", "FROM_TRUTH", "IMAGE_METHODS", "METHODS_2D", "METHODS_3D", "PeerRun", "SUCCESS_CELLS",
-           "SimpleITKSettings", "VOLUME_MOTION", "capture_range", "capture_range_3d", "capture_table",
-           "capture_verdict", "check_parameters", "comparison_options", "file_registration_check", "motion_error",
-           "options_json", "pair_objective", "peer_comparison", "register", "results_record", "runs_table",
-           "sample_image_capture", "sigma_for_theta", "simpleitk_register", "synthetic_volume_motion_pair",
-           "theta_for_sigma"]
+__all__ = ["CAPTURE_ANGLES", "FROM_TRUTH", "IMAGE_METHODS", "METHODS_2D", "METHODS_3D", "SITK_OPTIMIZERS",
+           "SUCCESS_CELLS", "VOLUME_MOTION", "CaptureSweep", "CaptureSweep3D", "PeerResult", "PeerRun", "PeerScore",
+           "PeersResults", "PeersSettings", "RegisterOptions", "SimpleITKSettings", "capture_range", "capture_range_3d",
+           "capture_table", "capture_verdict", "file_registration_check", "motion_error", "pair_objective",
+           "peer_comparison", "register", "runs_table", "sample_image_capture", "sigma_for_theta", "simpleitk_register",
+           "synthetic_volume_motion_pair", "theta_for_sigma"]
 
 #: Motion error (cells) below which a registration recovers the motion.
 SUCCESS_CELLS = 0.5
@@ -68,6 +72,8 @@ METHODS_3D = ("simpleitk", "single_scale", "traditional", "predictor_corrector",
 #: the truth, the SSD objective's own minimum is off, and no method that minimises it can recover the motion.
 FROM_TRUTH = "newton_from_truth"
 _OURS = ("single_scale", "traditional", "predictor_corrector", "global")
+#: The optimizers of SimpleITK's affine pyramid (:class:`SimpleITKSettings`).
+SITK_OPTIMIZERS = ("regular_step", "lbfgsb")
 
 _LN2 = math.log(2.0)
 
@@ -85,8 +91,7 @@ def sigma_for_theta(theta: float) -> float:
     0 where no frequency up to Nyquist (:math:`\omega = \pi`) is halved (:math:`\theta` below about 0.01: the
     spline hardly smooths).
     """
-    if not (isinstance(theta, (int, float)) and not isinstance(theta, bool) and math.isfinite(theta) and theta >= 0):
-        raise ValueError(f"theta must be a finite number >= 0, got {theta!r}")
+    theta = _checks.positive_number("theta", theta, allow_zero=True)
     if theta == 0 or _transfer(theta, math.pi) > 0.5:
         return 0.0
     lo, hi = 1e-12, math.pi
@@ -101,8 +106,7 @@ def sigma_for_theta(theta: float) -> float:
 
 def theta_for_sigma(sigma: float) -> float:
     """The inverse of :func:`sigma_for_theta`: the spline scale that smooths like a Gaussian of ``sigma`` cells."""
-    if not (isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and math.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    sigma = _checks.positive_number("sigma", sigma, allow_zero=True)
     if sigma == 0:
         return 0.0
     lo, hi = 0.0, 1.0
@@ -117,8 +121,42 @@ def theta_for_sigma(sigma: float) -> float:
     return 0.5 * (lo + hi)
 
 
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)
+
+
+def _entries(name: str, value: object, allowed: str, length: int | None = None, *, empty: bool = False) -> tuple:
+    """``value`` as a tuple: a list, tuple or other iterable (not a string) of ``length`` entries, or of any number
+    (at least one unless ``empty``). Raises ``ValueError("<name> must be <allowed>, got <value>")`` otherwise; the
+    entries are the caller's to check (:mod:`imreg_lib._checks`)."""
+    try:
+        entries = None if isinstance(value, str) else tuple(value)
+    except TypeError:
+        entries = None
+    if entries is None or (len(entries) != length if length is not None else not (entries or empty)):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return entries
+
+
+def _degrees(name: str, value: object) -> float:
+    """An angle in degrees: a finite number of either sign (bools rejected), as a float.
+
+    :func:`imreg_lib._checks.positive_number` checks the magnitude of a negative number and the value itself
+    otherwise (so that a bool, a string, NaN or an infinity fails with the value as given)."""
+    negative = isinstance(value, (int, float)) and -math.inf < value < 0
+    _checks.positive_number(name, -value if negative else value, allow_zero=True,
+                            allowed="a finite number (degrees)")
+    return float(value)
+
+
+def _angles(name: str, angles: object, length: int | None = None) -> tuple[float, ...]:
+    """A non-empty list of angles in degrees (``length`` of them if given), each checked by :func:`_degrees`."""
+    what = f"{length} finite numbers (degrees)" if length else "a non-empty list of finite numbers (degrees)"
+    return tuple(_degrees(f"{name}[{i}]", a) for i, a in enumerate(_entries(name, angles, what, length)))
+
+
 @dataclass(frozen=True)
-class SimpleITKSettings:
+class SimpleITKSettings(Record):
     """How SimpleITK registers: what its users would choose for an affine SSD registration.
 
     Attributes
@@ -126,7 +164,7 @@ class SimpleITKSettings:
     shrink_factors, smoothing_sigmas
         The pyramid, coarsest level first; sigmas in cells (voxels), 0 = no smoothing.
     optimizer
-        ``"regular_step"`` (regular step gradient descent) or ``"lbfgsb"``.
+        One of :data:`SITK_OPTIMIZERS`: ``"regular_step"`` (regular step gradient descent) or ``"lbfgsb"``.
     learning_rate, min_step, iterations, gradient_tolerance
         Optimizer settings (per pyramid level for ``iterations``).
     rotation_search_steps
@@ -135,6 +173,11 @@ class SimpleITKSettings:
         ``search_shrink`` / ``search_sigma``, and start the affine pyramid at the best angle (2D only).
     threads
         ITK threads (1: the same result on every run).
+
+    Raises
+    ------
+    ValueError
+        Naming the field, where a value is not allowed (:mod:`imreg_lib._checks`).
     """
 
     shrink_factors: tuple[int, ...] = (4, 2, 1)
@@ -150,35 +193,149 @@ class SimpleITKSettings:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        shrink, sigmas = tuple(self.shrink_factors), tuple(self.smoothing_sigmas)
-        if not shrink or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shrink):
-            raise ValueError("shrink_factors must be a non-empty sequence of integers >= 1, got "
-                             f"{self.shrink_factors!r}")
-        if len(sigmas) != len(shrink) or not all(isinstance(s, (int, float)) and s >= 0 for s in sigmas):
-            raise ValueError(f"smoothing_sigmas must hold one number >= 0 per pyramid level ({len(shrink)}), got "
-                             f"{self.smoothing_sigmas!r}")
-        object.__setattr__(self, "shrink_factors", shrink)
-        object.__setattr__(self, "smoothing_sigmas", tuple(float(s) for s in sigmas))
-        if self.optimizer not in ("regular_step", "lbfgsb"):
-            raise ValueError(f"optimizer must be 'regular_step' or 'lbfgsb', got {self.optimizer!r}")
+        shrink = _entries("shrink_factors", self.shrink_factors, "a non-empty sequence of integers >= 1")
+        _set(self, "shrink_factors", tuple(_checks.integer(f"shrink_factors[{i}]", s) for i, s in enumerate(shrink)))
+        sigmas = _entries("smoothing_sigmas", self.smoothing_sigmas,
+                          f"one number >= 0 per pyramid level ({len(shrink)})", len(shrink))
+        _set(self, "smoothing_sigmas", tuple(_checks.positive_number(f"smoothing_sigmas[{i}]", s, allow_zero=True)
+                                             for i, s in enumerate(sigmas)))
+        _checks.one_of("optimizer", self.optimizer, SITK_OPTIMIZERS, words=True)
         for name in ("learning_rate", "min_step", "gradient_tolerance"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a positive number, got {v!r}")
+            _set(self, name, _checks.positive_number(name, getattr(self, name)))
+        _set(self, "search_sigma", _checks.positive_number("search_sigma", self.search_sigma, allow_zero=True))
         for name in ("iterations", "threads", "search_shrink"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        n = self.rotation_search_steps
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise ValueError(f"rotation_search_steps must be None or an integer >= 1, got {n!r}")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+            _checks.integer(name, getattr(self, name))
+        if self.rotation_search_steps is not None:
+            _checks.integer("rotation_search_steps", self.rotation_search_steps,
+                            allowed="None or a positive integer")
 
 
 @dataclass(frozen=True)
-class PeerRun:
+class RegisterOptions(Record):
+    r"""The options of :func:`register` that the comparison passes to every method (``settings`` in the results).
+
+    Attributes
+    ----------
+    theta_max, theta_min, n_scales
+        Our schedule: ``n_scales`` log-spaced scales from ``theta_max`` down to ``theta_min`` (the score's scale).
+    gtol, gtol_single
+        Newton's tolerance per scale (and for the global driver and :data:`FROM_TRUTH`), and single scale's.
+    settings
+        SimpleITK's set-up.
+
+    Raises
+    ------
+    ValueError
+        Naming the field, where a value is not allowed.
+    """
+
+    theta_max: float
+    theta_min: float
+    n_scales: int
+    gtol: float
+    gtol_single: float
+    settings: SimpleITKSettings
+
+    def __post_init__(self) -> None:
+        for name in ("theta_max", "theta_min", "gtol", "gtol_single"):
+            _set(self, name, _checks.positive_number(name, getattr(self, name)))
+        theta_schedule(self.theta_max, self.theta_min, self.n_scales)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`register` (and of :func:`peer_comparison`, :func:`capture_range`, ...)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeersSettings(Record):
+    r"""Every parameter of the comparison (``05_peers``), checked once when made, before any work starts.
+
+    Attributes
+    ----------
+    theta_max, theta_min, n_scales, gtol, gtol_single
+        As in :class:`RegisterOptions`.
+    shrink_factors, smoothing_sigmas, sitk_optimizer, rotation_search_steps
+        SimpleITK's pyramid, optimizer and rotation search (:class:`SimpleITKSettings`).
+    capture_angles
+        The rotations of the capture sweep (degrees), at least one.
+    capture_m
+        Cells per dimension of the capture sweep's pairs, at least 8.
+    m_3d
+        Cells per dimension of the 3D pairs, at least 6.
+    angles_3d
+        The 3D pair's rotation about z, then about x (degrees).
+    capture_images
+        Real images of :data:`imreg_lib.data.SAMPLE_IMAGES` swept too (may be empty).
+    rotations_3d
+        More 3D pairs for the global driver, ``(about z, about x)`` in degrees (may be empty).
+
+    Raises
+    ------
+    ValueError
+        Naming the parameter, where a value is not allowed (:mod:`imreg_lib._checks`).
+
+    Examples
+    --------
+    >>> s = PeersSettings(theta_max=1e3, theta_min=1e-3, n_scales=30, gtol=1e-4, gtol_single=1e-7,
+    ...                   shrink_factors=[4, 2, 1], smoothing_sigmas=[2.0, 1.0, 0.0], sitk_optimizer="regular_step",
+    ...                   rotation_search_steps=18, capture_angles=[0, 90], capture_m=32, m_3d=16, angles_3d=[90, 30])
+    >>> s.capture_angles, s.options.kwargs["n_scales"], s.simpleitk.shrink_factors
+    ((0.0, 90.0), 30, (4, 2, 1))
+    """
+
+    theta_max: float
+    theta_min: float
+    n_scales: int
+    gtol: float
+    gtol_single: float
+    shrink_factors: tuple[int, ...]
+    smoothing_sigmas: tuple[float, ...]
+    sitk_optimizer: str
+    rotation_search_steps: int | None
+    capture_angles: tuple[float, ...]
+    capture_m: int
+    m_3d: int
+    angles_3d: tuple[float, float]
+    capture_images: tuple[str, ...] = ()
+    rotations_3d: tuple[tuple[float, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("theta_max", "theta_min", "gtol", "gtol_single"):
+            _set(self, name, _checks.positive_number(name, getattr(self, name)))
+        theta_schedule(self.theta_max, self.theta_min, self.n_scales)
+        _checks.one_of("sitk_optimizer", self.sitk_optimizer, SITK_OPTIMIZERS, words=True)
+        sitk = SimpleITKSettings(self.shrink_factors, self.smoothing_sigmas, self.sitk_optimizer,
+                                 rotation_search_steps=self.rotation_search_steps)
+        _set(self, "shrink_factors", sitk.shrink_factors)
+        _set(self, "smoothing_sigmas", sitk.smoothing_sigmas)
+        _set(self, "capture_angles", _angles("capture_angles", self.capture_angles))
+        _checks.integer("capture_m", self.capture_m, 8)
+        _checks.integer("m_3d", self.m_3d, 6)
+        _set(self, "angles_3d", _angles("angles_3d", self.angles_3d, 2))
+        names = _entries("capture_images", self.capture_images,
+                         f"a list of names among {list(SAMPLE_IMAGES)} (or [])", empty=True)
+        _set(self, "capture_images", tuple(_checks.one_of(f"capture_images[{i}]", n, SAMPLE_IMAGES, words=True)
+                                           for i, n in enumerate(names)))
+        rotations = _entries("rotations_3d", self.rotations_3d, "a list of [about z, about x] pairs in degrees",
+                             empty=True)
+        _set(self, "rotations_3d", tuple(_angles(f"rotations_3d[{i}]", r, 2) for i, r in enumerate(rotations)))
+
+    @property
+    def simpleitk(self) -> SimpleITKSettings:
+        """SimpleITK's set-up: the pyramid, the optimizer and the rotation search (other fields at their defaults)."""
+        return SimpleITKSettings(self.shrink_factors, self.smoothing_sigmas, self.sitk_optimizer,
+                                 rotation_search_steps=self.rotation_search_steps)
+
+    @property
+    def options(self) -> RegisterOptions:
+        """The options of :func:`register` (``options.kwargs``), as the results store them."""
+        return RegisterOptions(self.theta_max, self.theta_min, self.n_scales, self.gtol, self.gtol_single,
+                               self.simpleitk)
+
+
+@dataclass(frozen=True)
+class PeerRun(Record):
     """One registration scored by our objective.
 
     Attributes
@@ -199,6 +356,9 @@ class PeerRun:
         Optimizer iterations (summed over levels or scales).
     stop
         Why it stopped (SimpleITK's stop condition of the last level; ours: the number of scales).
+    extra
+        What else the method reports (``search_angle_deg``, ``n_hessians``, ...): JSON values, written beside the
+        fields.
     """
 
     method: str
@@ -209,10 +369,7 @@ class PeerRun:
     seconds: float
     iterations: int
     stop: str
-    extra: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+    extra: Mapping[str, Any] = field(default_factory=dict, metadata=INLINE)
 
     def w_tensor(self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """The found parameters as a tensor."""
@@ -365,9 +522,9 @@ def register(pair: ImagePair, method: str, *, theta_max: float = 1e3, theta_min:
     if method.startswith("simpleitk"):
         settings = SimpleITKSettings() if settings is None else settings
         if method == "simpleitk_search" and settings.rotation_search_steps is None:
-            settings = SimpleITKSettings(**{**settings.as_dict(), "rotation_search_steps": 18})
+            settings = dataclasses.replace(settings, rotation_search_steps=18)
         if method == "simpleitk" and settings.rotation_search_steps is not None:
-            settings = SimpleITKSettings(**{**settings.as_dict(), "rotation_search_steps": None})
+            settings = dataclasses.replace(settings, rotation_search_steps=None)
         return simpleitk_register(pair, settings, theta_min=theta_min, objective=objective, method=method)
     t0 = time.perf_counter()
     if method == "global":
@@ -410,7 +567,7 @@ def capture_range(angles: Sequence[float] = CAPTURE_ANGLES, m: int = 32, methods
     by the same maps (:func:`imreg_lib.data.moved_pair`). With ``from_truth`` the runs of :data:`FROM_TRUTH` are
     added (where the objective's own minimum lies). Returns ``{method: [run per angle]}``.
     """
-    angles = _check_angles("angles", angles)
+    angles = _angles("angles", angles)
     bad = [m_ for m_ in methods if m_ not in METHODS_2D]
     if bad:
         raise ValueError(f"methods must be among {METHODS_2D}, got {bad}")
@@ -452,7 +609,7 @@ def capture_range_3d(rotations: Sequence[Sequence[float]], m: int = 16,
                      device: str | torch.device = "auto", **options) -> dict[str, list[PeerRun]]:
     """:func:`capture_range` for the synthetic volume: one pair per ``(about z, about x)`` rotation (degrees) with
     the volume's default scaling and shift. Returns ``{method: [run per rotation]}``."""
-    rotations = [_check_angles("rotations", r, 2) for r in rotations]
+    rotations = [_angles(f"rotations[{i}]", r, 2) for i, r in enumerate(rotations)]
     bad = [m_ for m_ in methods if m_ not in METHODS_3D]
     if bad:
         raise ValueError(f"methods must be among {METHODS_3D}, got {bad}")
@@ -491,67 +648,6 @@ def file_registration_check(transform_path, pair: ImagePair, margin: int = 4) ->
     else:  # another size: compare the template resampled through the identity
         t = sitk.GetArrayFromImage(sitk.Resample(T, R, sitk.Transform(), sitk.sitkLinear, 0.0))[inner]
     return float(np.mean((t - r) ** 2)), float(np.mean((w - r) ** 2))
-
-
-def _check_angles(name: str, angles, length: int | None = None) -> tuple[float, ...]:
-    try:
-        values = tuple(angles)
-    except TypeError:
-        values = ()
-    ok = bool(values) and all(isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a)
-                              for a in values)
-    if not ok or (length is not None and len(values) != length):
-        what = f"{length} finite numbers" if length else "a non-empty list of finite numbers"
-        raise ValueError(f"{name} must be {what} (degrees), got {angles!r}")
-    return tuple(float(a) for a in values)
-
-
-def _check_cells(name: str, m, low: int) -> None:
-    if isinstance(m, bool) or not isinstance(m, int) or m < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {m!r}")
-
-
-def check_parameters(*, capture_angles: Sequence[float], capture_m: int, m_3d: int, angles_3d: Sequence[float],
-                     capture_images: Sequence[str] = (), rotations_3d: Sequence[Sequence[float]] = ()) -> None:
-    """Check the comparison's parameters before any work starts (errors name the parameter)."""
-    _check_angles("capture_angles", capture_angles)
-    _check_angles("angles_3d", angles_3d, 2)
-    if isinstance(capture_images, str) or not all(name in SAMPLE_IMAGES for name in capture_images):
-        raise ValueError(f"capture_images must be a list of names among {list(SAMPLE_IMAGES)} (or []), got "
-                         f"{capture_images!r}")
-    if isinstance(rotations_3d, str):
-        raise ValueError(f"rotations_3d must be a list of [about z, about x] pairs in degrees, got {rotations_3d!r}")
-    for r in rotations_3d:
-        _check_angles("rotations_3d (each entry)", r, 2)
-    _check_cells("capture_m", capture_m, 8)
-    _check_cells("m_3d", m_3d, 6)
-
-
-def comparison_options(*, theta_max: float, theta_min: float, n_scales: int, gtol: float, gtol_single: float,
-                       shrink_factors: Sequence[int], smoothing_sigmas: Sequence[float], sitk_optimizer: str,
-                       rotation_search_steps: int | None, capture_angles: Sequence[float], capture_m: int, m_3d: int,
-                       angles_3d: Sequence[float], capture_images: Sequence[str] = (),
-                       rotations_3d: Sequence[Sequence[float]] = ()) -> dict:
-    """Check every parameter of the comparison before any work starts and return the options of :func:`register`
-    (``theta_max, theta_min, n_scales, gtol, gtol_single, settings``). Errors name the parameter."""
-    theta_schedule(theta_max, theta_min, n_scales)
-    for name, value in (("gtol", gtol), ("gtol_single", gtol_single)):
-        if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
-    check_parameters(capture_angles=capture_angles, capture_m=capture_m, m_3d=m_3d, angles_3d=angles_3d,
-                     capture_images=capture_images, rotations_3d=rotations_3d)
-    try:
-        shrink, sigmas = tuple(shrink_factors), tuple(smoothing_sigmas)
-    except TypeError:
-        raise ValueError("shrink_factors and smoothing_sigmas must be lists (one entry per pyramid level)") from None
-    settings = SimpleITKSettings(shrink, sigmas, sitk_optimizer, rotation_search_steps=rotation_search_steps)
-    return {"theta_max": theta_max, "theta_min": theta_min, "n_scales": n_scales, "gtol": gtol,
-            "gtol_single": gtol_single, "settings": settings}
-
-
-def options_json(options: dict) -> dict:
-    """:func:`comparison_options` as JSON-ready values (the SimpleITK settings as a dict)."""
-    return {k: (v.as_dict() if isinstance(v, SimpleITKSettings) else v) for k, v in options.items()}
 
 
 #: The known motion of the 3D pair: rotations about z and x (degrees), scaling and shift about the centre.
@@ -601,11 +697,9 @@ def synthetic_volume_motion_pair(m: int | Sequence[int] = 16, *, motion: dict | 
     """
     from ..device import resolve_device
 
-    grid = Grid(_VOLUME_OMEGA, m)
-    if min(grid.m) < 4:
-        raise ValueError(f"m must be at least 4 cells per dimension, got {m!r}")
-    if isinstance(supersample, bool) or not isinstance(supersample, int) or supersample < 1:
-        raise ValueError(f"supersample must be an integer >= 1, got {supersample!r}")
+    grid = Grid(_VOLUME_OMEGA, _checks.integer_tuple("m", m, 3, 4, allowed="at least 4 cells per dimension (an "
+                                                            "integer, or 3 integers)"))
+    _checks.integer("supersample", supersample)
     motion = {**VOLUME_MOTION, **(motion or {})}
     unknown = set(motion) - set(VOLUME_MOTION)
     if unknown:
@@ -629,40 +723,213 @@ def synthetic_volume_motion_pair(m: int | Sequence[int] = 16, *, motion: dict | 
 
 # ---- results and verdicts ----------------------------------------------------------------------------------
 
-_FIELDS = ("final_loss", "param_error", "seconds", "iterations", "success")
+@dataclass(frozen=True)
+class PeerScore(Record):
+    """How one registration scored: one angle's entry of a capture sweep (:class:`CaptureSweep`).
+
+    Attributes
+    ----------
+    final_loss, param_error, seconds, iterations, success
+        As in :class:`PeerRun`; ``param_error`` and ``success`` are written as ``null`` without a known motion.
+    """
+
+    final_loss: float
+    param_error: float | None
+    seconds: float
+    iterations: int
+    success: bool | None
+
+    @classmethod
+    def from_run(cls, run: PeerRun) -> PeerScore:
+        """The score of ``run``."""
+        return cls(run.final_loss, run.param_error, run.seconds, run.iterations, run.success)
 
 
-def _record(run: PeerRun, full: bool = True) -> dict:
-    rec = {k: getattr(run, k) for k in _FIELDS}
-    if full:
-        rec.update(w=list(run.w), stop=run.stop, **run.extra)
-    return rec
+@dataclass(frozen=True)
+class PeerResult(PeerScore):
+    """A registration of a compared pair as the results hold it (``peers.<method>``, ``peers_3d.<method>``): its
+    :class:`PeerScore`, the found parameters, the stop condition and what else the method reports.
+
+    Attributes
+    ----------
+    w, stop
+        As in :class:`PeerRun`.
+    extra
+        :attr:`PeerRun.extra`, written beside the fields (``peers.simpleitk_search.search_angle_deg``).
+    """
+
+    w: tuple[float, ...]
+    stop: str
+    extra: Mapping[str, Any] = field(default_factory=dict, metadata=INLINE)
+
+    @classmethod
+    def from_run(cls, run: PeerRun) -> PeerResult:
+        """The result of ``run`` (all but its method, which keys it)."""
+        return cls(run.final_loss, run.param_error, run.seconds, run.iterations, run.success, tuple(run.w), run.stop,
+                   dict(run.extra))
 
 
-def results_record(runs: dict[str, PeerRun], capture: dict[str, list[PeerRun]] | None, angles: Sequence[float],
-                   runs_3d: dict[str, PeerRun] | None, *, capture_images: dict[str, dict] | None = None,
-                   capture_3d: dict[str, list[PeerRun]] | None = None,
-                   rotations_3d: Sequence[Sequence[float]] = (), **extra) -> dict:
-    """The results JSON of the comparison: ``peers.<method>``, ``capture.angles``, ``capture.<method>`` (one record
-    per angle, on the data set's own image), ``capture_images.<image>.<method>`` (the same sweep on other images,
-    with their ``source``), ``peers_3d.<method>`` and ``capture_3d.<method>`` (one record per 3D rotation of
-    ``rotations_3d``), each record with ``final_loss, param_error, seconds, iterations, success``; then ``extra``
-    (data, settings, ...)."""
-    out: dict = {"peers": {k: _record(r) for k, r in runs.items()}}
-    if capture is not None:
-        out["capture"] = {"angles": [float(a) for a in angles],
-                          **{k: [_record(r, full=False) for r in rs] for k, rs in capture.items()}}
-    if capture_images:
-        out["capture_images"] = {
-            name: {"angles": [float(a) for a in angles], "source": entry["source"],
-                   **{k: [_record(r, full=False) for r in rs] for k, rs in entry["runs"].items()}}
-            for name, entry in capture_images.items()}
-    if runs_3d is not None:
-        out["peers_3d"] = {k: _record(r) for k, r in runs_3d.items()}
-    if capture_3d is not None:
-        out["capture_3d"] = {"rotations": [[float(a) for a in r] for r in rotations_3d],
-                             **{k: [_record(r, full=False) for r in rs] for k, rs in capture_3d.items()}}
-    return out | extra
+def _one_per(what: str, n: int, runs: Mapping[str, Sequence[PeerScore]]) -> None:
+    for method, scores in runs.items():
+        if len(scores) != n:
+            raise ValueError(f"runs[{method!r}] must hold one score per {what} ({n}), got {len(scores)}")
+
+
+def _scores(runs: Mapping[str, Sequence[PeerRun]]) -> dict[str, tuple[PeerScore, ...]]:
+    return {k: tuple(PeerScore.from_run(r) for r in rs) for k, rs in runs.items()}
+
+
+@dataclass(frozen=True)
+class CaptureSweep(Record):
+    """A capture-range sweep (``capture``, ``capture_images.<image>``): one :class:`PeerScore` per rotation.
+
+    Attributes
+    ----------
+    angles
+        The rotations in degrees.
+    source
+        What the image is (the sweeps of ``capture_images``; ``None`` and left out otherwise). Keyword-only.
+    runs
+        ``{method: (score per angle)}``, written at the sweep's own level (``capture.<method>``).
+    """
+
+    angles: tuple[float, ...]
+    source: str | None = field(default=None, kw_only=True)
+    runs: Mapping[str, tuple[PeerScore, ...]] = field(default_factory=dict, metadata=INLINE)
+
+    def __post_init__(self) -> None:
+        _one_per("angle", len(self.angles), self.runs)
+
+    @classmethod
+    def from_runs(cls, angles: Sequence[float], runs: Mapping[str, Sequence[PeerRun]],
+                  source: str | None = None) -> CaptureSweep:
+        """The sweep of :func:`capture_range`'s ``runs`` over ``angles``."""
+        return cls(tuple(float(a) for a in angles), _scores(runs), source=source)
+
+
+@dataclass(frozen=True)
+class CaptureSweep3D(Record):
+    """The 3D capture sweep (``capture_3d``): one :class:`PeerScore` per rotation of the volume.
+
+    Attributes
+    ----------
+    rotations
+        ``(about z, about x)`` in degrees.
+    runs
+        ``{method: (score per rotation)}``, written at the sweep's own level (``capture_3d.<method>``).
+    """
+
+    rotations: tuple[tuple[float, ...], ...]
+    runs: Mapping[str, tuple[PeerScore, ...]] = field(default_factory=dict, metadata=INLINE)
+
+    def __post_init__(self) -> None:
+        _one_per("rotation", len(self.rotations), self.runs)
+
+    @classmethod
+    def from_runs(cls, rotations: Sequence[Sequence[float]], runs: Mapping[str, Sequence[PeerRun]]) -> CaptureSweep3D:
+        """The sweep of :func:`capture_range_3d`'s ``runs`` over ``rotations``."""
+        return cls(tuple(tuple(float(a) for a in r) for r in rotations), _scores(runs))
+
+
+@dataclass(frozen=True)
+class PeersResults(Record):
+    """The results JSON of the comparison (``05_peers``).
+
+    Attributes
+    ----------
+    peers
+        ``{method: result}`` on the page's pair.
+    capture
+        The sweep on the data set's own image (``capture.angles``, ``capture.<method>``).
+    capture_images
+        ``{image: sweep with its source}`` on the real images of :data:`imreg_lib.data.SAMPLE_IMAGES`.
+    peers_3d, capture_3d
+        The same on the 3D pair and its sweep over rotations.
+    data, data_3d, capture_source
+        What the pairs and the sweep's image are.
+    identity_loss, identity_loss_3d
+        :math:`J(\\mathrm{identity}; \\theta_{\\min})` of the 2D and the 3D pair.
+    export_agreement
+        The largest difference between SimpleITK's and our resampling through the exported transform, relative to
+        the template's maximum (the synthetic hand); ``None`` (written as ``null``) for the user's files.
+        Keyword-only and required in the constructor.
+    export_file_mse
+        The mean squared difference of the reference file to the template file resampled without and with the
+        exported transform (the user's files); ``None`` (written as ``null``) for the synthetic hand.
+        Keyword-only and required in the constructor.
+    m, capture_m, m_3d, angles_3d
+        The page's parameters of the same names.
+    settings
+        The options every method ran with (:attr:`PeersSettings.options`).
+    peak_memory_mb, machine
+        What ran the page.
+
+    Fields that are ``None`` are left out of the JSON, except ``export_agreement`` and ``export_file_mse``
+    (always written: one of them is ``null`` in every run of the page).
+    """
+
+    peers: Mapping[str, PeerResult]
+    capture: CaptureSweep | None = None
+    capture_images: Mapping[str, CaptureSweep] | None = None
+    peers_3d: Mapping[str, PeerResult] | None = None
+    capture_3d: CaptureSweep3D | None = None
+    data: str | None = None
+    data_3d: str | None = None
+    identity_loss: float | None = None
+    capture_source: str | None = None
+    identity_loss_3d: float | None = None
+    export_agreement: float | None = field(kw_only=True)
+    export_file_mse: tuple[float, float] | None = field(kw_only=True)
+    m: int | None = None
+    capture_m: int | None = None
+    m_3d: int | None = None
+    angles_3d: tuple[float, ...] | None = None
+    settings: RegisterOptions | None = None
+    peak_memory_mb: float | None = None
+    machine: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_runs(cls, runs: Mapping[str, PeerRun], capture: Mapping[str, Sequence[PeerRun]] | None,
+                  angles: Sequence[float], runs_3d: Mapping[str, PeerRun] | None, *,
+                  capture_images: Mapping[str, Mapping[str, Any]] | None = None,
+                  capture_3d: Mapping[str, Sequence[PeerRun]] | None = None,
+                  rotations_3d: Sequence[Sequence[float]] = (), export_agreement: float | None = None,
+                  export_file_mse: Sequence[float] | None = None, data: str | None = None,
+                  data_3d: str | None = None, identity_loss: float | None = None, capture_source: str | None = None,
+                  identity_loss_3d: float | None = None, m: int | None = None, capture_m: int | None = None,
+                  m_3d: int | None = None, angles_3d: Sequence[float] | None = None,
+                  settings: RegisterOptions | None = None, peak_memory_mb: float | None = None,
+                  machine: Mapping[str, Any] | None = None) -> PeersResults:
+        """The results of the page's runs.
+
+        Parameters
+        ----------
+        runs, runs_3d
+            ``{method: run}`` of :func:`peer_comparison` on the 2D and the 3D pair (``runs_3d=None``: no 3D pair).
+        capture, angles
+            ``{method: [run per angle]}`` of :func:`capture_range` over ``angles`` (``capture=None``: no sweep).
+        capture_images
+            ``{image: {"source": str, "runs": {method: [run per angle]}}}``: sweeps over the same ``angles`` on
+            other images (empty or ``None``: none).
+        capture_3d, rotations_3d
+            ``{method: [run per rotation]}`` of :func:`capture_range_3d` over ``rotations_3d``.
+        export_agreement, export_file_mse, data, data_3d, identity_loss, capture_source, identity_loss_3d
+            The fields of the same names.
+        m, capture_m, m_3d, angles_3d, settings, peak_memory_mb, machine
+            The fields of the same names (``settings``: :attr:`PeersSettings.options`).
+        """
+        return cls(
+            peers={k: PeerResult.from_run(r) for k, r in runs.items()},
+            capture=None if capture is None else CaptureSweep.from_runs(angles, capture),
+            capture_images={name: CaptureSweep.from_runs(angles, entry["runs"], entry["source"])
+                            for name, entry in capture_images.items()} if capture_images else None,
+            peers_3d=None if runs_3d is None else {k: PeerResult.from_run(r) for k, r in runs_3d.items()},
+            capture_3d=None if capture_3d is None else CaptureSweep3D.from_runs(rotations_3d, capture_3d),
+            data=data, data_3d=data_3d, identity_loss=identity_loss, capture_source=capture_source,
+            identity_loss_3d=identity_loss_3d, export_agreement=export_agreement,
+            export_file_mse=None if export_file_mse is None else tuple(export_file_mse), m=m, capture_m=capture_m,
+            m_3d=m_3d, angles_3d=None if angles_3d is None else tuple(float(a) for a in angles_3d), settings=settings,
+            peak_memory_mb=peak_memory_mb, machine=None if machine is None else dict(machine))
 
 
 def _angles_text(angles: Sequence[float]) -> str:

@@ -42,6 +42,7 @@ import numpy as np
 import scipy.optimize
 import torch
 
+from .. import _checks
 from ..optimizers import _Cache, newton_trust_region
 from ..spline import SplineImage, spline_derivatives
 from ..superres import SuperResolutionProblem
@@ -81,8 +82,7 @@ def prereg_objective(problem: SuperResolutionProblem, theta: float, *, loss: Los
     """
     if loss not in ("norm", "squared"):
         raise ValueError(f"loss must be 'norm' or 'squared', got {loss!r}")
-    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not math.isfinite(theta) or theta < 0:
-        raise ValueError(f"theta must be a finite number >= 0, got {theta!r}")
+    _checks.positive_number("theta", theta, allow_zero=True)
     grid = problem.template_grid
     image = SplineImage(problem.data[0], grid)
     coef = image.coefficients(float(theta))
@@ -200,11 +200,9 @@ def preregister(problem: SuperResolutionProblem, *, thetas: Sequence[float] = PR
         raise ValueError(f"optimizer must be 'newton-cg' or 'trust-exact', got {optimizer!r}")
     if variant not in ("as_coded", "paper"):
         raise ValueError(f"variant must be 'as_coded' or 'paper', got {variant!r}")
-    if isinstance(maxiter, bool) or not isinstance(maxiter, int) or maxiter < 1:
-        raise ValueError(f"maxiter must be a positive integer, got {maxiter!r}")
+    _checks.integer("maxiter", maxiter, 1)
     for name, value in (("xtol", xtol), ("gtol", gtol)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        _checks.positive_number(name, value)
     fix_first = variant == "paper"
     if fix_first and problem.n_templates < 2:
         raise ValueError("variant='paper' fixes template 0, so it needs n_templates >= 2")

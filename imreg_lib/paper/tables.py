@@ -3,7 +3,8 @@
 Every function here formats numbers that the experiments computed; none computes a number of its own beyond a
 ratio or a count of what it is given. The phrase builders (``*_phrases``) return ``{glue name: text}`` in the
 order the page glues them (:func:`imreg_lib.paper.notebook.glue`); the markdown cells of the notebooks name
-those keys.
+those keys. The report page's tables are here too: the claims of :mod:`imreg_lib.paper.report` on one data set or
+side by side, their rules, and the authors' defects (:data:`~imreg_lib.paper.defects.DEFECTS`).
 """
 
 from __future__ import annotations
@@ -20,20 +21,21 @@ from ..superres import SuperResolutionProblem
 from ..timing import describe_machine
 from ..varpro import VarProRun
 from .ad_costs import ADCosts, DerivativeComparison, ScalingPoint, ScalingStudy
-from .ensembles import NOT_AMPLIFIED, Ensemble, ensemble_label, paper_value
-from .multiscale import MethodComparison
-from .numbers import PAPER_FACTORS, PAPER_SR, PAPER_TABLE1
+from .claims import Claim, Status
+from .defects import DEFECTS, Defect
+from .ensembles import NOT_AMPLIFIED, EnsembleSet, ensemble_label, paper_value
+from .multiscale_runs import MethodComparison
 from .preregistration import PreregistrationResult
-from .report import Claim
+from .recorded import PAPER_FACTORS, PAPER_SR, PAPER_TABLE1
 from .results import DataResults, PredictionResults
-from .superres import METHOD_LABELS, ProjectionCost, parameter_error, percent_label, varpro_variant
+from .superres_runs import METHOD_LABELS, ProjectionCost, parameter_error, percent_label, varpro_variant
 
-__all__ = ["cost_phrases", "costs_markdown", "derivative_checks_text", "derivative_times_markdown",
-           "ensemble_phrases", "ensembles_markdown",
+__all__ = ["DATA_SETS", "comparison_table", "cost_phrases", "costs_markdown", "defects_table",
+           "derivative_checks_text", "derivative_times_markdown", "ensemble_phrases", "ensembles_markdown",
            "factor_range", "factors_against_paper", "fig2_phrases", "fig2_summary", "fig2_work", "fig2_work_phrases",
-           "fig3_phrases", "fig3_summary", "fig5_phrases", "fig7_table", "key_numbers_text", "partial_markdown",
-           "partial_phrases", "problem_summary", "projections_markdown", "scaling_phrases", "sign_and_decade",
-           "sr_verdict_phrases", "starts_markdown", "varpro_runs_markdown"]
+           "fig3_phrases", "fig3_summary", "fig5_phrases", "fig7_table", "key_numbers_text", "markdown_table",
+           "partial_markdown", "partial_phrases", "problem_summary", "projections_markdown", "rules_table",
+           "scaling_phrases", "sign_and_decade", "sr_verdict_phrases", "starts_markdown", "varpro_runs_markdown"]
 
 _DERIVATIVES = ("gradient", "gauss_newton", "hessian")
 
@@ -156,7 +158,7 @@ def fig2_summary(comparison: MethodComparison, objective: SSDObjective, pair: Im
     Parameters
     ----------
     comparison : MethodComparison
-        :func:`~imreg_lib.paper.multiscale.compare_methods`.
+        :func:`~imreg_lib.paper.multiscale_runs.compare_methods`.
     objective : SSDObjective
         The registration objective (for :math:`J(w^*;\\theta_{\\min})`).
     pair : ImagePair
@@ -304,8 +306,8 @@ def varpro_runs_markdown(runs: Mapping[str, VarProRun], paper: Mapping[str, floa
 
 
 def projections_markdown(runs: Mapping[str, VarProRun]) -> str:
-    """Figs 5-6: the runs of :func:`~imreg_lib.paper.superres.compare_projections` by their labels, with the
-    paper's final errors (:data:`~imreg_lib.paper.numbers.PAPER_SR`)."""
+    """Figs 5-6: the runs of :func:`~imreg_lib.paper.superres_runs.compare_projections` by their labels, with the
+    paper's final errors (:data:`~imreg_lib.paper.recorded.PAPER_SR`)."""
     return varpro_runs_markdown({METHOD_LABELS[k]: r for k, r in runs.items()},
                                 {METHOD_LABELS[k]: PAPER_SR.get(k, {}).get("rel_error") for k in runs})
 
@@ -336,19 +338,20 @@ def partial_phrases(partial: Mapping[float, VarProRun]) -> dict[str, str]:
 
 
 def costs_markdown(costs: Mapping[str, ProjectionCost]) -> str:
-    """Median time of one residual and one Jacobian per method (:func:`~imreg_lib.paper.superres.projection_costs`)."""
+    """Median time of one residual and one Jacobian per method
+    (:func:`~imreg_lib.paper.superres_runs.projection_costs`)."""
     rows = ["| method | CG iterations | residual | Jacobian | Jacobian / residual |", "|---|---|---|---|---|"]
-    rows += [f"| {name} | {c.cg_iterations} | {c.residual_ms:.1f} ms | {c.jacobian_ms:.1f} ms | {c.factor:.1f} |"
-             for name, c in costs.items()]
+    rows += [f"| {c.label or name} | {c.cg_iterations} | {c.residual_ms:.1f} ms | {c.jacobian_ms:.1f} ms | "
+             f"{c.factor:.1f} |" for name, c in costs.items()]
     return "\n".join(rows)
 
 
-def cost_phrases(costs: Mapping[str, ProjectionCost], cg_iters: int, cg_counts: Sequence[int]) -> dict[str, str]:
-    """The inexact projection of :func:`~imreg_lib.paper.superres.cost_varpros` and its Jacobian time as a fraction
+def cost_phrases(costs: Mapping[str, ProjectionCost]) -> dict[str, str]:
+    """The inexact projection of :func:`~imreg_lib.paper.superres_runs.cost_varpros` and its Jacobian time as a fraction
     of the converged Diff All one's."""
-    n_cost = sorted(cg_counts)[len(cg_counts) // 2]
-    ratio = costs[f"Diff All (N = {cg_iters})"].jacobian_ms / costs[f"inexact, {n_cost} CG iterations"].jacobian_ms
-    return {"inexact_cost_name": f"{n_cost}-iteration", "inexact_cost_ratio": f"1/{ratio:.0f}"}
+    inexact = costs["inexact"]
+    ratio = costs["diff_all"].jacobian_ms / inexact.jacobian_ms
+    return {"inexact_cost_name": f"{inexact.cg_iters}-iteration", "inexact_cost_ratio": f"1/{ratio:.0f}"}
 
 
 _SR_GLUED = (("sr_diff_all_status", "sr.diff_all"), ("sr_no_diff_status", "sr.no_diff"),
@@ -398,27 +401,26 @@ def fig7_table(taylor: Mapping[str, TaylorResult]) -> tuple[str, dict[str, str]]
 
 # ---- 03_superresolution: round-off ensembles --------------------------------------------------------------------
 
-def _ensemble_rows(ensembles: Mapping[str, Mapping[str, Ensemble]]):
+def _ensemble_rows(ensembles: EnsembleSet):
     for family, runs in ensembles.items():
         for key, e in runs.items():
             yield ensemble_label(family, key), paper_value(family, key), e
 
 
-def ensembles_markdown(ensembles: Mapping[str, Mapping[str, Ensemble]]) -> str:
-    """The final relative error of every ensemble: the paper's, the members' median and range, the page's own run
-    (member 0) and the range relative to the median."""
+def ensembles_markdown(ensembles: EnsembleSet) -> str:
+    """The final relative error of every ensemble (:class:`~imreg_lib.paper.ensembles.EnsembleSet`): the paper's,
+    the members' median and range, the page's own run (member 0) and the range relative to the median."""
     rows = ["| run | paper | median | range over the members | the page's run | range / median | members |",
             "|---|---|---|---|---|---|---|"]
     for label, ref, e in _ensemble_rows(ensembles):
-        width = f"{100 * (e.high - e.low) / e.median:.2g} %" if e.amplified else "not amplified"
+        width = f"{100 * (e.max - e.min) / e.median:.2g} %" if e.amplified else "not amplified"
         rows.append(f"| {label} | {'' if ref is None else f'{100 * ref:.1f} %'} | {100 * e.median:.2f} % | "
-                    f"{100 * e.low:.2f}–{100 * e.high:.2f} % | {100 * e.rel_errors[0]:.2f} % | {width} | "
+                    f"{100 * e.min:.2f}–{100 * e.max:.2f} % | {100 * e.rel_errors[0]:.2f} % | {width} | "
                     f"{e.members} |")
     return "\n".join(rows)
 
 
-def ensemble_phrases(ensembles: Mapping[str, Mapping[str, Ensemble]],
-                     no_diff: VarProRun | None = None) -> dict[str, str]:
+def ensemble_phrases(ensembles: EnsembleSet, no_diff: VarProRun | None = None) -> dict[str, str]:
     """Glue phrases: members, Diff All's range, the widest relative range, the runs that did not move, and No
     Diff's error over every Diff All member's."""
     rows = list(_ensemble_rows(ensembles))
@@ -427,12 +429,12 @@ def ensemble_phrases(ensembles: Mapping[str, Mapping[str, Ensemble]],
                 "ens_still": "not run", "ens_ratio": "not run"}
     members = max(e.members for _, _, e in rows)
     out = {"ens_members": str(members)}
-    da = ensembles.get("projections", {}).get("diff_all")
-    out["ens_diff_all"] = (f"{100 * da.low:.1f}–{100 * da.high:.1f} % (median {100 * da.median:.1f} %)"
+    da = ensembles.projections.get("diff_all")
+    out["ens_diff_all"] = (f"{100 * da.min:.1f}–{100 * da.max:.1f} % (median {100 * da.median:.1f} %)"
                            if da is not None else "not run")
-    label, _, e = max(rows, key=lambda r: (r[2].high - r[2].low) / r[2].median)
-    out["ens_widest"] = (f"{label}: {100 * e.low:.1f}–{100 * e.high:.1f} %, "
-                         f"{100 * (e.high - e.low) / e.median:.0f} % of its median")
+    label, _, e = max(rows, key=lambda r: (r[2].max - r[2].min) / r[2].median)
+    out["ens_widest"] = (f"{label}: {100 * e.min:.1f}–{100 * e.max:.1f} %, "
+                         f"{100 * (e.max - e.min) / e.median:.0f} % of its median")
     still = [label for label, _, e in rows if not e.amplified]
     out["ens_still"] = (", ".join(still) + f" end within {NOT_AMPLIFIED:.0e} (relative) of the page's run in their "
                         "first perturbed member: they carry round-off along without amplifying it, and keep two members"
@@ -444,3 +446,77 @@ def ensemble_phrases(ensembles: Mapping[str, Mapping[str, Ensemble]],
     else:
         out["ens_ratio"] = "not run"
     return out
+
+
+# ---- 04_reproduction: the report's tables -----------------------------------------------------------------------
+
+#: The data sets a report can judge, with the words the report uses for them.
+DATA_SETS: dict[str, str] = {"paper": "the paper's images", "synthetic": "the synthetic hand"}
+
+_STATUS_MARK: dict[Status, str] = {Status.REPRODUCED: "✓ reproduced", Status.DIFFERS: "✗ differs",
+                                   Status.IMPROVED: "▲ improved", Status.BEYOND: "◇ beyond the paper",
+                                   Status.NOT_RUN: "– not run"}
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _why(c: Claim) -> str:
+    return f"rule: {c.rule}" + (f". {c.explanation[0].upper()}{c.explanation[1:]}" if c.explanation else "")
+
+
+def markdown_table(claims: Sequence[Claim]) -> str:
+    """The claims of one data set as a Markdown table (section, claim, paper, ours, status, rule and reasons)."""
+    lines = ["| where | claim | paper | ours | status | rule and reasons |", "|---|---|---|---|---|---|"]
+    for c in claims:
+        lines.append("| " + " | ".join(_cell(v) for v in (c.section, c.claim, c.paper, c.ours,
+                                                           _STATUS_MARK[c.status], _why(c))) + " |")
+    return "\n".join(lines)
+
+
+def _aligned(by_data: Mapping[str, Sequence[Claim]]) -> list[tuple[Claim, dict[str, Claim | None]]]:
+    """Rows matched by claim id across data sets, in the order of first appearance."""
+    order: dict[str, Claim] = {}
+    for claims in by_data.values():
+        for c in claims:
+            order.setdefault(c.id, c)
+    index = {name: {c.id: c for c in claims} for name, claims in by_data.items()}
+    return [(first, {name: index[name].get(cid) for name in by_data}) for cid, first in order.items()]
+
+
+def comparison_table(by_data: Mapping[str, Sequence[Claim]]) -> str:
+    """One Markdown table with a column pair (ours, status) per data set, claims matched by id.
+
+    ``by_data`` maps a data-set key of :data:`DATA_SETS` (or any label) to its claims, in the column order wanted.
+    Every data set is judged by the same rule; :func:`rules_table` lists the rules and the reasons.
+    """
+    names = list(by_data)
+    head = ["where", "claim", "paper"] + [f"{h} ({DATA_SETS.get(n, n)})" for n in names for h in ("ours", "status")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for first, row in _aligned(by_data):
+        cells = [first.section, first.claim, first.paper]
+        for n in names:
+            c = row[n]
+            cells += [c.ours, _STATUS_MARK[c.status]] if c is not None else ["—", _STATUS_MARK[Status.NOT_RUN]]
+        lines.append("| " + " | ".join(_cell(v) for v in cells) + " |")
+    return "\n".join(lines)
+
+
+def rules_table(by_data: Mapping[str, Sequence[Claim]]) -> str:
+    """The rule of every claim and, per data set, the reasons behind its status."""
+    names = list(by_data)
+    lines = ["| claim | rule | " + " | ".join(f"reasons ({DATA_SETS.get(n, n)})" for n in names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for first, row in _aligned(by_data):
+        cells = [f"{first.section}: {first.claim}", first.rule]
+        cells += [row[n].explanation if row[n] is not None else "" for n in names]
+        lines.append("| " + " | ".join(_cell(v) for v in cells) + " |")
+    return "\n".join(lines)
+
+
+def defects_table(defects: Sequence[Defect] = DEFECTS) -> str:
+    """The defects of the authors' code (:data:`~imreg_lib.paper.defects.DEFECTS`) as a Markdown table."""
+    lines = ["| # | defect in the authors' code | how this book handles it |", "|---|---|---|"]
+    lines += [f"| {d.number} | {_cell(d.defect)} | {_cell(d.handling)} |" for d in defects]
+    return "\n".join(lines)

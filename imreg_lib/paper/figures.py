@@ -29,8 +29,8 @@ from ..plotting import animation_html, plot_performance, plot_reconstructions, p
 from ..spline import SplineImage
 from ..varpro import relative_error
 from ._jobs import run_jobs
-from .numbers import PAPER_SR
-from .superres import METHOD_LABELS, percent_label, reconstruction_path, varpro_variant
+from .recorded import PAPER_SR
+from .superres_runs import METHOD_LABELS, percent_label, reconstruction_path, varpro_variant
 
 if TYPE_CHECKING:
     from ipywidgets import Widget
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from ..varpro import VarProRun
     from .ad_costs import ScalingStudy
     from .ensembles import Ensemble
-    from .multiscale import MethodComparison, PredictionQuality, PredictorComparison
+    from .multiscale_runs import MethodComparison, PredictionQuality, PredictorComparison
 
 __all__ = ["affine_explorer", "inexact_player", "lm_player", "plot_claims", "plot_ensembles", "plot_fig2",
            "plot_fig3", "plot_fig5", "plot_fig7", "plot_fig8", "plot_fig10", "plot_memory", "plot_own_taylor",
@@ -58,14 +58,14 @@ _STATUS_STYLE = {"reproduced": ("tab:green", "o"), "differs": ("tab:red", "X"), 
 def plot_claims(ax, claims: Sequence, *, band: tuple[float, float] | None = None, title: str | None = None,
                 label: str = "") -> None:
     r"""Ours against the paper's number for every claim that is one number (``paper_value`` and ``ours_value``
-    of :class:`~imreg_lib.paper.report.Claim`), on log-log axes, coloured by status, with the line "ours = paper's".
+    of :class:`~imreg_lib.paper.claims.Claim`), on log-log axes, coloured by status, with the line "ours = paper's".
 
     Parameters
     ----------
     ax
         A matplotlib axes.
     claims
-        :class:`~imreg_lib.paper.report.Claim` objects; those without both values, and those "beyond the paper"
+        :class:`~imreg_lib.paper.claims.Claim` objects; those without both values, and those "beyond the paper"
         (another method than the paper's), are skipped.
     band
         ``(low, high)``: if given, the tolerance band :math:`[\text{low}\, v, \text{high}\, v]` around the line
@@ -284,7 +284,7 @@ def plot_predictor_work(comparison: MethodComparison) -> Figure:
 
 def plot_fig3(exact: PredictionQuality, approx: PredictionQuality, title: str) -> Figure:
     """Fig. 3 in the paper's layout: the relative loss differences of two predictors
-    (:class:`~imreg_lib.paper.multiscale.PredictionQuality`) per scale (left) and each one's relative gradient-norm
+    (:class:`~imreg_lib.paper.multiscale_runs.PredictionQuality`) per scale (left) and each one's relative gradient-norm
     differences (right); positive means the prediction helped."""
     import matplotlib.pyplot as plt
     import numpy as np
@@ -310,7 +310,7 @@ def plot_fig3(exact: PredictionQuality, approx: PredictionQuality, title: str) -
 
 def plot_prediction_variants(comparison: PredictorComparison, thetas: Sequence[float]) -> Figure:
     """The relative gradient-norm differences under the consistent metric for the exact Hessian, the consistent
-    Gauss-Newton step and the authors' double step (:class:`~imreg_lib.paper.multiscale.PredictorComparison`)."""
+    Gauss-Newton step and the authors' double step (:class:`~imreg_lib.paper.multiscale_runs.PredictorComparison`)."""
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -402,7 +402,7 @@ def predictor_corrector_player(objective: SSDObjective, run: MultiscaleResult, g
 
 def plot_fig5(runs: Mapping[str, VarProRun]) -> Figure:
     """Fig. 5: relative loss and gradient norm along the LM points of each Jacobian method
-    (:func:`~imreg_lib.paper.superres.compare_projections`), with the losses recorded in the authors' runs in
+    (:func:`~imreg_lib.paper.superres_runs.compare_projections`), with the losses recorded in the authors' runs in
     grey."""
     import matplotlib.pyplot as plt
     import numpy as np
@@ -422,7 +422,7 @@ def plot_fig5(runs: Mapping[str, VarProRun]) -> Figure:
 
 def plot_fig7(taylor: Mapping[str, TaylorResult]) -> Figure:
     """Fig. 7: the first-order Taylor errors of every Jacobian against one reference residual
-    (:func:`~imreg_lib.paper.superres.projection_taylor`); continued variants dashed, the implicit one dotted."""
+    (:func:`~imreg_lib.paper.superres_runs.projection_taylor`); continued variants dashed, the implicit one dotted."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.6))
@@ -440,7 +440,8 @@ def plot_fig7(taylor: Mapping[str, TaylorResult]) -> Figure:
 
 
 def plot_own_taylor(taylor_own: Mapping[str, TaylorResult], cg_iters: int) -> Figure:
-    """The Taylor errors of each Jacobian against its own residual (:func:`~imreg_lib.paper.superres.varpro_taylor`)
+    """The Taylor errors of each Jacobian against its own residual
+    (:func:`~imreg_lib.paper.superres_runs.varpro_taylor`)
     with a slope-2 guide; ``cg_iters`` is named in the title."""
     import matplotlib.pyplot as plt
 
@@ -618,7 +619,7 @@ def plot_ensembles(ensembles: Mapping[str, Mapping[str, Ensemble]]) -> Figure:
     fig, ax = plt.subplots(figsize=(8, 0.42 * len(rows) + 1.2))
     for i, (_, ref, e) in enumerate(rows):
         y = len(rows) - 1 - i
-        ax.plot([100 * e.low, 100 * e.high], [y, y], color="maroon", linewidth=3, alpha=0.35,
+        ax.plot([100 * e.min, 100 * e.max], [y, y], color="maroon", linewidth=3, alpha=0.35,
                 solid_capstyle="butt", label="range over the members" if i == 0 else None)
         ax.plot([100 * x for x in e.rel_errors], [y] * e.members, "|", color="maroon", markersize=9,
                 label="members" if i == 0 else None)

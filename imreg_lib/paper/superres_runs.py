@@ -15,14 +15,14 @@ Each driver validates all of its settings before the first solve, runs
 
 The page's sets of runs and methods are built here too: :func:`correction_runs` (the authors' start and the paper's
 model), :func:`own_residual_varpros` (the second Jacobian test), :func:`cost_varpros` (the timed methods) and
-:func:`labelled_runs` (every run under its legend label); :func:`check_superresolution_parameters` checks the page's
-settings before any work, and :func:`parameter_error` scores a start against the generating motion.
+:func:`labelled_runs` (every run under its legend label); :func:`parameter_error` scores a start against the
+generating motion. The page's settings are :class:`~imreg_lib.paper.settings.SuperresolutionSettings`.
 
 Every driver takes ``variant``, the residual and parametrisation (:data:`VARPRO_VARIANTS`, :func:`varpro_variant`):
 ``"as_coded"`` (the default, :class:`~imreg_lib.paper.defects.AsCodedVarPro`: the authors' script, which the paper's
 numbers come from) or ``"paper"`` (:class:`~imreg_lib.varpro.VarPro`: the text's eq. 7, template 0 fixed).
 
-The numbers recorded in the authors' runs, to print beside ours, are :data:`~imreg_lib.paper.numbers.PAPER_SR`.
+The numbers recorded in the authors' runs, to print beside ours, are :data:`~imreg_lib.paper.recorded.PAPER_SR`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -40,20 +40,20 @@ from ..superres import SuperResolutionProblem
 from ..timing import time_function
 from ..varpro import VarPro, VarProRun, reconstruct, varpro_levenberg_marquardt
 from ._jobs import run_jobs
+from ._schema import Record
 from .defects import AsCodedVarPro
-from .numbers import FIG7_STEPS
-from .preregistration import PREREGISTRATIONS, PreregistrationResult, preregister
+from .preregistration import PreregistrationResult, preregister
+from .recorded import FIG7_STEPS
+from .settings import VARPRO_VARIANTS, check_counts, check_fractions
 
-__all__ = ["METHOD_LABELS", "VARPRO_VARIANTS", "ProjectionCost", "check_counts", "check_fractions",
-           "check_superresolution_parameters", "compare_projections", "correction_runs", "cost_varpros",
+__all__ = ["METHOD_LABELS", "VARPRO_VARIANTS", "ProjectionCost", "compare_projections", "correction_runs",
+           "cost_label", "cost_varpros",
            "inexact_projections", "labelled_runs", "memory_growth", "own_residual_varpros", "parameter_error",
            "partial_differentiation", "partial_runs", "percent_label", "projection_costs", "projection_taylor",
-           "reconstruction_path", "run_summary", "varpro_taylor", "varpro_variant"]
+           "reconstruction_path", "varpro_taylor", "varpro_variant"]
 
 #: The legend labels of the Jacobian methods of :func:`compare_projections`.
 METHOD_LABELS: dict[str, str] = {"diff_all": "Diff All", "no_diff": "No Diff", "implicit": "Implicit"}
-#: The residual variants of the experiments: the authors' script and the paper's eq. (7).
-VARPRO_VARIANTS: tuple[str, ...] = ("as_coded", "paper")
 _VARPRO_CLASSES: dict[str, type[VarPro]] = {"as_coded": AsCodedVarPro, "paper": VarPro}
 
 
@@ -80,75 +80,6 @@ def percent_label(fraction: float) -> str:
     return f"{round(100 * fraction)}%"
 
 
-def check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
-    """``fractions`` as floats, or a ``ValueError`` unless all lie in [0, 1]."""
-    out = tuple(fractions)
-    if not out or any(isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0 for p in out):
-        raise ValueError(f"fractions must be a non-empty list of numbers in [0, 1], got {list(out)!r}")
-    return tuple(float(p) for p in out)
-
-
-def check_counts(cg_counts: Sequence[int]) -> tuple[int, ...]:
-    """``cg_counts``, or a ``ValueError`` unless all are integers >= 1."""
-    out = tuple(cg_counts)
-    if not out or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in out):
-        raise ValueError(f"cg_counts must be a non-empty list of integers >= 1, got {list(out)!r}")
-    return out
-
-
-def check_superresolution_parameters(*, fractions: Sequence[float], cg_counts: Sequence[int], gn_iters: int,
-                                     cg_iters: int, cg_iters_partial: int, taylor_cg_iters: int, cg_tol: float,
-                                     gtol: float, variant: str, preregistration: str, ensemble_members: int = 1,
-                                     ) -> tuple[tuple[float, ...], tuple[int, ...]]:
-    """Every setting of the super-resolution page, checked before any work starts.
-
-    Parameters
-    ----------
-    fractions : sequence of float
-        Fractions :math:`p \\in [0, 1]` of CG iterations differentiated (:func:`check_fractions`).
-    cg_counts : sequence of int
-        CG iterations of the inexact projections, each >= 1 (:func:`check_counts`).
-    gn_iters : int
-        Recorded LM points per run, >= 2 (a start and at least one step).
-    cg_iters, cg_iters_partial, taylor_cg_iters : int
-        CG iterations of the converged projections, of the partial differentiation and of the second Jacobian
-        test, each >= 1.
-    cg_tol, gtol : float
-        CG and LM tolerances, >= 0.
-    variant : str
-        One of :data:`VARPRO_VARIANTS`.
-    preregistration : str
-        One of :data:`~imreg_lib.paper.preregistration.PREREGISTRATIONS`.
-    ensemble_members : int
-        Members of each round-off ensemble (:func:`~imreg_lib.paper.ensembles.round_off_ensembles`), >= 1.
-
-    Returns
-    -------
-    fractions, cg_counts : tuple
-        The two lists as checked tuples (fractions as floats).
-
-    Raises
-    ------
-    ValueError
-        Naming the first setting that is out of range.
-    """
-    fractions = check_fractions(fractions)
-    cg_counts = check_counts(cg_counts)
-    for name, value, low in (("gn_iters", gn_iters, 2), ("cg_iters", cg_iters, 1),
-                             ("cg_iters_partial", cg_iters_partial, 1), ("taylor_cg_iters", taylor_cg_iters, 1),
-                             ("ensemble_members", ensemble_members, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    for name, value in (("cg_tol", cg_tol), ("gtol", gtol)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    if variant not in VARPRO_VARIANTS:
-        raise ValueError(f"variant must be one of {VARPRO_VARIANTS}, got {variant!r}")
-    if preregistration not in PREREGISTRATIONS:
-        raise ValueError(f"preregistration must be 'continuation' or 'as_coded', got {preregistration!r}")
-    return fractions, cg_counts
-
-
 def parameter_error(problem: SuperResolutionProblem, w: torch.Tensor, variant: str = "as_coded") -> float:
     r"""Largest error of the motion parameters ``w`` of ``variant`` against the generating motion,
     :math:`\max_i |w_i - w^*_i|` over all :math:`6q` parameters (template 0's included)."""
@@ -159,8 +90,7 @@ def parameter_error(problem: SuperResolutionProblem, w: torch.Tensor, variant: s
 def _run_all(varpros: Mapping, w0: torch.Tensor | Mapping, gn_iters: int, gtol: float) -> dict:
     """One LM run per entry of ``varpros``, from ``w0`` (or from ``w0[key]``); every start is checked first."""
     _checks.integer("gn_iters", gn_iters, 1, allowed="an integer >= 1")
-    if not (isinstance(gtol, (int, float)) and not isinstance(gtol, bool) and math.isfinite(gtol) and gtol >= 0):
-        raise ValueError(f"gtol must be a finite number >= 0, got {gtol!r}")
+    _checks.positive_number("gtol", gtol, allow_zero=True)
     starts = {key: (w0[key] if isinstance(w0, Mapping) else w0) for key in varpros}
     for key, vp in varpros.items():
         vp.full_parameters(starts[key])  # validates each start's shape before any solve
@@ -372,29 +302,33 @@ def varpro_taylor(varpros: Mapping[str, VarPro], w0: torch.Tensor, *,
 
 
 @dataclass(frozen=True)
-class ProjectionCost:
-    """Median wall time (ms) of one residual and one Jacobian of a :class:`~imreg_lib.varpro.VarPro`."""
+class ProjectionCost(Record):
+    """Median wall time (ms) of one residual and one Jacobian of a :class:`~imreg_lib.varpro.VarPro`, the CG
+    iterations its projection took and its cap, and the method's label in the page's table."""
 
     residual_ms: float
     jacobian_ms: float
     cg_iterations: int
+    cg_iters: int = 0
+    label: str = ""
+
+    _json_extra = ("factor",)
 
     @property
     def factor(self) -> float:
         """Jacobian time over residual time (the paper: 6-10)."""
         return self.jacobian_ms / self.residual_ms
 
-    def as_dict(self) -> dict:
-        return {**asdict(self), "factor": self.factor}
 
-    def to_json(self) -> dict:
-        """The record of the results JSON: :meth:`as_dict` (the three fields and the factor)."""
-        return self.as_dict()
-
-    @classmethod
-    def from_json(cls, data: Mapping) -> ProjectionCost:
-        """The inverse of :meth:`to_json` (the factor is recomputed)."""
-        return cls(data["residual_ms"], data["jacobian_ms"], data["cg_iterations"])
+def cost_label(key: str, vp: VarPro) -> str:
+    """The table label of a method of :func:`cost_varpros` (``"Diff All (N = 500)"``, ``"inexact, 25 CG
+    iterations"``, ...)."""
+    if key == "inexact":
+        return f"inexact, {vp.cg_iters} CG iterations"
+    if key == "last_restarted":
+        return f"last {percent_label(vp.fraction)} restarted (N = {vp.cg_iters})"
+    name = METHOD_LABELS.get(key, key)
+    return name if vp.method == "implicit" else f"{name} (N = {vp.cg_iters})"
 
 
 def projection_costs(varpros: Mapping[str, VarPro], w0: torch.Tensor, *, n_runs: int = 3,
@@ -413,14 +347,16 @@ def projection_costs(varpros: Mapping[str, VarPro], w0: torch.Tensor, *, n_runs:
         dev = w0.device
         res = time_function(lambda vp=vp: vp.residual(w0), n_runs, warmup, dev)
         jac = time_function(lambda vp=vp, f=proj.x: vp.jacobian(w0, f), n_runs, warmup, dev)
-        out[name] = ProjectionCost(res.median_ms, jac.median_ms, proj.iterations)
+        out[name] = ProjectionCost(res.median_ms, jac.median_ms, proj.iterations, vp.cg_iters,
+                                   cost_label(name, vp))
     return out
 
 
 def cost_varpros(problem: SuperResolutionProblem, *, cg_iters: int = 500, cg_iters_partial: int = 200,
                  fractions: Sequence[float] = (1.0,), cg_counts: Sequence[int] = (10,), tol: float = 1e-3,
                  variant: str = "as_coded") -> dict[str, VarPro]:
-    """The methods whose residual and Jacobian :func:`projection_costs` times on the page, by table label.
+    """The methods whose residual and Jacobian :func:`projection_costs` times on the page: ``"diff_all"``,
+    ``"no_diff"``, ``"implicit"``, ``"last_restarted"`` and ``"inexact"`` (labels: :func:`cost_label`).
 
     Diff All and No Diff with ``cg_iters`` CG iterations, the implicit derivative, the restarted partial
     differentiation of the middle fraction (the upper median of ``fractions``; only when more than one fraction or
@@ -428,18 +364,15 @@ def cost_varpros(problem: SuperResolutionProblem, *, cg_iters: int = 500, cg_ite
     upper median of ``cg_counts``).
     """
     fractions, cg_counts = check_fractions(fractions), check_counts(cg_counts)
-    methods = {f"Diff All (N = {cg_iters})": varpro_variant(problem, method="diff_all", variant=variant,
-                                                           cg_iters=cg_iters, tol=tol),
-               f"No Diff (N = {cg_iters})": varpro_variant(problem, method="no_diff", variant=variant,
-                                                          cg_iters=cg_iters, tol=tol),
-               "Implicit": varpro_variant(problem, method="implicit", variant=variant)}
+    methods = {m: varpro_variant(problem, method=m, variant=variant, cg_iters=cg_iters, tol=tol)
+               for m in ("diff_all", "no_diff")}
+    methods["implicit"] = varpro_variant(problem, method="implicit", variant=variant)
     if 0 < max(fractions) < 1 or len(fractions) > 1:
         p_cost = sorted(fractions)[len(fractions) // 2]
-        methods[f"last {percent_label(p_cost)} restarted (N = {cg_iters_partial})"] = varpro_variant(
+        methods["last_restarted"] = varpro_variant(
             problem, method="last_restarted", variant=variant, cg_iters=cg_iters_partial, tol=tol, fraction=p_cost)
     n_cost = sorted(cg_counts)[len(cg_counts) // 2]
-    methods[f"inexact, {n_cost} CG iterations"] = varpro_variant(problem, method="diff_all", variant=variant,
-                                                                 cg_iters=n_cost, tol=tol)
+    methods["inexact"] = varpro_variant(problem, method="diff_all", variant=variant, cg_iters=n_cost, tol=tol)
     return methods
 
 
@@ -466,14 +399,3 @@ def memory_growth(rss_mb: Sequence[float]) -> float:
     hold every warm-up allocation), as a fraction; 0 for runs of two points or fewer."""
     rss = list(rss_mb)
     return max(rss[2:]) / max(rss[:2]) - 1.0 if len(rss) > 2 else 0.0
-
-
-def run_summary(run: VarProRun) -> dict:
-    """A run as plain JSON-ready values (relative error, losses, gradient norms, ||r||, accepted steps, CG
-    iterations, resident memory per point, times, evaluation counts)."""
-    return {"rel_error": run.rel_error, "losses": list(run.losses), "grad_norms": list(run.grad_norms),
-            "residual_norms": list(run.residual_norms), "accepted": list(run.lm.accepted),
-            "cg_iterations": list(run.cg_iterations), "rss_mb": list(run.rss_mb), "seconds": run.seconds,
-            "residual_seconds": run.residual_seconds, "jacobian_seconds": run.jacobian_seconds,
-            "n_residuals": run.lm.n_residuals, "n_jacobians": run.lm.n_jacobians, "message": run.lm.message,
-            "w": run.w_full.tolist()}

@@ -7,7 +7,8 @@ r"""The multi-scale experiments of the paper (§3, Figs 2-3) on top of the drive
   (:func:`~imreg_lib.paper.defects.predictor_corrector_as_coded`), each measured by :func:`prediction_quality`;
 * :func:`prediction_quality`: how much the predictor helps (the metric of Fig. 3), either consistently (everything
   at :math:`\theta_{n+1}`) or with the authors' bookkeeping (reference and gradient at :math:`\theta_n`).
-* :func:`check_multiscale_parameters`: every setting of the multi-scale page, checked before any work starts.
+
+The page's settings are :class:`~imreg_lib.paper.settings.MultiscaleSettings`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .. import _checks
 from ..multiscale import (
     MultiscaleResult,
     _check_options,
@@ -24,14 +24,13 @@ from ..multiscale import (
     check_schedule,
     predictor_corrector,
     single_scale,
-    theta_schedule,
     traditional,
 )
 from ..objective import SSDObjective
 from ..optimizers import TrustMethod
 from .defects import predictor_corrector_as_coded
 
-__all__ = ["MethodComparison", "PredictionQuality", "PredictorComparison", "check_multiscale_parameters",
+__all__ = ["MethodComparison", "PredictionQuality", "PredictorComparison",
            "compare_methods", "compare_predictors", "prediction_quality"]
 
 
@@ -56,14 +55,6 @@ class PredictionQuality:
     @property
     def rel_grad_diff(self) -> tuple[float, ...]:
         return tuple((a - b) / a for a, b in zip(self.grad_reference, self.grad_predicted, strict=True))
-
-    def as_dict(self) -> dict:
-        """Plain lists for JSON (NaN, i.e. no prediction, becomes ``None``)."""
-        clean = lambda xs: [None if math.isnan(x) else x for x in xs]  # noqa: E731
-        return {"thetas": list(self.thetas), "rel_loss_diff": clean(self.rel_loss_diff),
-                "rel_grad_diff": clean(self.rel_grad_diff), "loss_reference": clean(self.loss_reference),
-                "loss_predicted": clean(self.loss_predicted), "grad_reference": clean(self.grad_reference),
-                "grad_predicted": clean(self.grad_predicted)}
 
 
 def prediction_quality(objective: SSDObjective, result: MultiscaleResult, *, as_coded: bool = False,
@@ -175,50 +166,3 @@ def compare_predictors(objective: SSDObjective, thetas: Sequence[float], *, gtol
         gauss_newton_double_step=prediction_quality(objective, runs["gauss_newton_as_coded"]),
         runs=runs,
     )
-
-
-def check_multiscale_parameters(*, theta_max: float, theta_min: float, n_scales: int, n_scales_prediction: int,
-                                gtol: float, gtol_single: float, gtol_prediction: float, gtol_gn: float,
-                                gtol_gn_first: float, newton_method: str, scale_space_thetas: Sequence[float],
-                                m_scale_space: int | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    r"""Every setting of the multi-scale page, checked before any work starts.
-
-    Parameters
-    ----------
-    theta_max, theta_min : float
-        Coarsest and finest scale, :math:`\theta_{\max} > \theta_{\min} > 0`.
-    n_scales, n_scales_prediction : int
-        Scales of the Fig. 2 and the Fig. 3 schedule, each >= 2.
-    gtol, gtol_single, gtol_prediction, gtol_gn, gtol_gn_first : float
-        Newton and Levenberg-Marquardt tolerances, each > 0.
-    newton_method : str
-        ``"trust-exact"`` or ``"trust-ncg"``.
-    scale_space_thetas : sequence of float
-        The scales of the scale-space figure, each > 0.
-    m_scale_space : int, optional
-        Cells per dimension of the scale-space figure, an integer >= 4.
-
-    Returns
-    -------
-    thetas, thetas_prediction : tuple of float
-        The two schedules, log-spaced from :math:`\theta_{\max}` down to :math:`\theta_{\min}`
-        (:func:`~imreg_lib.multiscale.theta_schedule`).
-
-    Raises
-    ------
-    ValueError
-        Naming the first setting that is out of range.
-    """
-    if m_scale_space is not None:
-        _checks.integer("m_scale_space", m_scale_space, 4, allowed="an integer >= 4 (cells per dimension)")
-    thetas = theta_schedule(theta_max, theta_min, n_scales)
-    thetas_prediction = theta_schedule(theta_max, theta_min, n_scales_prediction)
-    for name, value in (("gtol", gtol), ("gtol_single", gtol_single), ("gtol_prediction", gtol_prediction),
-                        ("gtol_gn", gtol_gn), ("gtol_gn_first", gtol_gn_first)):
-        if not (isinstance(value, (int, float)) and value > 0):
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
-    if newton_method not in ("trust-exact", "trust-ncg"):
-        raise ValueError(f"newton_method must be 'trust-exact' or 'trust-ncg', got {newton_method!r}")
-    if any(not (isinstance(t, (int, float)) and t > 0) for t in scale_space_thetas):
-        raise ValueError(f"scale_space_thetas must be positive numbers, got {scale_space_thetas!r}")
-    return thetas, thetas_prediction

@@ -1,0 +1,227 @@
+r"""The settings of each page: frozen records, validated once when they are made.
+
+A notebook builds its settings from its papermill parameters in its set-up cell, before any work starts, so that a
+wrong value stops the page at once with a :class:`ValueError` naming the parameter and what it may be
+(:mod:`imreg_lib._checks`); the page's results record stores them (:mod:`imreg_lib.paper.results`). The settings
+of the comparison with SimpleITK live beside it (:class:`~imreg_lib.paper.peers.PeersSettings`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import _checks
+from ..multiscale import theta_schedule
+from ._schema import Record
+from .preregistration import PREREGISTRATIONS
+
+__all__ = ["ADCostsSettings", "DataSettings", "MultiscaleSettings", "SuperresolutionSettings"]
+
+#: The timing protocols of Table 1: the authors' (spline coefficients recomputed per call) and the cached one.
+PROTOCOLS: tuple[str, ...] = ("paper", "cached")
+#: The super-resolution models: the authors' code (24 parameters, data residual) and the paper's eq. 7.
+VARPRO_VARIANTS: tuple[str, ...] = ("as_coded", "paper")
+#: The SciPy trust-region solvers of the Newton corrector.
+NEWTON_METHODS: tuple[str, ...] = ("trust-exact", "trust-ncg")
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)
+
+
+@dataclass(frozen=True)
+class DataSettings(Record):
+    r"""The data page (``00_data``): the scale :math:`\theta \ge 0` at which the key numbers are computed."""
+
+    theta: float
+
+    def __post_init__(self) -> None:
+        _set(self, "theta", _checks.positive_number("theta", self.theta, allow_zero=True))
+
+
+@dataclass(frozen=True)
+class ADCostsSettings(Record):
+    """The Table 1 measurement (``01_ad_costs``).
+
+    Attributes
+    ----------
+    m : int
+        Cells per dimension, at least 4.
+    theta : float
+        Scale of the spline model, a finite number >= 0.
+    n_runs : int
+        Timed calls per function, at least 2.
+    time_budget_s : float or None
+        Seconds of timing per function (at least 5 calls), or ``None``: ``n_runs`` calls.
+    device : str
+        The device type the functions ran on.
+    source : str
+        What the images are.
+    protocols : tuple of str
+        The protocols measured, among :data:`PROTOCOLS`.
+    """
+
+    m: int
+    theta: float
+    n_runs: int
+    time_budget_s: float | None
+    device: str
+    source: str
+    protocols: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        _checks.integer("m", self.m, 4)
+        _set(self, "theta", _checks.positive_number("theta", self.theta, allow_zero=True))
+        _checks.integer("n_runs", self.n_runs, 2)
+        if self.time_budget_s is not None:
+            _set(self, "time_budget_s", _checks.positive_number("time_budget_s", self.time_budget_s,
+                                                                allowed="None or a positive finite number"))
+        _set(self, "protocols", tuple(self.protocols))
+        for p in self.protocols:
+            _checks.one_of("protocols", p, PROTOCOLS)
+
+    @classmethod
+    def from_parameters(cls, *, m: int, theta: float, n_runs: int, time_budget_s: float | None, device: str,
+                        source: str, protocol: str) -> ADCostsSettings:
+        """The settings from the page's parameters, ``protocol`` being ``"paper"``, ``"cached"`` or ``"both"``."""
+        _checks.one_of("protocol", protocol, (*PROTOCOLS, "both"))
+        return cls(m, theta, n_runs, time_budget_s, device, source, PROTOCOLS if protocol == "both" else (protocol,))
+
+
+@dataclass(frozen=True)
+class MultiscaleSettings(Record):
+    r"""The multi-scale page (``02_multiscale``; Figs 2-3).
+
+    Attributes
+    ----------
+    theta_max, theta_min : float
+        Coarsest and finest scale, :math:`\theta_{\max} > \theta_{\min} > 0`.
+    n_scales, n_scales_prediction : int
+        Scales of the Fig. 2 and the Fig. 3 schedule, each at least 2.
+    gtol, gtol_single, gtol_prediction, gtol_gn, gtol_gn_first : float
+        Newton and Levenberg-Marquardt tolerances, each > 0.
+    newton_method : str
+        One of :data:`NEWTON_METHODS`.
+    scale_space_thetas : tuple of float
+        The scales of the scale-space figure, each > 0.
+    m_scale_space : int, optional
+        Cells per dimension of the scale-space figure, at least 4.
+    """
+
+    theta_max: float
+    theta_min: float
+    n_scales: int
+    n_scales_prediction: int
+    gtol: float
+    gtol_single: float
+    gtol_prediction: float
+    gtol_gn: float
+    gtol_gn_first: float
+    newton_method: str
+    scale_space_thetas: tuple[float, ...] = ()
+    m_scale_space: int | None = None
+
+    def __post_init__(self) -> None:
+        theta_schedule(self.theta_max, self.theta_min, self.n_scales)
+        _checks.integer("n_scales_prediction", self.n_scales_prediction, 2)
+        for name in ("gtol", "gtol_single", "gtol_prediction", "gtol_gn", "gtol_gn_first"):
+            _set(self, name, _checks.positive_number(name, getattr(self, name)))
+        _checks.one_of("newton_method", self.newton_method, NEWTON_METHODS, words=True)
+        _set(self, "scale_space_thetas", tuple(_checks.positive_number("scale_space_thetas", t)
+                                               for t in self.scale_space_thetas))
+        if self.m_scale_space is not None:
+            _checks.integer("m_scale_space", self.m_scale_space, 4, allowed="an integer >= 4 (cells per dimension)")
+
+    @property
+    def thetas(self) -> tuple[float, ...]:
+        r"""The Fig. 2 schedule, log-spaced from :math:`\theta_{\max}` down to :math:`\theta_{\min}`."""
+        return theta_schedule(self.theta_max, self.theta_min, self.n_scales)
+
+    @property
+    def thetas_prediction(self) -> tuple[float, ...]:
+        """The Fig. 3 schedule."""
+        return theta_schedule(self.theta_max, self.theta_min, self.n_scales_prediction)
+
+
+@dataclass(frozen=True)
+class SuperresolutionSettings(Record):
+    r"""The super-resolution page (``03_superresolution``; Figs 4-11).
+
+    Attributes
+    ----------
+    m, factor, n_templates : int
+        Fine cells per dimension, the pooling factor (dividing ``m``) and the number of templates.
+    lam : float
+        Regularisation weight :math:`\lambda \ge 0`.
+    variant : str
+        One of :data:`VARPRO_VARIANTS`.
+    device : str
+        The device the runs used.
+    cg_iters, cg_iters_partial, taylor_cg_iters : int
+        CG iterations of the converged projections, of the partial differentiation and of the second Jacobian
+        test, each at least 1.
+    cg_tol, gtol : float
+        CG and LM tolerances, each >= 0.
+    gn_iters : int
+        Recorded LM points per run, at least 2 (a start and a step).
+    preregistration : str
+        The LM start, one of :data:`~imreg_lib.paper.preregistration.PREREGISTRATIONS`.
+    fractions : tuple of float
+        Fractions :math:`p \in [0, 1]` of CG iterations differentiated (Figs 7-9).
+    cg_counts : tuple of int
+        CG iterations of the inexact projections (Figs 10-11), each at least 1.
+    corrections : bool
+        Whether the runs that are not in the paper ran (the authors' start, eq. 7, continued partial CG).
+    ensemble_members : int
+        Members of each round-off ensemble, at least 1 (1: none).
+    """
+
+    m: int
+    factor: int
+    n_templates: int
+    lam: float
+    variant: str
+    device: str
+    cg_iters: int
+    cg_iters_partial: int
+    cg_tol: float
+    gn_iters: int
+    gtol: float
+    preregistration: str
+    fractions: tuple[float, ...] = (0.7, 0.9, 0.95, 1.0)
+    cg_counts: tuple[int, ...] = (1, 5, 10, 25, 50, 100)
+    taylor_cg_iters: int = 25
+    corrections: bool = True
+    ensemble_members: int = 1
+
+    def __post_init__(self) -> None:
+        _checks.integer("m", self.m, 2)
+        _checks.integer("factor", self.factor, 1)  # that it divides m: the problem's own check
+        _checks.integer("n_templates", self.n_templates, 1)
+        _set(self, "lam", _checks.positive_number("lam", self.lam, allow_zero=True))
+        _checks.one_of("variant", self.variant, VARPRO_VARIANTS)
+        for name, low in (("gn_iters", 2), ("cg_iters", 1), ("cg_iters_partial", 1), ("taylor_cg_iters", 1),
+                          ("ensemble_members", 1)):
+            _checks.integer(name, getattr(self, name), low)
+        for name in ("cg_tol", "gtol"):
+            _set(self, name, _checks.positive_number(name, getattr(self, name), allow_zero=True))
+        _checks.one_of("preregistration", self.preregistration, PREREGISTRATIONS)
+        _set(self, "fractions", check_fractions(self.fractions))
+        _set(self, "cg_counts", check_counts(self.cg_counts))
+        _checks.one_of("corrections", self.corrections, (True, False))
+
+
+def check_fractions(fractions) -> tuple[float, ...]:
+    """``fractions`` as a non-empty tuple of floats in [0, 1], or a ``ValueError`` naming ``fractions``."""
+    values = tuple(fractions) if not isinstance(fractions, (str, bytes)) else ()
+    if not values:
+        raise ValueError(f"fractions must be a non-empty list of numbers in [0, 1], got {fractions!r}")
+    return tuple(_checks.fraction("fractions", p, allowed="a non-empty list of numbers in [0, 1]") for p in values)
+
+
+def check_counts(cg_counts) -> tuple[int, ...]:
+    """``cg_counts`` as a non-empty tuple of integers >= 1, or a ``ValueError`` naming ``cg_counts``."""
+    values = tuple(cg_counts) if not isinstance(cg_counts, (str, bytes)) else ()
+    if not values:
+        raise ValueError(f"cg_counts must be a non-empty list of integers >= 1, got {cg_counts!r}")
+    return tuple(_checks.integer("cg_counts", n, 1, allowed="a non-empty list of integers >= 1") for n in values)
