@@ -24,7 +24,10 @@ def check_run(rec, n_points):
 
 def test_parameters_and_results_keys(run, tmp_path):
     res = run(tmp_path, **SMALL, lam=0.05)
-    assert (res["m"], res["factor"], res["n_templates"], res["lam"], res["gn_iters"]) == (8, 2, 2, 0.05, 3)
+    settings = res["settings"]
+    assert (settings["m"], settings["factor"], settings["n_templates"], settings["lam"], settings["gn_iters"]) == (
+        8, 2, 2, 0.05, 3)
+    assert settings["fractions"] == [0.5, 1.0] and settings["cg_counts"] == [2, 5]
     for key in ("diff_all", "no_diff", "implicit"):
         check_run(res[key], 3)
     assert set(res["partial"]) == {"0.5", "1"} and set(res["partial_continued"]) == {"0.5"}
@@ -51,7 +54,8 @@ def test_user_image_and_options(run, tmp_path, hand_pngs):
     reference, _ = hand_pngs(12)
     res = run(tmp_path, **{**SMALL, "gn_iters": 2, "fractions": [1.0], "cg_counts": [3]}, variant="paper",
               preregistration="as_coded", corrections=False, reference_path=reference)
-    assert res["data"] == "r.png" and res["variant"] == "paper" and res["preregistration"] == "as_coded"
+    assert res["data"] == "r.png" and res["settings"]["variant"] == "paper"
+    assert res["settings"]["preregistration"] == "as_coded" and res["settings"]["corrections"] is False
     assert len(res["diff_all"]["w"]) == 12 and res["corrections"] == {} and res["partial_continued"] == {}
 
 
