@@ -32,11 +32,11 @@ import torch
 
 #: Tolerances of the results regression for the numbers compared here: ``name -> (check, tol)``.
 TOLERANCES: dict[str, tuple[str, float]] = {
-    "02_multiscale:single_scale.final_loss": ("rtol", 5.0e-05),
-    "02_multiscale:traditional.final_loss": ("rtol", 5.0e-05),
-    "02_multiscale:predictor_corrector.final_loss": ("rtol", 5.0e-05),
-    "02_multiscale:traditional.n_hessians": ("rtol", 0.07),
-    "02_multiscale:predictor_corrector.n_hessians": ("rtol", 0.07),
+    "02_multiscale:single_scale.final_loss": ("rtol", 1.0e-04),
+    "02_multiscale:traditional.final_loss": ("rtol", 1.0e-04),
+    "02_multiscale:predictor_corrector.final_loss": ("rtol", 1.0e-04),
+    "02_multiscale:traditional.n_hessians": ("rtol", 0.2),
+    "02_multiscale:predictor_corrector.n_hessians": ("rtol", 0.2),
     "03_superresolution:no_diff.rel_error": ("rtol", 4.0e-06),
     "03_superresolution:implicit.rel_error": ("rtol", 4.0e-06),
     "03_superresolution:diff_all.rel_error": ("rtol", 0.45),

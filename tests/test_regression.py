@@ -102,6 +102,26 @@ def test_every_tolerance_covers_its_measured_spread():
                     f"{stem}: {rule.keys}: below 2 x spread")
 
 
+def test_the_spreads_are_those_of_the_committed_measurements():
+    """Every spread in the tolerances file is computed again from the values per numeric setting that
+    ``make spread SPREAD_WRITE=1`` committed (tests/references/spread/), over the settings it names; the pinned
+    setting's values are the committed references, so the measurements belong to these results."""
+    measured = rg.load_measurements(REFERENCES)
+    assert set(measured) == set(RULES), "a notebook without committed measurements"
+    for stem, rows in rg.spread_from_measurements(measured, REFERENCES).items():
+        m = measured[stem]
+        assert len(m["settings"]) >= 3 and m["settings"][0] == "pinned", (stem, m["settings"])
+        ref = _reference(stem)
+        moved = [k for k, v in m["values"].items() if k in ref and v[0] != ref[k]]
+        assert not moved, f"{stem}: the pinned measurement is not the committed result at {moved[:3]}"
+        for rule, spread, key in rows:
+            if rule.check in ("exact", "sign"):
+                assert spread == 0.0, f"{stem}: {rule.keys}: an exact key moved ({key})"
+                continue
+            assert rule.spread == float(f"{spread:.2g}"), f"{stem}: {rule.keys}: {rule.spread} vs measured {spread}"
+            assert tuple(rule.settings) == tuple(m["settings"]), f"{stem}: {rule.keys}: settings"
+
+
 def test_no_tolerance_is_more_than_three_times_its_spread_or_a_stated_floor():
     """A tolerance far above what was measured lets a real change through; where one rests on something else
     (the meaning of a Taylor order, what an export check needs), the rule says so (``floor``, with its why)."""

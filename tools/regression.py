@@ -410,6 +410,62 @@ def update_references(results_dir: Path, references: Path = REFERENCES) -> list[
     return [p for p, _ in written]
 
 
+#: The folder of the committed measurements behind the spreads: ``<references>/spread/<notebook>.json``.
+MEASUREMENTS = "spread"
+
+
+def measurements(run_dirs: Sequence[Path], references: Path = REFERENCES) -> dict[str, dict]:
+    """The values behind the spreads: for every notebook with results in at least two of ``run_dirs`` (one folder
+    per numeric setting), ``{"notebook", "settings": [folder names], "values": {key: [value per setting]},
+    "identical": n}``, where ``values`` holds every key a rule compares (not ``ignore``) whose value is not the same
+    under every setting, and ``identical`` counts the others. What ``make spread SPREAD_WRITE=1`` commits under
+    ``<references>/spread/`` and :func:`spread_from_measurements` reads."""
+    rules = load_rules(Path(references) / TOLERANCES)
+    out = {}
+    for stem, stem_rules in rules.items():
+        present = [Path(d) for d in run_dirs if (Path(d) / f"{stem}.json").is_file()]
+        if len(present) < 2:
+            continue
+        runs = [flatten(json.loads((d / f"{stem}.json").read_text())) for d in present]
+        values, identical = {}, 0
+        for key in sorted(set().union(*runs)):
+            rule = _rule_for(stem_rules, key)
+            if rule is None or rule.check == "ignore":
+                continue
+            got = [r.get(key) for r in runs]
+            if all(v == got[0] for v in got):
+                identical += 1
+            else:
+                values[key] = got
+        out[stem] = {"notebook": stem, "settings": [d.name for d in present], "values": values,
+                     "identical": identical}
+    return out
+
+
+def spread_from_measurements(measured: Mapping[str, Mapping], references: Path = REFERENCES,
+                             ) -> dict[str, list[tuple[Rule, float, str]]]:
+    """For every rule, the largest difference (in the rule's own measure) between any two settings of the
+    measurements (:func:`measurements`) and the key where it occurs: ``{stem: [(rule, spread, key), ...]}``
+    (spread 0 and key ``""`` where no key of the rule moved)."""
+    rules = load_rules(Path(references) / TOLERANCES)
+    out: dict = {}
+    for stem, m in measured.items():
+        stem_rules = rules[stem]
+        worst: dict[int, tuple[float, str]] = {}
+        for key, values in m["values"].items():
+            rule = _rule_for(stem_rules, key)
+            if rule is None or rule.check == "ignore":
+                continue
+            i = stem_rules.index(rule)
+            probe = Rule(keys=("*",), check={"exact": "exact", "sign": "sign"}.get(rule.check, rule.check),
+                         tol=None if rule.check in ("exact", "sign") else 0.0, atol=rule.atol)
+            d = max(max(difference(probe, a, b), difference(probe, b, a)) for a in values for b in values)
+            if d > worst.get(i, (-1.0, ""))[0]:
+                worst[i] = (d, key)
+        out[stem] = [(r, *worst.get(i, (0.0, ""))) for i, r in enumerate(stem_rules) if r.check != "ignore"]
+    return out
+
+
 def measure_spread(run_dirs: Sequence[Path], references: Path = REFERENCES) -> dict[str, list[tuple[Rule, float,
                                                                                                     str]]]:
     """For every rule, the largest difference (in the rule's measure) between any two runs of a notebook in
@@ -419,28 +475,20 @@ def measure_spread(run_dirs: Sequence[Path], references: Path = REFERENCES) -> d
     """
     if len(run_dirs) < 2:
         raise ValueError("measure_spread needs at least two run folders")
-    rules = load_rules(Path(references) / TOLERANCES)
-    out: dict = {}
-    for stem, stem_rules in rules.items():
-        runs = [flatten(json.loads((Path(d) / f"{stem}.json").read_text())) for d in run_dirs
-                if (Path(d) / f"{stem}.json").is_file()]
-        if len(runs) < 2:
-            continue
-        worst: dict[int, tuple[float, str]] = {}
-        keys = set().union(*runs)
-        for key in keys:
-            rule = _rule_for(stem_rules, key)
-            if rule is None or rule.check == "ignore":
-                continue
-            i = stem_rules.index(rule)
-            values = [r.get(key) for r in runs]
-            probe = Rule(keys=("*",), check={"exact": "exact", "sign": "sign"}.get(rule.check, rule.check),
-                         tol=None if rule.check in ("exact", "sign") else 0.0, atol=rule.atol)
-            d = max(max(difference(probe, a, b), difference(probe, b, a)) for a in values for b in values)
-            if d > worst.get(i, (-1.0, ""))[0]:
-                worst[i] = (d, key)
-        out[stem] = [(r, *worst.get(i, (0.0, ""))) for i, r in enumerate(stem_rules) if r.check != "ignore"]
-    return out
+    return spread_from_measurements(measurements(run_dirs, references), references)
+
+
+def load_measurements(references: Path = REFERENCES) -> dict[str, dict]:
+    """The committed measurements, ``{stem: measurement}`` (:func:`measurements`), from ``<references>/spread/``."""
+    folder = Path(references) / MEASUREMENTS
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def _write_measurements(references: Path, measured: Mapping[str, Mapping]) -> None:
+    folder = Path(references) / MEASUREMENTS
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, m in measured.items():
+        _write_atomic(folder / f"{stem}.json", json.dumps(m, indent=0, sort_keys=True) + "\n")
 
 
 #: Floors of :func:`suggest_tolerance` where the measured spread is at round-off level.
@@ -509,7 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in update_references(args.results, args.references):
             print(f"wrote {path}")
         return 0
-    spread = measure_spread(args.runs, args.references)
+    measured = measurements(args.runs, args.references)
+    spread = spread_from_measurements(measured, args.references)
     status = 0
     for stem, rows in spread.items():
         print(stem)
@@ -521,8 +570,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {'ok ' if ok else 'TOO TIGHT'} {rule.check:8s} tol {tol:<9.3g} spread {s:<9.3g} "
                   f"{'' if hint is None else f'(2 x spread: {hint:.1g}) '}{', '.join(rule.keys)[:60]}  (worst: {key})")
     if args.write:
-        _write_spread(args.references, spread, {stem: [p.name for p in args.runs if (p / f"{stem}.json").is_file()]
-                                                for stem in spread})
+        _write_measurements(args.references, measured)
+        _write_spread(args.references, spread, {stem: m["settings"] for stem, m in measured.items()})
     return status
 
 
