@@ -62,7 +62,7 @@ def _summary(rows, ours: str, peer: str, strict: bool) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--output", type=Path, default=Path("benchmarks/registration.json"))
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -91,6 +91,7 @@ def main() -> None:
     result = {
         "benchmark": "registration",
         "machine": platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
         "targets": {
             "global_2d_vs_simpleitk_search": _summary(rows2, "global", "simpleitk_search", strict=False),
             "global_3d_vs_simpleitk": _summary(rows3, "global", "simpleitk", strict=True),

@@ -68,7 +68,8 @@ class ScaleRecord:
     iterations, n_hessians
         Corrector iterations and Hessian (Newton) or Jacobian (Gauss-Newton) evaluations.
     seconds
-        Wall time of predictor and corrector (the bookkeeping evaluations above are not counted).
+        Wall time of predictor and corrector. The values above come from their own evaluations (Newton's first
+        and last, the predictor's gather); for Levenberg-Marquardt they are evaluated after the clock stops.
     """
 
     theta: float
@@ -151,14 +152,17 @@ def _check_options(gtol: float, hessian: str, newton_method: str) -> None:
 
 def _minimise(objective: SSDObjective, theta: float, w: torch.Tensor, hessian: PredictorHessian, gtol: float,
               newton_method: TrustMethod, max_iter: int | None):
-    """Corrector at one scale; returns ``(w, iterations, n_hessians, H)`` with ``H`` the predictor's Hessian."""
+    """Corrector at one scale; returns ``(w, iterations, n_hessians, H, first, last)`` with ``H`` the predictor's
+    Hessian and ``first``, ``last`` the values ``(J, ||∇J||)`` at the start and at the result, taken from Newton's
+    own evaluations (``None`` for Levenberg-Marquardt, whose norms are of :math:`J_r^\top r`)."""
     scale = objective.at_scale(theta)
     if hessian == "exact":
         res = newton_trust_region(scale.derivatives, w, gtol=gtol, maxiter=max_iter, method=newton_method)
-        return res.w, res.iterations, res.n_hessians, res.hessian
+        return (res.w, res.iterations, res.n_hessians, res.hessian, (res.initial_loss, res.initial_grad_norm),
+                (res.loss, res.grad_norm))
     res = levenberg_marquardt(scale.residual, scale.residual_jacobian, w, gtol=gtol,
                               max_iter=1000 if max_iter is None else max_iter)
-    return res.w, res.iterations, res.n_jacobians, 2.0 * res.hessian  # J = ||r||^2: twice J_r^T J_r
+    return res.w, res.iterations, res.n_jacobians, 2.0 * res.hessian, None, None  # J = ||r||^2: twice J_r^T J_r
 
 
 def single_scale(objective: SSDObjective, theta: float, w0: torch.Tensor | None = None, *, gtol: float = 1e-7,
@@ -171,11 +175,11 @@ def single_scale(objective: SSDObjective, theta: float, w0: torch.Tensor | None 
         raise ValueError(f"theta must be a positive finite number, got {theta!r}")
     w0 = objective.identity() if w0 is None else w0
     objective.transformation.check(w0)
-    start = _loss_and_grad_norm(objective, w0, theta)
     t0 = time.perf_counter()
-    w, iters, n_h, _ = _minimise(objective, float(theta), w0, hessian, gtol, newton_method, max_iter)
+    w, iters, n_h, _, start, final = _minimise(objective, float(theta), w0, hessian, gtol, newton_method, max_iter)
     seconds = time.perf_counter() - t0
-    final = _loss_and_grad_norm(objective, w, theta)
+    start = start or _loss_and_grad_norm(objective, w0, theta)
+    final = final or _loss_and_grad_norm(objective, w, theta)
     rec = ScaleRecord(float(theta), w0, *start, None, None, None, w, *final, iters, n_h, seconds)
     return MultiscaleResult(w, final[0], (rec,))
 
@@ -224,23 +228,22 @@ def predictor_corrector(objective: SSDObjective, thetas: Sequence[float], w0: to
     objective.transformation.check(w)
     history, H = [], None
     for n, theta in enumerate(thetas):
-        start = _loss_and_grad_norm(objective, w, theta)
         t0 = time.perf_counter()
-        w_start, w_pred, predicted = w, None, (None, None)
-        if n > 0 and predict:
-            rhs = objective.theta_derivative_of_gradient(w, thetas[n - 1])
+        w_start, w_pred, start = w, None, None
+        if n > 0 and predict:  # one gather at y(w) gives the right-hand side and the start's values at theta
+            rhs, J, dJ = objective.at_scale(thetas[n - 1]).continuation(w, theta)
+            start = (float(J), float(torch.linalg.vector_norm(dJ)))
             M = H if predictor_hessian is None else predictor_hessian(H)
             driver = "gelsd" if M.device.type == "cpu" else None
             velocity = -torch.linalg.lstsq(M, rhs.unsqueeze(-1), driver=driver).solution.squeeze(-1)
             w = w_pred = w + (theta - thetas[n - 1]) * velocity
-        t_pred = time.perf_counter() - t0
-        if w_pred is not None:
-            predicted = _loss_and_grad_norm(objective, w_pred, theta)
-        t0 = time.perf_counter()
-        w, iters, n_h, H = _minimise(objective, theta, w, hessian, first_gtol if n == 0 else gtol, newton_method,
-                                     max_iter)
-        seconds = t_pred + time.perf_counter() - t0
-        final = _loss_and_grad_norm(objective, w, theta)
+        w, iters, n_h, H, first, final = _minimise(objective, theta, w, hessian, first_gtol if n == 0 else gtol,
+                                                   newton_method, max_iter)
+        seconds = time.perf_counter() - t0
+        first = first or _loss_and_grad_norm(objective, w_start if w_pred is None else w_pred, theta)
+        predicted = (None, None) if w_pred is None else first
+        start = start or (first if w_pred is None else _loss_and_grad_norm(objective, w_start, theta))
+        final = final or _loss_and_grad_norm(objective, w, theta)
         history.append(ScaleRecord(theta, w_start, *start, w_pred, *predicted, w, *final, iters, n_h, seconds))
         if callback is not None:
             callback(history[-1])

@@ -44,7 +44,7 @@ from torch.func import grad, hessian, jacfwd, vmap
 from . import _checks
 from ._torch import is_traced, untraced
 from .distances import ssd, ssd_block
-from .spline import SplineImage, spline_derivatives, spline_evaluate
+from .spline import SplineImage, spline_derivatives, spline_evaluate, spline_gradients
 from .transformations import Affine, Linearization, Transformation, check_transformation
 
 __all__ = ["SSDObjective", "ScaleObjective"]
@@ -183,10 +183,9 @@ class ScaleObjective:
     def _theta_tangents(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(dc_T/dθ, dR_θ(x_c)/dθ)``: exact θ-derivatives of the template coefficients and reference values."""
         pb = self.problem
-        with untraced():  # closed form (SplineImage.coefficients_theta_derivative), equal to jvp to round-off
+        with untraced():  # closed forms (SplineImage), equal to jvp to round-off; dR without an evaluation
             dc = pb.template.coefficients_theta_derivative(self.theta)
-            dcR = pb.reference.coefficients_theta_derivative(self.theta)
-            dR = spline_evaluate(dcR, self.x, pb.grid, window=pb.reference.window)
+            dR = pb.reference.values_theta_derivative(self.theta).reshape(-1)
         return dc, dR
 
     def theta_derivative_of_gradient(self, w: torch.Tensor) -> torch.Tensor:
@@ -217,6 +216,33 @@ class ScaleObjective:
                                                                    window=tmpl.window))(both)
         _, dD, d2D = ssd_block(T - self.reference_values, pb.grid.cell_volume)
         return lin.vjp(dD[:, None] * dTc + (d2D * (Tc - dR))[:, None] * dT)
+
+    def continuation(self, w: torch.Tensor, theta_next: float,
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        r"""What a predictor step from this scale to ``theta_next`` needs at ``w``, from one gather:
+        ``(∂θ∇J(w; θ), J(w; θ_next), ∇J(w; θ_next))``.
+
+        The three splines the step reads at the same points :math:`y(w, x_c)` -- the template at :math:`\theta`
+        and at :math:`\theta_{next}` and :math:`\dot c = dc/d\theta` -- are weighted by one set of per-point
+        weights (:func:`~imreg_lib.spline.spline_gradients`); the right-hand side is that of
+        :meth:`theta_derivative_of_gradient`, the loss and gradient those of :meth:`derivatives` at
+        ``theta_next`` (equal to round-off), the regularizer included. Not differentiable (no AD through it).
+        """
+        pb = self.problem
+        tmpl = pb.template
+        after = pb.at_scale(theta_next)
+        dc, dR = self._theta_tangents
+        y, lin = self._linearize(w)
+        stack = torch.stack([self.template_coefficients, dc, after.template_coefficients])
+        (T, Tc, T_next), (dT, dTc, dT_next) = spline_gradients(stack, y, tmpl.grid, window=tmpl.window)
+        _, dD, d2D = ssd_block(T - self.reference_values, pb.grid.cell_volume)
+        J, dD_next, _ = ssd_block(T_next - after.reference_values, pb.grid.cell_volume)
+        rhs = lin.vjp(dD[:, None] * dTc + (d2D * (Tc - dR))[:, None] * dT)
+        dJ = lin.vjp(dD_next[:, None] * dT_next)
+        reg = pb.regularizer
+        if reg is not None:
+            J, dJ = J + reg(w), dJ + grad(reg)(w)
+        return rhs, J, dJ
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         """The transformed template :math:`T_\\theta(y(w, x_c))`, shape (N,)."""

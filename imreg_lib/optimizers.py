@@ -39,6 +39,8 @@ class NewtonResult:
         Final parameters.
     loss, grad_norm
         :math:`J` and :math:`\\|\\nabla J\\|` at ``w``.
+    initial_loss, initial_grad_norm
+        The same at ``w0`` (SciPy's first evaluation: free for a caller that records its start).
     hessian
         Symmetrised Hessian at ``w`` (the last accepted iterate).
     iterations, n_hessians
@@ -50,6 +52,8 @@ class NewtonResult:
     w: torch.Tensor
     loss: float
     grad_norm: float
+    initial_loss: float
+    initial_grad_norm: float
     hessian: torch.Tensor
     iterations: int
     n_hessians: int
@@ -64,6 +68,7 @@ class _Cache:
         self.derivatives, self.like = derivatives, like
         self.key: bytes | None = None
         self.value: tuple | None = None
+        self.first: tuple | None = None
         self.n_evaluations = 0
 
     def __call__(self, w: np.ndarray):
@@ -73,6 +78,8 @@ class _Cache:
             J, dJ, H = self.derivatives(wt)
             self.key, self.value = key, (wt, J, dJ, H)
             self.n_evaluations += 1
+            if self.first is None:
+                self.first = self.value
         return self.value
 
     def fun(self, w):
@@ -117,7 +124,9 @@ def newton_trust_region(derivatives: Derivatives, w0: torch.Tensor, *, gtol: flo
     res = scipy.optimize.minimize(cache.fun, w0.detach().cpu().numpy(), jac=True, hess=cache.hess,
                                   method=method, options=options)
     wt, J, dJ, H = cache(res.x)
+    _, J0, dJ0, _ = cache.first
     return NewtonResult(w=wt, loss=float(J), grad_norm=float(torch.linalg.vector_norm(dJ)),
+                        initial_loss=float(J0), initial_grad_norm=float(torch.linalg.vector_norm(dJ0)),
                         hessian=0.5 * (H + H.T), iterations=int(res.nit), n_hessians=cache.n_evaluations,
                         success=bool(res.success), message=str(res.message))
 

@@ -64,6 +64,7 @@ __all__ = [
     "spline_coefficients",
     "spline_derivatives",
     "spline_evaluate",
+    "spline_gradients",
     "spline_weights",
 ]
 
@@ -317,6 +318,60 @@ def spline_derivatives(coefficients: torch.Tensor, x: torch.Tensor, grid: Grid, 
     return tuple(_evaluate(coefficients, x, grid, tuple(orders), window))
 
 
+
+def spline_gradients(coefficients: torch.Tensor, x: torch.Tensor, grid: Grid, *, window: str = "paper",
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Values and gradients of **several** splines on one grid at the same points, from one gather.
+
+    With the per-point weights :math:`\omega_{nk} = \prod_d \beta(\xi_{n,d} - k_d)` and their derivatives
+    :math:`\partial_j \omega_{nk}` built once for the points, every coefficient set :math:`c^{(s)}` costs one
+    gather and one contraction: :math:`T^{(s)}(x_n) = \sum_k \omega_{nk} c^{(s)}_k`,
+    :math:`\nabla T^{(s)}(x_n) = \sum_k \nabla\omega_{nk} c^{(s)}_k`. The continuation drivers use it for the
+    template at two scales and its :math:`\theta`-derivative at one set of points. Same window and values as
+    :func:`spline_derivatives` (to round-off: the sums run in another order).
+
+    Parameters
+    ----------
+    coefficients
+        Shape ``(S,) + grid.m``: ``S`` coefficient arrays on ``grid``.
+    x
+        Points in physical coordinates, shape ``(N, d)``.
+    grid, window
+        As in :func:`spline_evaluate`.
+
+    Returns
+    -------
+    tuple
+        Values ``(S, N)`` and gradients ``(S, N, d)`` (physical units).
+    """
+    _checks.one_of("window", window, WINDOWS)
+    if coefficients.dim() != grid.dim + 1 or tuple(coefficients.shape[1:]) != grid.m:
+        raise ValueError(f"coefficients must have shape (S,) + {grid.m}, got {tuple(coefficients.shape)}")
+    if x.dim() != 2 or x.shape[-1] != grid.dim:
+        raise ValueError(f"x must have shape (N, {grid.dim}), got {tuple(x.shape)}")
+    lay, valid, t, index = _locate(x, grid, window)
+    n, d = t.shape
+    C = _piece_derivatives(1, str(t.device), t.dtype)  # C[p, a, q]
+    tpow = torch.stack([torch.ones_like(t), t, t * t, t * t * t], dim=-1)  # (N, d, 4)
+    Wd = (tpow @ C.permute(2, 0, 1).reshape(4, 8)).reshape(n, d, 2, 4)  # weights and derivatives per axis
+    channels = _gradient_channels(d, str(t.device))  # per axis: the derivative order of each output channel
+    weights = Wd[:, 0].index_select(1, channels[0])  # (N, 1 + d, 4): channel 0 the value, 1 + j d/dx_j
+    for j in range(1, d):
+        weights = (weights[..., :, None] * Wd[:, j].index_select(1, channels[j])[..., None, :]).reshape(n, d + 1, -1)
+    scale = torch.cat([torch.ones(1, dtype=t.dtype, device=t.device), 1.0 / lay.h])
+    weights = weights * (valid.to(t.dtype)[:, None, None] * scale[:, None])
+    S = coefficients.shape[0]
+    padded = torch.nn.functional.pad(coefficients, (3, 2) * grid.dim).reshape(-1)
+    shift = (torch.arange(S, device=t.device) * (padded.numel() // S)).reshape(S, 1, 1)
+    out = (padded.take(index + shift)[:, :, None, :] * weights).sum(-1)  # (S, N, 1 + d)
+    return out[..., 0], out[..., 1:]
+
+
+@functools.lru_cache(maxsize=8)
+def _gradient_channels(d: int, device: str) -> tuple[torch.Tensor, ...]:
+    """Per axis ``j``: the derivative order (0 or 1) along ``j`` of the channels value, d/dx_0, ..., d/dx_{d-1}."""
+    return tuple(torch.tensor([int(c == j + 1) for c in range(d + 1)], device=device) for j in range(d))
+
 # ------------------------------------------------------------------------------------------------
 # The image model
 # ------------------------------------------------------------------------------------------------
@@ -382,6 +437,29 @@ class SplineImage:
             with untraced():
                 self._cache[key] = _from_spectral_dtheta(self.spectral, float(theta))
         return self._cache[key]
+
+    def values_theta_derivative(self, theta: float) -> torch.Tensor:
+        r""":math:`dT_\theta(x_c)/d\theta` at the image's own cell centres, shape ``grid.m``, in closed form.
+
+        At a cell centre the spline is :math:`B` applied along every axis (the pieces at :math:`t = 0` are
+        1, 4, 1), and :math:`B_d U_d = W_d`, so the values are :math:`(\hat t \odot \otimes_d f_d) \times_d W_d`
+        and their θ-derivative is :math:`(\hat t \odot \otimes_d f_d \odot \sum_d (-\lambda_d f_d)) \times_d W_d`
+        (see :func:`_from_spectral_dtheta`): two mode products, no evaluation at points. Not cached.
+        """
+        _check_theta(theta)
+        X = self.spectral
+        rate = torch.zeros_like(X)
+        for axis, m in enumerate(X.shape):
+            _, W, lam = _basis_1d(m, str(X.device), X.dtype)
+            shape = [1] * X.dim()
+            shape[axis] = m
+            f = 1.0 / (1.0 + float(theta) * lam)
+            rate = rate + (-lam * f).reshape(shape)
+            X = X * f.reshape(shape)
+        X = X * rate
+        for axis, m in enumerate(X.shape):
+            X = _mode_product(X, _basis_1d(m, str(X.device), X.dtype)[1], axis)
+        return X
 
     def __call__(self, x: torch.Tensor, theta: float | torch.Tensor = 0.0, order: int = 0) -> torch.Tensor:
         """Evaluate :math:`T_\\theta` (or its ``order``-th derivative) at points ``x`` of shape (N, d)."""

@@ -117,3 +117,15 @@ def test_objective_bad_input(hand32):
         il.SSDObjective(T, il.SplineImage(hand32.reference, g), il.Affine(3))
     with pytest.raises(ValueError, match="hessian_kind"):
         il.SSDObjective(T, il.SplineImage(hand32.reference, g)).at_scale(1.0).derivatives(W0, "bfgs")
+
+
+def test_continuation_gives_the_right_hand_side_and_the_next_scales_values_from_one_gather(objective32):
+    scale = objective32.at_scale(0.5)
+    rhs, J, dJ = scale.continuation(W0, 0.2)
+    assert _rel(rhs, objective32.theta_derivative_of_gradient(W0, 0.5, method="ad")) < 1e-10
+    J_next, dJ_next, _ = objective32.at_scale(0.2).derivatives(W0, "none")
+    assert float(J) == pytest.approx(float(J_next), rel=1e-13) and _rel(dJ, dJ_next) < 1e-12
+    reg = il.SSDObjective(objective32.template, objective32.reference, regularizer=lambda u: 3.0 * torch.sum(u ** 2))
+    _, J_reg, dJ_reg = reg.at_scale(0.5).continuation(W0, 0.2)
+    assert float(J_reg) == pytest.approx(float(J) + 3.0 * float(torch.sum(W0 ** 2)), rel=1e-13)
+    assert _rel(dJ_reg, dJ + 6.0 * W0) < 1e-12

@@ -78,6 +78,8 @@ def test_newton_trust_region(method):
     assert res.success and res.grad_norm < 1e-9
     torch.testing.assert_close(res.w, torch.ones(2, dtype=torch.float64))
     assert res.n_hessians <= res.iterations + 2  # one (J, ∇J, H) evaluation per distinct point
+    J0, dJ0, _ = _rosenbrock(torch.tensor([-1.2, 1.0], dtype=torch.float64))
+    assert res.initial_loss == float(J0) and res.initial_grad_norm == float(torch.linalg.vector_norm(dJ0))
 
 
 def test_newton_bad_method():

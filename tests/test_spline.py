@@ -191,3 +191,33 @@ def test_bad_shapes(hand32):
         img(torch.zeros(4, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="order"):
         img(torch.zeros(4, 2, dtype=torch.float64), order=-1)
+
+
+F64 = torch.float64
+
+
+@pytest.mark.parametrize("window", ["paper", "fair"])
+@pytest.mark.parametrize("omega, m", [((0, 20, 0, 25), (8, 10)), ((0, 4, 0, 5, 0, 6), (5, 6, 7))])
+def test_stacked_values_and_gradients_match_one_spline_at_a_time(omega, m, window, rng):
+    grid = il.Grid(omega, m)
+    x = grid.cell_centers("cpu", F64)
+    x = x + 0.9 * torch.as_tensor(grid.h, dtype=F64) * torch.randn(x.shape, dtype=F64, generator=rng)  # some outside
+    c = torch.randn((3, *m), dtype=F64, generator=rng)
+    values, gradients = il.spline.spline_gradients(c, x, grid, window=window)
+    assert values.shape == (3, x.shape[0]) and gradients.shape == (3, *x.shape)
+    for s in range(3):
+        T, dT = il.spline_derivatives(c[s], x, grid, orders=(0, 1), window=window)
+        torch.testing.assert_close(values[s], T, rtol=0, atol=1e-13 * float(T.abs().max()))
+        torch.testing.assert_close(gradients[s], dT, rtol=0, atol=1e-13 * float(dT.abs().max()))
+    with pytest.raises(ValueError, match="coefficients"):
+        il.spline.spline_gradients(c[0], x, grid)
+
+
+def test_closed_form_theta_derivative_of_the_values_at_cell_centres(hand32):
+    image = il.SplineImage(hand32.reference, hand32.grid)
+    for theta in (1e-3, 1.0, 1e3):
+        closed = image.values_theta_derivative(theta)
+        t = torch.tensor(theta, dtype=F64)
+        ad = jvp(lambda s: image.on_grid(s), (t,), (torch.ones_like(t),))[1]
+        assert closed.shape == image.grid.m
+        assert float((closed - ad).abs().max()) <= 1e-12 * float(ad.abs().max())
