@@ -207,12 +207,13 @@ numerics:
 	@$(PYTHON) -m tools.numerics
 
 # Maintainers: rerun the notebooks under other numeric settings and measure how far each result moves against the
-# tolerances of tests/references/tolerances.yaml (SPREAD_WRITE=1 records the spreads there). Long: one run of the
-# notebooks per setting.
+# tolerances of tests/references/tolerances.yaml (SPREAD_WRITE=1 records the spreads there; SPREAD_MACHINE=name on
+# a second kind of CPU adds its runs to the committed ones). Long: one run of the notebooks per setting.
 spread: $(STAMP)
 	CUDA_VISIBLE_DEVICES=$(TEST_CUDA_VISIBLE_DEVICES) $(PY) -m tools.spread --out _build/spread \
 		--cell-timeout $(CELL_TIMEOUT) $(if $(SPREAD_SETTINGS),--settings $(SPREAD_SETTINGS)) \
-		$(if $(SPREAD_NOTEBOOKS),--notebooks $(SPREAD_NOTEBOOKS)) $(if $(SPREAD_WRITE),--write)
+		$(if $(SPREAD_NOTEBOOKS),--notebooks $(SPREAD_NOTEBOOKS)) $(if $(SPREAD_WRITE),--write) \
+		$(if $(SPREAD_MACHINE),--machine $(SPREAD_MACHINE))
 
 # ---- parameter sweeps -----------------------------------------------------------------------------
 # On Dask: a local cluster on 127.0.0.1 (WORKERS processes, one thread each; default: the cores), or an existing

@@ -236,6 +236,24 @@ def test_spread_is_measured_per_rule_in_its_own_measure(tmp_path):
     assert [r.spread for r in rules] == [0.015, 1.0, 2.0] and rules[0].settings == ("s1", "s2", "s3")
 
 
+def test_another_machines_runs_are_added_to_the_committed_measurements(tmp_path):
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    (refs / rg.TOLERANCES).write_text("nb:\n- keys: [r, q]\n  check: rtol\n  tol: 0.1\n")
+    (refs / "nb.json").write_text(json.dumps({"notebook": "nb", "values": {"r": 1.0, "q": 5.0}}))
+    for name, values in (("pinned", {"r": 1.0, "q": 5.0}), ("other", {"r": 1.01, "q": 5.0})):
+        _write(tmp_path / "a" / name, "nb", values)
+    committed = rg.measurements([tmp_path / "a" / s for s in ("pinned", "other")], refs)
+    assert committed["nb"]["values"] == {"r": [1.0, 1.01]} and committed["nb"]["identical"] == 1
+    for name, values in (("pinned", {"r": 1.0, "q": 5.2}), ("avx", {"r": 0.98, "q": 5.2})):
+        _write(tmp_path / "b" / name, "nb", values)
+    merged = rg.add_machine(committed, [tmp_path / "b" / s for s in ("pinned", "avx")], "amd", refs)["nb"]
+    assert merged["settings"] == ["pinned", "other", "amd/pinned", "amd/avx"]
+    assert merged["values"] == {"r": [1.0, 1.01, 1.0, 0.98], "q": [5.0, 5.0, 5.2, 5.2]}  # q: the reference twice
+    (rule, spread, key), = rg.spread_from_measurements({"nb": merged}, refs)["nb"]
+    assert key == "q" and spread == pytest.approx(0.2 / 5.0)  # the largest move over both machines
+
+
 def test_suggested_tolerances_are_twice_the_spread_rounded_up_with_floors():
     rtol, dec = rg.Rule(("*",), "rtol", 1.0), rg.Rule(("*",), "decades", 1.0)
     assert rg.suggest_tolerance(rtol, 0.146) == 0.3 and rg.suggest_tolerance(rtol, 0.15) == 0.3

@@ -54,8 +54,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CHECKS", "FLOORS", "Finding", "Relation", "Report", "Rule", "check_results", "check_value", "flatten",
-           "load_relations", "load_rules", "measure_spread", "suggest_tolerance", "update_references"]
+__all__ = ["CHECKS", "FLOORS", "Finding", "Relation", "Report", "Rule", "add_machine", "check_results", "check_value",
+           "flatten", "load_relations", "load_rules", "measure_spread", "suggest_tolerance", "update_references"]
 
 CHECKS = ("exact", "rtol", "atol", "decades", "sign", "ignore")
 REFERENCES = Path("tests/references")
@@ -478,6 +478,39 @@ def measure_spread(run_dirs: Sequence[Path], references: Path = REFERENCES) -> d
     return spread_from_measurements(measurements(run_dirs, references), references)
 
 
+def add_machine(committed: Mapping[str, Mapping], run_dirs: Sequence[Path], machine: str,
+                references: Path = REFERENCES) -> dict[str, dict]:
+    """The committed measurements with the runs of ``run_dirs`` (one folder per setting, on another machine) added
+    as settings ``<machine>/<folder>``: the pinned run of the machine that wrote the references stays first, and
+    the spread of every rule is then the largest difference over both machines' settings.
+
+    A key the committed measurements do not list did not move over their settings, so its value under each of them
+    is the committed reference; the new runs are read in full."""
+    rules = load_rules(Path(references) / TOLERANCES)
+    out = {}
+    for stem, old in committed.items():
+        present = [Path(d) for d in run_dirs if (Path(d) / f"{stem}.json").is_file()]
+        if not present:
+            out[stem] = dict(old)
+            continue
+        ref = json.loads((Path(references) / f"{stem}.json").read_text())["values"]
+        runs = [flatten(json.loads((d / f"{stem}.json").read_text())) for d in present]
+        n_old = len(old["settings"])
+        values, identical = {}, 0
+        for key in sorted(set(ref).union(*runs)):
+            rule = _rule_for(rules[stem], key)
+            if rule is None or rule.check == "ignore":
+                continue
+            got = list(old["values"].get(key, [ref.get(key)] * n_old)) + [r.get(key) for r in runs]
+            if all(v == got[0] for v in got):
+                identical += 1
+            else:
+                values[key] = got
+        out[stem] = {"notebook": stem, "settings": list(old["settings"]) + [f"{machine}/{d.name}" for d in present],
+                     "values": values, "identical": identical}
+    return out
+
+
 def load_measurements(references: Path = REFERENCES) -> dict[str, dict]:
     """The committed measurements, ``{stem: measurement}`` (:func:`measurements`), from ``<references>/spread/``."""
     folder = Path(references) / MEASUREMENTS
@@ -548,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("runs", type=Path, nargs="+")
     sp.add_argument("--references", type=Path, default=REFERENCES)
     sp.add_argument("--write", action="store_true", help="record the measured spread in the tolerances file")
+    sp.add_argument("--machine", default=None,
+                    help="the runs are another machine's: add them to the committed measurements as <machine>/<run>")
     args = ap.parse_args(argv)
     if args.cmd == "check":
         report = check_results(args.results, args.references, args.notebooks.split(",") if args.notebooks else None)
@@ -557,7 +592,10 @@ def main(argv: list[str] | None = None) -> int:
         for path in update_references(args.results, args.references):
             print(f"wrote {path}")
         return 0
-    measured = measurements(args.runs, args.references)
+    if args.machine:
+        measured = add_machine(load_measurements(args.references), args.runs, args.machine, args.references)
+    else:
+        measured = measurements(args.runs, args.references)
     spread = spread_from_measurements(measured, args.references)
     status = 0
     for stem, rows in spread.items():

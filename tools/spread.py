@@ -9,6 +9,9 @@ makes a result more or less sensitive::
 
     python -m tools.spread --out _build/spread [--settings pinned,aten_default,...] [--notebooks 00_data,...]
 
+On a second kind of machine (another CPU vendor, with or without AVX-512), ``--machine NAME --write`` adds its runs
+to the committed measurements instead of replacing them, so that every tolerance covers both machines.
+
 It takes about as long as running the chosen notebooks once per setting (about 8 minutes per setting for all
 of them on 2 cores), and leaves the last setting's results in ``_build/results``.
 """
@@ -126,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cell-timeout", type=float, default=None)
     ap.add_argument("--skip-runs", action="store_true", help="only measure the runs already in --out")
     ap.add_argument("--write", action="store_true", help="record the spreads in the tolerances file")
+    ap.add_argument("--machine", default=None,
+                    help="this is another machine than the one of the committed measurements: add its runs to them "
+                         "as settings <machine>/<setting> (the committed references stay the pinned run's)")
     args = ap.parse_args(argv)
     settings = args.settings.split(",")
     notebooks = sorted(Path("notebooks").glob("*.ipynb"), key=lambda p: (p.stem == "04_reproduction", p.stem))
@@ -140,13 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     if all((d / "03_superresolution.json").is_file() for d in dirs):
         coverage = ensemble_coverage(dirs)
         _print_coverage(coverage)
-        if args.write:
+        if args.write and not args.machine:  # the committed coverage is the reference machine's
             target = args.references / "ensemble_coverage.json"
             tmp = target.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(coverage, indent=1) + "\n")
             tmp.replace(target)
     return regression.main(["spread", *(str(args.out / s) for s in settings), "--references", str(args.references),
-                            *(["--write"] if args.write else [])])
+                            *(["--write"] if args.write else []),
+                            *(["--machine", args.machine] if args.machine else [])])
 
 
 if __name__ == "__main__":
