@@ -250,6 +250,8 @@ def test_another_machines_runs_are_added_to_the_committed_measurements(tmp_path)
     merged = rg.add_machine(committed, [tmp_path / "b" / s for s in ("pinned", "avx")], "amd", refs)["nb"]
     assert merged["settings"] == ["pinned", "other", "amd/pinned", "amd/avx"]
     assert merged["values"] == {"r": [1.0, 1.01, 1.0, 0.98], "q": [5.0, 5.0, 5.2, 5.2]}  # q: the reference twice
+    again = rg.add_machine({"nb": merged}, [tmp_path / "b" / s for s in ("pinned", "avx")], "amd", refs)["nb"]
+    assert again == merged  # the machine's runs replace its earlier ones
     (rule, spread, key), = rg.spread_from_measurements({"nb": merged}, refs)["nb"]
     assert key == "q" and spread == pytest.approx(0.2 / 5.0)  # the largest move over both machines
 

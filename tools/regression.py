@@ -485,7 +485,8 @@ def add_machine(committed: Mapping[str, Mapping], run_dirs: Sequence[Path], mach
     the spread of every rule is then the largest difference over both machines' settings.
 
     A key the committed measurements do not list did not move over their settings, so its value under each of them
-    is the committed reference; the new runs are read in full."""
+    is the committed reference; the new runs are read in full. Settings of the same ``machine`` already committed are
+    replaced (measuring a machine again does not count it twice)."""
     rules = load_rules(Path(references) / TOLERANCES)
     out = {}
     for stem, old in committed.items():
@@ -493,6 +494,9 @@ def add_machine(committed: Mapping[str, Mapping], run_dirs: Sequence[Path], mach
         if not present:
             out[stem] = dict(old)
             continue
+        keep = [i for i, name in enumerate(old["settings"]) if not name.startswith(f"{machine}/")]  # measured again
+        old = {"settings": [old["settings"][i] for i in keep],
+               "values": {k: [v[i] for i in keep] for k, v in old["values"].items()}}
         ref = json.loads((Path(references) / f"{stem}.json").read_text())["values"]
         runs = [flatten(json.loads((d / f"{stem}.json").read_text())) for d in present]
         n_old = len(old["settings"])
