@@ -22,11 +22,18 @@ from collections.abc import Collection
 
 import numpy as np
 
-__all__ = ["fraction", "integer", "integer_tuple", "one_of", "positive_number"]
+__all__ = ["boolean", "fraction", "integer", "integer_tuple", "one_of", "positive_number"]
 
 
 def _fail(name: str, allowed: str, value: object) -> ValueError:
     return ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
+def boolean(name: str, value: object) -> bool:
+    """``value`` if it is ``True`` or ``False`` (not 0, 1 or a string), else a ``ValueError`` naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise _fail(name, "True or False", value)
+    return bool(value)
 
 
 def _integer_words(minimum: int) -> str:

@@ -201,7 +201,7 @@ def register_files(reference: FileImage, template: FileImage, *, method: str = "
     report = progress or (lambda line: None)
     t0 = time.perf_counter()
     if method == "global":
-        res = global_register(objective, theta_min=theta_min, gtol=gtol, callback=lambda s: report(
+        res = global_register(objective.with_overlap(), theta_min=theta_min, gtol=gtol, callback=lambda s: report(
             f"θ = {s.theta:9.3g}: J = {s.loss:.6g}, |∇J| = {s.grad_norm:.2e}, {s.iterations} Newton iterations"))
         w = res.w
     else:

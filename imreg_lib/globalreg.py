@@ -8,12 +8,18 @@ global start, built from the same two tools:
    shape of the images: its basins are few and wide. The driver evaluates :math:`J(w_k; \theta_s)` at ``n_angles``
    rotations :math:`w_k` about the centre of the reference's domain (2D: angles :math:`2\pi k / K`; 3D: rotations
    about :math:`z` combined with tilts about :math:`x` and :math:`y`), all in one batched evaluation, and keeps the
-   ``keep`` lowest.
+   ``keep`` lowest (default: the lowest alone).
 2. **Refine.** Exact-Hessian trust-region Newton (:func:`newton_exact`) at :math:`\theta_s` from each kept start;
    the lowest minimum wins. A Newton step at a coarse scale costs as much as at a fine one, but few are needed.
 3. **Continue.** Newton at each scale of a short log-spaced schedule from :math:`\theta_s` down to
    :math:`\theta_{\min}`, warm-started at the previous minimiser (the traditional method of the paper's §3, on a
    shorter schedule), with a loose tolerance on the way and the tight one at :math:`\theta_{\min}`.
+
+The driver minimises whatever objective it is given. On the SSD (the paper's objective) a motion that moves part of
+the image out of the template's view is not the minimiser: those points are compared with the template's zero
+extension. On the mean squares over the overlap (``SSDObjective(..., overlap=True)``, SimpleITK's metric, with exact
+derivatives) it is; the search then ranks its starts on the same overlap-weighted mean. The book's comparison page
+and the command line use the overlap.
 
 :func:`newton_exact` is the paper's trust-region Newton (SciPy's ``trust-exact`` algorithm: the subproblem solved
 exactly through the eigen-decomposition of the small Hessian) written against torch tensors, so that one
@@ -37,6 +43,9 @@ from .spline import spline_evaluate
 from .transformations import Affine
 
 __all__ = ["GlobalResult", "GlobalScale", "NewtonExactResult", "global_register", "newton_exact", "rotation_starts"]
+
+#: Cell centres (at most, about) on which the search ranks its starts.
+SEARCH_POINTS = 1024
 
 Derivatives = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
@@ -257,13 +266,14 @@ class GlobalResult:
     seconds: float
 
 
-def _search_losses(objective: SSDObjective, theta: float, W: torch.Tensor, points: int = 1024) -> torch.Tensor:
+def _search_losses(objective: SSDObjective, theta: float, W: torch.Tensor, points: int | None = None) -> torch.Tensor:
     r""":math:`J(w_k; \theta)` up to a common factor for every row :math:`w_k` of ``W``, on a regular subset of at
     most about ``points`` cell centres (every :math:`s`-th per dimension): at a coarse scale the images are smooth,
     so the subset ranks the starts as the full grid does, at a fraction of the cost (3D). One batched spline
     evaluation for all starts."""
     scale = objective.at_scale(theta)
     grid = objective.grid
+    points = SEARCH_POINTS if points is None else points
     stride = max(1, math.ceil((math.prod(grid.m) / points) ** (1.0 / grid.dim)))
     index = tuple(slice(None, None, stride) for _ in grid.m)
     x = objective.x.reshape(grid.m + (grid.dim,))[index].reshape(-1, grid.dim)
@@ -274,11 +284,15 @@ def _search_losses(objective: SSDObjective, theta: float, W: torch.Tensor, point
     tmpl = objective.template
     T = spline_evaluate(scale.template_coefficients, y.reshape(-1, d), tmpl.grid, window=tmpl.window)
     r = T.reshape(W.shape[0], -1) - R
-    return torch.sum(r * r, dim=1)
+    if not objective.overlap:
+        return torch.sum(r * r, dim=1)
+    m = objective.overlap_weights(y.reshape(-1, d))[0].reshape(W.shape[0], -1)
+    M = torch.sum(m, dim=1)
+    return torch.where(M > 0, torch.sum(m * r * r, dim=1) / torch.where(M > 0, M, 1.0), math.inf)
 
 
 def global_register(objective: SSDObjective, *, theta_search: float = 10.0, theta_min: float = 1e-3,
-                    n_scales: int = 5, n_angles: int = 12, tilts_deg: Sequence[float] = (30.0,), keep: int = 2,
+                    n_scales: int = 5, n_angles: int = 12, tilts_deg: Sequence[float] = (30.0,), keep: int = 1,
                     gtol: float = 1e-4, gtol_path: float = 0.3, max_iter: int = 100,
                     callback: Callable[[GlobalScale], None] | None = None) -> GlobalResult:
     r"""Register globally: rotation search at ``theta_search``, exact Newton from the best starts, then
@@ -287,7 +301,7 @@ def global_register(objective: SSDObjective, *, theta_search: float = 10.0, thet
     Parameters
     ----------
     objective
-        An affine SSD objective (2D or 3D).
+        An affine objective (2D or 3D): the SSD, or the mean squares over the overlap (``overlap=True``).
     theta_search
         The coarse scale of the search and the refinement.
     theta_min

@@ -28,6 +28,12 @@ Two ways to get derivatives, which agree to round-off (tests assert it):
   for the neural ODE, by AD for :class:`~imreg_lib.AutodiffLinearization`); dropping the second-order terms gives
   the Gauss-Newton matrix. See :meth:`ScaleObjective.derivatives`. Only the interface of
   :class:`~imreg_lib.Transformation` is used, never the transformation's type.
+
+With ``overlap=True`` the distance is the mean squares over the overlap (SimpleITK's metric,
+:func:`~imreg_lib.distances.overlap_ssd`): each point weighted by a smooth indicator :math:`m(y_n)` of the
+template's domain (:func:`~imreg_lib.distances.overlap_block`), so that a motion which moves part of the image out
+of view can still be the minimiser. Its exact derivatives compose the same blocks with the weight's
+(:meth:`ScaleObjective.derivatives`).
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from torch.func import grad, hessian, jacfwd, vmap
 
 from . import _checks
 from ._torch import is_traced, untraced
-from .distances import ssd, ssd_block
+from .distances import OVERLAP_RAMP_CELLS, overlap_block, overlap_ssd, overlap_ssd_block, ssd, ssd_block
 from .spline import SplineImage, spline_derivatives, spline_evaluate, spline_gradients
 from .transformations import Affine, Linearization, Transformation, check_transformation
 
@@ -66,12 +72,19 @@ class SSDObjective:
         :class:`~imreg_lib.NeuralODE` are two; a missing member raises ``TypeError``.
     regularizer
         Optional ``S(w) -> scalar`` added to :math:`J`; must be a pure ``torch.func``-friendly function.
+    overlap
+        Use the mean squares over the overlap (:func:`~imreg_lib.distances.overlap_ssd`, the points weighted by a
+        smooth indicator of the template's domain with a ramp of
+        :data:`~imreg_lib.distances.OVERLAP_RAMP_CELLS` cells) instead of the SSD. Its value and exact
+        derivatives are available (:meth:`loss`, :meth:`ScaleObjective.derivatives`), not the residual (it is not
+        a least-squares objective) nor the structured θ-derivative of the predictor.
     """
 
     template: SplineImage
     reference: SplineImage
     transformation: Transformation = field(default_factory=Affine)
     regularizer: Callable[[torch.Tensor], torch.Tensor] | None = None
+    overlap: bool = False
     _scales: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -87,6 +100,24 @@ class SSDObjective:
                              f"{self.reference.grid.dim}D")
         if self.template.device != self.reference.device or self.template.dtype != self.reference.dtype:
             raise ValueError("template and reference must share device and dtype")
+        _checks.boolean("overlap", self.overlap)
+
+    def with_overlap(self, overlap: bool = True) -> SSDObjective:
+        """This objective with the mean squares over the overlap (or the SSD); the images and the transformation
+        are shared, so are their spline coefficients, not the per-scale caches."""
+        return SSDObjective(self.template, self.reference, self.transformation, self.regularizer,
+                            overlap=_checks.boolean("overlap", overlap))
+
+    def _no_overlap(self, what: str) -> None:
+        if self.overlap:
+            raise ValueError(f"{what} is not available with overlap=True (the mean squares over the overlap is not "
+                             f"a least-squares objective); use loss / ScaleObjective.derivatives, or overlap=False")
+
+    def overlap_weights(self, y: torch.Tensor, orders: int = 0) -> list[torch.Tensor]:
+        """The overlap weight :math:`m(y)` of the template's domain at points ``y`` and its first ``orders``
+        derivatives (:func:`~imreg_lib.distances.overlap_block`)."""
+        g = self.template.grid
+        return overlap_block(y, g.omega, tuple(OVERLAP_RAMP_CELLS * h for h in g.h), orders)
 
     @property
     def grid(self):
@@ -124,6 +155,7 @@ class SSDObjective:
 
     def residual(self, w: torch.Tensor, theta: float | torch.Tensor) -> torch.Tensor:
         r"""``sqrt(prod h) * (T_θ(y(w, x_c)) - R_θ(x_c))``, so that ``||r||² = J`` (without regularizer)."""
+        self._no_overlap("residual")
         if not isinstance(theta, torch.Tensor):
             return self.at_scale(theta).residual(w)
         y = self.transformation(w, self.x)
@@ -135,8 +167,14 @@ class SSDObjective:
         """:math:`J(w; θ)`, a pure function of ``(w, theta)``; pass ``theta`` as a tensor to differentiate in it."""
         if not isinstance(theta, torch.Tensor):
             return self.at_scale(theta).loss(w)
-        r = self.residual(w, theta)
-        J = torch.sum(r * r)
+        if self.overlap:
+            y = self.transformation(w, self.x)
+            T = spline_evaluate(self.template.coefficients(theta), y, self.template.grid, window=self.template.window)
+            R = spline_evaluate(self.reference.coefficients(theta), self.x, self.grid, window=self.reference.window)
+            J = overlap_ssd(T - R, self.overlap_weights(y)[0], self.x.shape[0] * self.grid.cell_volume)
+        else:
+            r = self.residual(w, theta)
+            J = torch.sum(r * r)
         return J if self.regularizer is None else J + self.regularizer(w)
 
     def theta_derivative_of_gradient(self, w: torch.Tensor, theta: float,
@@ -148,6 +186,7 @@ class SSDObjective:
         through the coefficient computation (the authors' route).
         """
         if method == "structured":
+            self._no_overlap("the structured θ-derivative")
             return self.at_scale(theta).theta_derivative_of_gradient(w)
         if method != "ad":
             raise ValueError(f"method must be 'structured' or 'ad', got {method!r}")
@@ -202,6 +241,7 @@ class ScaleObjective:
         The regularizer does not depend on θ.
         """
         pb = self.problem
+        pb._no_overlap("the structured θ-derivative")
         tmpl = pb.template
         dc, dR = self._theta_tangents
         last = self._last
@@ -229,6 +269,7 @@ class ScaleObjective:
         ``theta_next`` (equal to round-off), the regularizer included. Not differentiable (no AD through it).
         """
         pb = self.problem
+        pb._no_overlap("continuation")
         tmpl = pb.template
         after = pb.at_scale(theta_next)
         dc, dR = self._theta_tangents
@@ -267,15 +308,24 @@ class ScaleObjective:
         return lin.contract(dT)
 
     def residual(self, w: torch.Tensor) -> torch.Tensor:
+        self.problem._no_overlap("residual")
         return math.sqrt(self.problem.grid.cell_volume) * (self.forward(w) - self.reference_values)
 
     def residual_jacobian(self, w: torch.Tensor) -> torch.Tensor:
         r"""Jacobian of :meth:`residual`, :math:`\sqrt{h}\,\nabla T(y)\, Q`, shape (N, p): the structured
         :meth:`forward_jacobian` scaled (the data term only: a regularizer is not part of the residual)."""
+        self.problem._no_overlap("residual_jacobian")
         return math.sqrt(self.problem.grid.cell_volume) * self.forward_jacobian(w)
 
     def loss(self, w: torch.Tensor) -> torch.Tensor:
-        J = ssd(self.forward(w) - self.reference_values, self.problem.grid.cell_volume)
+        pb = self.problem
+        if pb.overlap:
+            y = pb.transformation(w, self.x)
+            tmpl = pb.template
+            T = spline_evaluate(self.template_coefficients, y, tmpl.grid, window=tmpl.window)
+            J = overlap_ssd(T - self.reference_values, pb.overlap_weights(y)[0], self.x.shape[0] * pb.grid.cell_volume)
+        else:
+            J = ssd(self.forward(w) - self.reference_values, pb.grid.cell_volume)
         reg = self.problem.regularizer
         return J if reg is None else J + reg(w)
 
@@ -300,6 +350,8 @@ class ScaleObjective:
         """
         _checks.one_of("hessian_kind", hessian_kind, ("exact", "gauss_newton", "none"), words=True)
         pb = self.problem
+        if pb.overlap:
+            return self._overlap_derivatives(w, hessian_kind)
         tmpl = pb.template
         exact = hessian_kind == "exact"
         y, lin = self._linearize(w)  # the transformation block
@@ -320,6 +372,65 @@ class ScaleObjective:
             H = d2D * (Jr.T @ Jr)
             if exact:
                 H = H + lin.congruence(dD[:, None, None] * d2T[0])  # sum_n Q_n^T (dD_n ∇²T_n) Q_n
+                if curvature is not None:
+                    H = H + curvature
+        reg = pb.regularizer
+        if reg is not None:
+            J = J + reg(w)
+            dJ = dJ + grad(reg)(w)
+            if H is not None:
+                H = H + hessian(reg)(w)
+        return J, dJ, H
+
+    def _overlap_derivatives(self, w: torch.Tensor, hessian_kind: HessianKind,
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        r""":meth:`derivatives` of the mean squares over the overlap.
+
+        With :math:`a_n = Q_n^\top \nabla T(y_n)` and :math:`b_n = Q_n^\top \nabla m(y_n)` (the residual's and the
+        weight's gradients in :math:`w`) and the block's :math:`D_{r,n}`, :math:`D_{m,n}`
+        (:func:`~imreg_lib.distances.overlap_ssd_block`),
+
+        .. math::
+            \nabla J = \sum_n (D_{r,n} a_n + D_{m,n} b_n), \qquad
+            H = \sum_n Q_n^\top (D_{r,n} \nabla^2 T_n + D_{m,n} \nabla^2 m_n) Q_n
+              + \frac{2V}{M} \sum_n \big(m_n a_n a_n^\top + r_n (a_n b_n^\top + b_n a_n^\top)\big)
+              - \frac{\nabla J \nabla M^\top + \nabla M \nabla J^\top}{M}
+              + \sum_{n,k} \lambda_{nk} \partial^2_w y_k(x_n),
+
+        :math:`\lambda_n = D_{r,n} \nabla T(y_n) + D_{m,n} \nabla m(y_n)`; ``"gauss_newton"`` keeps
+        :math:`\frac{2V}{M} \sum_n m_n a_n a_n^\top`. Without overlap (:math:`M = 0`) the value is
+        :math:`+\infty` and the derivatives zero (a trust-region step there is rejected).
+        """
+        pb = self.problem
+        tmpl = pb.template
+        exact = hessian_kind == "exact"
+        volume = self.x.shape[0] * pb.grid.cell_volume
+        y, lin = self._linearize(w)
+        T, dT, *d2T = spline_derivatives(self.template_coefficients, y, tmpl.grid,
+                                         orders=(0, 1, 2) if exact else (0, 1), window=tmpl.window)
+        m, dm, *d2m = pb.overlap_weights(y, 2 if exact else 1)
+        r = T - self.reference_values
+        J, Dr, Dm, M = overlap_ssd_block(r, m, volume)
+        p = w.shape[-1]
+        if not (float(M) > 0):
+            zero = torch.zeros(p, dtype=w.dtype, device=w.device)
+            return J, zero, None if hessian_kind == "none" else torch.zeros(p, p, dtype=w.dtype, device=w.device)
+        lam = Dr[:, None] * dT + Dm[:, None] * dm  # dJ/dy
+        if hessian_kind == "none":
+            dJ, H = lin.vjp(lam), None
+        else:
+            curvature = None
+            if exact and not pb.transformation.is_linear:
+                curvature = lin.jacobian_and_curvature(lam)[1]
+            a, b = lin.contract(dT), lin.contract(dm)  # (N, p)
+            dJ = a.T @ Dr + b.T @ Dm
+            H = (2.0 * volume / M) * (a.T @ (m[:, None] * a))
+            if exact:
+                cross = a.T @ (r[:, None] * b)
+                dM = b.sum(dim=0)
+                side = torch.outer(dJ, dM)
+                H = (H + (2.0 * volume / M) * (cross + cross.T) - (side + side.T) / M
+                     + lin.congruence(Dr[:, None, None] * d2T[0] + Dm[:, None, None] * d2m[0]))
                 if curvature is not None:
                     H = H + curvature
         reg = pb.regularizer

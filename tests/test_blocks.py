@@ -205,6 +205,104 @@ def test_ssd_block(rng):
     assert dD2.shape == R.shape and torch.equal(D2, il.ssd(R, h))
 
 
+# ---- mean squares over the overlap: the weight block and the distance block ------------------------------
+@pytest.mark.parametrize("dim", [2, 3])
+def test_overlap_weight_block(dim, rng):
+    from imreg_lib.distances import overlap_block
+
+    omega, ramp = (0.0, 20.0, 0.0, 25.0, 0.0, 15.0)[: 2 * dim], (1.0, 1.5, 0.7)[:dim]
+    y = torch.rand(400, dim, generator=rng, dtype=F64) * torch.tensor([24.0, 29.0, 19.0][:dim], dtype=F64) - 2.0
+    m, dm, d2m = overlap_block(y, omega, ramp)
+    one = lambda z: overlap_block(z[None], omega, ramp, 0)[0][0]  # noqa: E731
+    torch.testing.assert_close(dm, torch.vmap(jacfwd(one))(y), atol=1e-13, rtol=1e-12)
+    torch.testing.assert_close(d2m, torch.vmap(hessian(one))(y), atol=1e-12, rtol=1e-12)
+    inside = torch.all((y > torch.tensor(omega[0::2], dtype=F64) + torch.tensor(ramp, dtype=F64))
+                       & (y < torch.tensor(omega[1::2], dtype=F64) - torch.tensor(ramp, dtype=F64)), dim=1)
+    outside = torch.any((y < torch.tensor(omega[0::2], dtype=F64)) | (y > torch.tensor(omega[1::2], dtype=F64)), 1)
+    assert torch.all(m[inside] == 1) and torch.all(m[outside] == 0) and torch.all(dm[outside] == 0)
+    # Taylor test at a point on the ramp of every dimension
+    z = torch.tensor([0.4, 24.3, 0.2][:dim], dtype=F64)
+    _, g, H = (t[0] for t in overlap_block(z[None], omega, ramp))
+    v = torch.tensor([0.3, -0.2, 0.25][:dim], dtype=F64)
+    steps = tuple(10.0 ** -k for k in range(1, 5))
+    res = il.taylor_test(one, z, v, g @ v, v @ H @ v, h=steps)
+    assert res.order(1) == pytest.approx(2.0, abs=0.1) and res.order(2) == pytest.approx(3.0, abs=0.15)
+    assert il.taylor_test(one, z, v, g @ v, 0.9 * (v @ H @ v), h=steps).order(2) < 2.5
+
+
+def test_overlap_distance_block(rng):
+    from imreg_lib.distances import overlap_ssd, overlap_ssd_block
+
+    r = torch.randn(60, generator=rng, dtype=F64)
+    m = torch.rand(60, generator=rng, dtype=F64)
+    m[:10] = 0.0
+    V = 7.5
+    D, Dr, Dm, M = overlap_ssd_block(r, m, V)
+    assert float(D) == pytest.approx(V * float(m @ r**2) / float(m.sum()), rel=1e-14)
+    gr, gm = grad(overlap_ssd, argnums=(0, 1))(r, m, V)
+    torch.testing.assert_close(Dr, gr)
+    torch.testing.assert_close(Dm, gm)
+    assert float(M) == pytest.approx(float(m.sum()))
+    # with every weight 1 it is the SSD (V = N h); without overlap it is +inf
+    assert float(overlap_ssd(r, torch.ones_like(r), 60 * 0.37)) == pytest.approx(float(il.ssd(r, 0.37)), rel=1e-14)
+    assert overlap_ssd(r, torch.zeros_like(r), V) == float("inf")
+    # the structured second derivatives of the docstring, against AD
+    Hrr, Hrm = hessian(overlap_ssd, argnums=(0, 1))(r, m, V)[0]
+    Hmm = hessian(overlap_ssd, argnums=1)(r, m, V)
+    torch.testing.assert_close(Hrr, torch.diag(2 * V * m / M))
+    torch.testing.assert_close(Hrm, 2 * V * (torch.diag(r) - torch.outer(r * m, torch.ones_like(m)) / M) / M)
+    torch.testing.assert_close(Hmm, -(Dm[:, None] + Dm[None, :]) / M)
+
+
+@pytest.mark.parametrize("tr", [il.Affine(2), Rigid2D()], ids=lambda t: type(t).__name__)
+def test_overlap_objective_derivatives(hand32, tr):
+    g = hand32.grid
+    obj = il.SSDObjective(il.SplineImage(hand32.template, g), il.SplineImage(hand32.reference, g), tr, overlap=True)
+    # a motion that moves part of the points over the template's border and out of it
+    w = (torch.tensor([0.96, -0.28, 0.28, 0.96, 4.0, -2.5], dtype=F64) if tr.n_params == 6 else
+         torch.tensor([0.3, 4.0, -2.5], dtype=F64))
+    m = obj.overlap_weights(tr(w, obj.x))[0]
+    assert float(m.min()) == 0.0 and 0 < float(((m > 0) & (m < 1)).sum())
+    for theta in (1e-2, 1.0):
+        scale = obj.at_scale(theta)
+        J, dJ, H = scale.derivatives(w)
+        assert float(J) == pytest.approx(float(scale.loss(w)), rel=1e-13)
+        assert float(J) == pytest.approx(float(obj.loss(w, torch.tensor(theta, dtype=F64))), rel=1e-12)
+        assert _rel(dJ, grad(scale.loss)(w)) < 1e-11 and _rel(H, hessian(scale.loss)(w)) < 1e-10
+        J0, dJ0, H0 = scale.derivatives(w, "none")
+        assert H0 is None and _rel(dJ0, dJ) < 1e-12
+        _, _, Hgn = scale.derivatives(w, "gauss_newton")
+        assert torch.allclose(Hgn, Hgn.T) and float(torch.linalg.eigvalsh(Hgn).min()) > -1e-9 * float(Hgn.norm())
+    v = torch.tensor([0.01, -0.02, 0.015, 0.01, 0.3, 0.2], dtype=F64)[-tr.n_params:]
+    res = il.taylor_test(scale.loss, w, v, dJ @ v, v @ H @ v, h=H_STEPS)
+    assert res.order(1) > 1.9 and res.order(2) > 2.9
+    assert il.taylor_test(scale.loss, w, v, dJ @ v, 1.02 * (v @ H @ v), h=H_STEPS).order(2) < 2.5
+    # what a least-squares or predictor method would need is refused, naming why
+    for call in (lambda: scale.residual(w), lambda: obj.residual(w, 1.0), lambda: scale.continuation(w, 0.5),
+                 lambda: obj.theta_derivative_of_gradient(w, 1.0)):
+        with pytest.raises(ValueError, match="overlap=True"):
+            call()
+    with pytest.raises(ValueError, match="overlap must be True or False"):
+        il.SSDObjective(obj.template, obj.reference, tr, overlap=1)
+
+
+def test_overlap_objective_takes_the_motion_that_leaves_the_field_of_view():
+    """The hand turned 90°: the SSD's minimum is not the motion (part of the moved hand leaves the 20 × 25 domain),
+    the mean squares over the overlap's is."""
+    from imreg_lib.globalreg import newton_exact
+
+    pair = il.synthetic_hand_pair(32, motion={"angle_deg": 90.0})
+    obj = il.SSDObjective(il.SplineImage(pair.template, pair.grid), il.SplineImage(pair.reference, pair.grid))
+    errors = {}
+    for name, o in (("ssd", obj), ("overlap", obj.with_overlap())):
+        res = newton_exact(o.at_scale(1e-3).derivatives, pair.w_true, gtol=1e-4)
+        x = obj.x
+        errors[name] = float(((il.affine(res.w, x) - il.affine(pair.w_true, x)) / torch.tensor(pair.grid.h)).norm(
+            dim=1).max())
+    assert errors["overlap"] < 0.5 < errors["ssd"]
+    assert obj.with_overlap().template is obj.template and not obj.with_overlap(False).overlap
+
+
 # ---- the objective composes the blocks for any transformation ------------------------------------------
 @pytest.mark.parametrize("tr", [Rigid2D(), RigidByAD(), Shift2D()], ids=lambda t: type(t).__name__)
 def test_a_user_defined_transformation_in_the_objective(hand32, tr):

@@ -97,6 +97,16 @@ def test_the_global_driver_recovers_a_3d_rotation_about_z():
     assert peers.motion_error(found.w, pair.w_true, pair.grid) < peers.SUCCESS_CELLS
 
 
+@pytest.mark.parametrize("angle", [75.0, 105.0])
+def test_on_the_overlap_the_global_driver_recovers_the_hand_where_the_ssd_cannot(angle):
+    pair = il.synthetic_hand_pair(32, motion={"angle_deg": angle})
+    objective = peers.pair_objective(pair)
+    found = global_register(objective.with_overlap())
+    assert peers.motion_error(found.w, pair.w_true, pair.grid) < peers.SUCCESS_CELLS
+    on_ssd = global_register(objective)
+    assert peers.motion_error(on_ssd.w, pair.w_true, pair.grid) > peers.SUCCESS_CELLS
+
+
 def test_global_register_checks_its_inputs():
     objective = peers.pair_objective(il.synthetic_hand_pair(8))
     with pytest.raises(ValueError, match="theta_search must be larger"):

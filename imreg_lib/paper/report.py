@@ -719,8 +719,9 @@ _PEER_LABELS = {"simpleitk": "SimpleITK (pyramid, from the identity)",
                 "simpleitk_search": "SimpleITK after an exhaustive rotation search",
                 "single_scale": "single-scale Newton", "traditional": "traditional multi-scale",
                 "predictor_corrector": "predictor-corrector",
-                "global": "the global driver (rotation search at a coarse θ, exact Newton, continuation)",
-                FROM_TRUTH: "Newton started at the true motion (where the objective's minimum lies)"}
+                "global": ("the global driver (mean squares over the overlap; rotation search at a coarse θ, "
+                           "exact Newton, continuation)"),
+                FROM_TRUTH: "Newton on the SSD started at the true motion (where the SSD's minimum lies)"}
 _PEER_RULE = f"the motion is recovered when every cell centre lands within {SUCCESS_CELLS} cells of its true place"
 
 
