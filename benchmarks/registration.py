@@ -96,7 +96,7 @@ def main() -> None:
 
     rows2 = _side_by_side(_pairs_2d(32), ("global", "simpleitk_search"))
     rows3 = _side_by_side(((("synthetic volume", list(rot),
-                              peers.synthetic_volume_motion_pair(16, motion={"angles_deg": rot}, device="cpu"))
+                              il.data.synthetic_volume_motion_pair(16, motion={"angles_deg": rot}, device="cpu"))
                              for rot in ROTATIONS_3D)), ("global", "simpleitk"))
 
     fig2 = {"traditional": [], "predictor_corrector": []}

@@ -51,6 +51,9 @@ __all__ = [
     "sample_image",
     "ORIENTATIONS",
     "synthetic_hand_pair",
+    "synthetic_volume_motion_pair",
+    "VOLUME_MOTION",
+    "volume_phantom",
 ]
 
 #: How a loaded image may be turned after the upright convention: as it is, rotated by 180° (the template of the
@@ -469,3 +472,72 @@ def image_pair(m: int | Sequence[int] = 32, reference_path: str | os.PathLike | 
         return synthetic_hand_pair(m, device=device, dtype=dtype)
     return load_pair(reference_path, template_path, m, template_orientation=template_orientation, domain=domain,
                      device=device, dtype=dtype)
+
+
+#: The known motion of the 3D pair: rotations about z and x (degrees), scaling and shift about the centre.
+VOLUME_MOTION = {"angles_deg": (35.0, 15.0), "scale": (1.05, 0.95, 1.0), "shift": (0.4, -0.5, 0.3)}
+_VOLUME_OMEGA = (0.0, 20.0, 0.0, 25.0, 0.0, 15.0)
+
+
+def _volume_affine(center: Sequence[float], angles_deg: Sequence[float], scale: Sequence[float],
+                   shift: Sequence[float]) -> torch.Tensor:
+    az, ax = (math.radians(a) for a in angles_deg)
+    Rz = torch.tensor([[math.cos(az), -math.sin(az), 0.0], [math.sin(az), math.cos(az), 0.0], [0.0, 0.0, 1.0]],
+                      dtype=torch.float64)
+    Rx = torch.tensor([[1.0, 0.0, 0.0], [0.0, math.cos(ax), -math.sin(ax)], [0.0, math.sin(ax), math.cos(ax)]],
+                      dtype=torch.float64)
+    A = Rz @ Rx @ torch.diag(torch.tensor(scale, dtype=torch.float64))
+    c = torch.tensor(center, dtype=torch.float64)
+    return torch.cat([A.reshape(-1), c - A @ c + torch.tensor(shift, dtype=torch.float64)])
+
+
+def volume_phantom(points: torch.Tensor) -> torch.Tensor:
+    """An asymmetric 3D phantom on (0, 20) x (0, 25) x (0, 15): an ellipsoidal body, a bright rod and three blobs
+    of different sizes (so every rotation is identifiable), 0-255 scale, smooth edges."""
+    c = torch.tensor([10.0, 12.5, 7.5], dtype=torch.float64)
+    q = (points - c) / torch.tensor([6.0, 8.5, 4.5], dtype=torch.float64)
+    body = torch.sigmoid((1.0 - torch.linalg.vector_norm(q, dim=1)) / 0.06)
+    blobs = torch.tensor([[7.0, 8.0, 6.0, 2.2, 120.0], [13.5, 16.0, 9.0, 1.6, 150.0], [9.5, 18.5, 5.5, 1.1, 100.0]],
+                         dtype=torch.float64)
+    v = 60.0 * body
+    for x0, y0, z0, r, a in blobs:
+        d2 = ((points - torch.stack([x0, y0, z0])) ** 2).sum(-1)
+        v = v + a * torch.exp(-d2 / (2.0 * r * r))
+    # a rod from (6, 5, 7) to (14, 10, 8): distance to the segment
+    p0, p1 = torch.tensor([6.0, 5.0, 7.0], dtype=torch.float64), torch.tensor([14.0, 10.0, 8.0], dtype=torch.float64)
+    u = p1 - p0
+    s = (((points - p0) @ u) / (u @ u)).clamp(0.0, 1.0)
+    dist = torch.linalg.vector_norm(points - (p0 + s[:, None] * u), dim=1)
+    return v + 80.0 * torch.sigmoid((0.9 - dist) / 0.15)
+
+
+def synthetic_volume_motion_pair(m: int | Sequence[int] = 16, *, motion: dict | None = None, supersample: int = 2,
+                                 device: str | torch.device = "auto", dtype: torch.dtype = torch.float64,
+                                 ) -> ImagePair:
+    r"""A 3D pair with a known 12-parameter affine motion :math:`y^*` (:data:`VOLUME_MOTION`, overridable).
+
+    The reference is the phantom :math:`g` averaged over ``supersample³`` points per cell; the template is
+    :math:`T = g \circ y^{*-1}` sampled the same way, so :math:`T(y^*(x)) = R(x)` and ``w_true`` is the truth.
+    """
+    grid = Grid(_VOLUME_OMEGA, _checks.integer_tuple("m", m, 3, 4, allowed="at least 4 cells per dimension (an "
+                                                            "integer, or 3 integers)"))
+    _checks.integer("supersample", supersample)
+    motion = {**VOLUME_MOTION, **(motion or {})}
+    unknown = set(motion) - set(VOLUME_MOTION)
+    if unknown:
+        raise ValueError(f"motion has unknown keys {sorted(unknown)}; allowed: {sorted(VOLUME_MOTION)}")
+    w_true = _volume_affine(grid.center(), **motion)
+    A = w_true[:9].reshape(3, 3)
+    inv = torch.cat([torch.linalg.inv(A).reshape(-1), -torch.linalg.solve(A, w_true[9:])])
+    fine = Grid(_VOLUME_OMEGA, tuple(k * supersample for k in grid.m))
+    x = fine.cell_centers(dtype=torch.float64)
+
+    def sample(values: torch.Tensor) -> torch.Tensor:
+        v = values.reshape(*[k for mk in grid.m for k in (mk, supersample)])
+        return v.mean(dim=(1, 3, 5))
+
+    reference = sample(volume_phantom(x))
+    template = sample(volume_phantom(affine(inv, x)))
+    dev = resolve_device(device)
+    return ImagePair(template.to(dev, dtype), reference.to(dev, dtype), grid, w_true.to(dev, dtype),
+                     "synthetic volume (known 3D affine motion)")

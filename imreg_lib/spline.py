@@ -20,6 +20,20 @@ with :math:`B = \mathrm{tridiag}(1, 4, 1)` and FAIR's "moments" matrix :math:`P`
 ±3: 6), so :math:`\theta` weights a curvature penalty: :math:`\theta = 0` interpolates, large
 :math:`\theta` smooths (the scale space of Fig. 1).
 
+Scale and smoothing
+-------------------
+The spline model smooths the data at scale :math:`\theta` with the transfer function (per dimension, frequency
+:math:`\omega` in radians per cell)
+
+.. math::
+    H_\theta(\omega) = \frac{\hat B(\omega)^2}{\hat B(\omega)^2 + \theta \hat P(\omega)}, \qquad
+    \hat B = 4 + 2\cos\omega,\quad \hat P = 96 - 108\cos\omega + 12\cos 3\omega ,
+
+so :math:`H_\theta \approx 1 / (1 + \theta\omega^4)` at low frequencies (:math:`\hat P/\hat B^2 = \omega^4 +
+O(\omega^6)`). A Gaussian of standard deviation :math:`\sigma` cells has :math:`e^{-\sigma^2\omega^2/2}`. Matching
+the frequency where each halves the signal gives :func:`sigma_for_theta`; roughly
+:math:`\sigma \approx \sqrt{2\ln 2}\,\theta^{1/4}`.
+
 Implementation
 --------------
 * **θ in closed form.** With :math:`B^\top B = L L^\top` and :math:`L^{-1} P L^{-\top} = V \Lambda V^\top`,
@@ -65,6 +79,9 @@ __all__ = [
     "spline_derivatives",
     "spline_evaluate",
     "spline_gradients",
+    "sigma_for_theta",
+    "theta_for_sigma",
+    "transfer",
     "spline_weights",
 ]
 
@@ -621,3 +638,53 @@ def spline_weights(x: torch.Tensor, grid: Grid, *, window: str = "paper", gradie
         grad = torch.stack([outer([per_dim[1 if i == j else 0, :, i] for i in range(d)]) / lay.h[j]
                             for j in range(d)], dim=-1)
     return SplineWeights(index, weights, grid.m, grad)
+
+
+# ------------------------------------------------------------------------------------------------
+# Scale and smoothing: theta against a Gaussian's sigma
+# ------------------------------------------------------------------------------------------------
+_LN2 = math.log(2.0)
+
+
+def transfer(theta: float, omega: float) -> float:
+    r"""The spline's smoothing :math:`H_\theta(\omega)` at frequency ``omega`` (radians per cell), per dimension."""
+    b = 4.0 + 2.0 * math.cos(omega)
+    p = 96.0 - 108.0 * math.cos(omega) + 12.0 * math.cos(3.0 * omega)
+    return b * b / (b * b + theta * p)
+
+
+def sigma_for_theta(theta: float) -> float:
+    r"""The Gaussian smoothing sigma (in cells) that halves the same frequency as the spline at scale ``theta``.
+
+    Solves :math:`H_\theta(\omega_c) = 1/2` by bisection and returns :math:`\sigma = \sqrt{2\ln 2} / \omega_c`;
+    0 where no frequency up to Nyquist (:math:`\omega = \pi`) is halved (:math:`\theta` below about 0.01: the
+    spline hardly smooths).
+    """
+    theta = _checks.positive_number("theta", theta, allow_zero=True)
+    if theta == 0 or transfer(theta, math.pi) > 0.5:
+        return 0.0
+    lo, hi = 1e-12, math.pi
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if transfer(theta, mid) > 0.5:
+            lo = mid
+        else:
+            hi = mid
+    return math.sqrt(2.0 * _LN2) / (0.5 * (lo + hi))
+
+
+def theta_for_sigma(sigma: float) -> float:
+    """The inverse of :func:`sigma_for_theta`: the spline scale that smooths like a Gaussian of ``sigma`` cells."""
+    sigma = _checks.positive_number("sigma", sigma, allow_zero=True)
+    if sigma == 0:
+        return 0.0
+    lo, hi = 0.0, 1.0
+    while sigma_for_theta(hi) < sigma:
+        hi *= 10.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if sigma_for_theta(mid) < sigma:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)

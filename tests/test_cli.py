@@ -73,12 +73,12 @@ def test_the_transform_registers_the_png_files_in_simpleitk(png_pair, capsys):
 
 def test_the_transform_registers_3d_files_with_their_geometry(tmp_path):
     # a volume with anisotropic spacing, an offset origin and a flipped direction, as an MHA file
-    from imreg_lib.paper.peers import _volume_phantom
+    from imreg_lib.data import volume_phantom
 
     n = (20, 22, 18)
     grid_points = torch.stack(torch.meshgrid(*[torch.linspace(0, 1, k, dtype=torch.float64) for k in n],
                                              indexing="ij"), -1).reshape(-1, 3) * torch.tensor([20.0, 25.0, 15.0])
-    X = _volume_phantom(grid_points).reshape(n).numpy()
+    X = volume_phantom(grid_points).reshape(n).numpy()
     R = sitk.GetImageFromArray(X.transpose(2, 1, 0))
     R.SetSpacing((1.5, 1.2, 2.0))
     R.SetOrigin((-10.0, 4.0, 7.5))

@@ -141,3 +141,17 @@ def test_image_pair_is_the_synthetic_hand_or_the_two_files(tmp_path):
     _write(tmp_path / "t.png", np.ones((8, 8)))
     files = il.image_pair(8, tmp_path / "r.png", tmp_path / "t.png", template_orientation="mirror_x", device="cpu")
     assert files.w_true is None and files.source == "r.png / t.png (mirror x)"
+
+
+def test_volume_pair_has_its_known_motion():
+    pair = il.data.synthetic_volume_motion_pair(12)
+    assert pair.grid.dim == 3 and pair.w_true.shape == (12,)
+    objective = il.SSDObjective(il.SplineImage(pair.template, pair.grid), il.SplineImage(pair.reference, pair.grid),
+                                il.Affine(3))
+    J_true, J_id = float(objective.loss(pair.w_true, 1e-3)), float(objective.loss(objective.identity(), 1e-3))
+    assert J_true < 0.02 * J_id  # T(y*(x)) is R(x) up to sampling
+    wrong = pair.w_true.clone()
+    wrong[9] += 1.0
+    assert float(objective.loss(wrong, 1e-3)) > 3 * J_true
+    with pytest.raises(ValueError, match="motion has unknown keys"):
+        il.data.synthetic_volume_motion_pair(8, motion={"angle": 3})

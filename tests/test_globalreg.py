@@ -66,7 +66,7 @@ def test_rotation_starts_are_rotations_between_the_domain_centres():
         A = w[:4].reshape(2, 2)
         assert torch.allclose(A @ A.T, torch.eye(2, dtype=torch.float64), atol=1e-12)
         assert torch.allclose(il.affine(w, c[None])[0], c, atol=1e-12)
-    volume = peers.pair_objective(peers.synthetic_volume_motion_pair(6))
+    volume = peers.pair_objective(il.data.synthetic_volume_motion_pair(6))
     assert rotation_starts(volume, 12, (30.0,)).shape == (12 * 5, 12)
 
 
@@ -92,7 +92,7 @@ def test_the_global_driver_recovers_a_real_image_turned(angle):
 
 
 def test_the_global_driver_recovers_a_3d_rotation_about_z():
-    pair = peers.synthetic_volume_motion_pair(12, motion={"angles_deg": (130.0, 0.0)})
+    pair = il.data.synthetic_volume_motion_pair(12, motion={"angles_deg": (130.0, 0.0)})
     found = global_register(peers.pair_objective(pair))
     assert peers.motion_error(found.w, pair.w_true, pair.grid) < peers.SUCCESS_CELLS
 
@@ -140,7 +140,7 @@ def test_sample_images_are_real_and_upright():
 
 
 def test_closed_form_theta_derivative_of_the_coefficients_matches_jvp():
-    for pair in (il.synthetic_hand_pair(16), peers.synthetic_volume_motion_pair(6)):
+    for pair in (il.synthetic_hand_pair(16), il.data.synthetic_volume_motion_pair(6)):
         image = il.SplineImage(pair.template, pair.grid)
         for theta in (1e-3, 1.0, 1e3):
             t = torch.tensor(theta, dtype=torch.float64)

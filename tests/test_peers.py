@@ -1,10 +1,8 @@
-"""The comparison with SimpleITK: scale-sigma relation, scoring, the 3D pair, the registrations and the verdicts."""
+"""The comparison with SimpleITK: scoring, the 3D pair, the registrations and the verdicts."""
 
 import math
 
-import numpy as np
 import pytest
-import torch
 
 import imreg_lib as il
 from imreg_lib.paper import peers
@@ -16,40 +14,7 @@ GOOD = dict(theta_max=1e3, theta_min=1e-3, n_scales=30, gtol=1e-4, gtol_single=1
             capture_angles=[0.0, 90.0], capture_m=32, m_3d=16, angles_3d=[90.0, 30.0])
 
 
-def test_sigma_for_theta_halves_the_same_frequency():
-    for theta in (0.1, 1.0, 10.0, 1e3):
-        sigma = peers.sigma_for_theta(theta)
-        omega = math.sqrt(2 * math.log(2)) / sigma
-        assert peers._transfer(theta, omega) == pytest.approx(0.5, abs=1e-9)  # the spline halves it ...
-        assert math.exp(-0.5 * (sigma * omega) ** 2) == pytest.approx(0.5)  # ... and so does the Gaussian
-        assert peers.theta_for_sigma(sigma) == pytest.approx(theta, rel=1e-9)
-    # the low-frequency limit H = 1 / (1 + theta omega^4): sigma ~ sqrt(2 ln 2) theta^(1/4) for large theta
-    assert peers.sigma_for_theta(1e6) == pytest.approx(math.sqrt(2 * math.log(2)) * 1e6 ** 0.25, rel=1e-3)
-    assert peers.sigma_for_theta(0.0) == 0.0 and peers.sigma_for_theta(1e-3) == 0.0  # nothing below Nyquist halved
-    s = [peers.sigma_for_theta(t) for t in np.logspace(-1, 4, 12)]
-    assert all(a < b for a, b in zip(s, s[1:], strict=False))
-
-
-def test_spline_transfer_function_is_the_one_the_relation_uses():
-    """Smoothing a cosine with the spline model at scale theta multiplies it by H_theta(omega) (interior cells)."""
-    m, omega, theta = 160, 0.6, 3.0
-    grid = il.Grid((0.0, float(m), 0.0, 8.0), (m, 8))
-    x = torch.arange(m, dtype=torch.float64)
-    data = torch.cos(omega * x)[:, None].expand(m, 8).contiguous()
-    # along y the image is constant, which the 8-cell spline keeps only up to its boundary rows: divide it out
-    along_y = il.SplineImage(torch.ones(m, 8, dtype=torch.float64), grid).on_grid(theta)[m // 2, 4]
-    smoothed = il.SplineImage(data, grid).on_grid(theta)[:, 4] / along_y
-    mid = slice(m // 2 - 20, m // 2 + 20)
-    gain = float((smoothed[mid] @ data[mid, 4]) / (data[mid, 4] @ data[mid, 4]))
-    assert gain == pytest.approx(peers._transfer(theta, omega), rel=1e-3)
-    assert abs(gain - peers._transfer(2 * theta, omega)) > 1e-2  # the check can fail
-
-
 def test_parameter_errors_name_the_parameter():
-    with pytest.raises(ValueError, match="theta must be"):
-        peers.sigma_for_theta(-1.0)
-    with pytest.raises(ValueError, match="sigma must be"):
-        peers.theta_for_sigma(float("nan"))
     with pytest.raises(ValueError, match="smoothing_sigmas"):
         peers.SimpleITKSettings((4, 2, 1), (2.0, 1.0))
     with pytest.raises(ValueError, match="shrink_factors"):
@@ -68,7 +33,7 @@ def test_parameter_errors_name_the_parameter():
     with pytest.raises(ValueError, match="method must be one of"):
         peers.register(pair, "elastix")
     with pytest.raises(ValueError, match="rotation_search_steps"):
-        peers.simpleitk_register(peers.synthetic_volume_motion_pair(6),
+        peers.simpleitk_register(il.data.synthetic_volume_motion_pair(6),
                                  peers.SimpleITKSettings(rotation_search_steps=4))
 
 
@@ -80,19 +45,6 @@ def test_motion_error_in_cells():
     shifted[4] += 1.5 * grid.h[0]
     assert peers.motion_error(shifted, w, grid) == pytest.approx(1.5)
     assert peers.motion_error(w, None, grid) is None
-
-
-def test_volume_pair_has_its_known_motion():
-    pair = peers.synthetic_volume_motion_pair(12)
-    assert pair.grid.dim == 3 and pair.w_true.shape == (12,)
-    objective = peers.pair_objective(pair)
-    J_true, J_id = float(objective.loss(pair.w_true, 1e-3)), float(objective.loss(objective.identity(), 1e-3))
-    assert J_true < 0.02 * J_id  # T(y*(x)) is R(x) up to sampling
-    wrong = pair.w_true.clone()
-    wrong[9] += 1.0
-    assert float(objective.loss(wrong, 1e-3)) > 3 * J_true
-    with pytest.raises(ValueError, match="motion has unknown keys"):
-        peers.synthetic_volume_motion_pair(8, motion={"angle": 3})
 
 
 def test_every_method_recovers_a_small_motion_and_is_scored_by_our_objective():

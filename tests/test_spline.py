@@ -1,9 +1,13 @@
 """Spline image model: definition (the paper's eq. 2), exactness, smoothing, derivatives under every transform."""
+import math
+
+import numpy as np
 import pytest
 import torch
 from torch.func import grad, hessian, jacfwd, jacrev, jvp, vmap
 
 import imreg_lib as il
+from imreg_lib import spline
 from imreg_lib._torch import is_traced
 from imreg_lib.spline import spline_basis_matrices
 
@@ -221,3 +225,41 @@ def test_closed_form_theta_derivative_of_the_values_at_cell_centres(hand32):
         ad = jvp(lambda s: image.on_grid(s), (t,), (torch.ones_like(t),))[1]
         assert closed.shape == image.grid.m
         assert float((closed - ad).abs().max()) <= 1e-12 * float(ad.abs().max())
+
+
+def test_sigma_for_theta_halves_the_same_frequency():
+    for theta in (0.1, 1.0, 10.0, 1e3):
+        sigma = spline.sigma_for_theta(theta)
+        omega = math.sqrt(2 * math.log(2)) / sigma
+        assert spline.transfer(theta, omega) == pytest.approx(0.5, abs=1e-9)  # the spline halves it ...
+        assert math.exp(-0.5 * (sigma * omega) ** 2) == pytest.approx(0.5)  # ... and so does the Gaussian
+        assert spline.theta_for_sigma(sigma) == pytest.approx(theta, rel=1e-9)
+    # the low-frequency limit H = 1 / (1 + theta omega^4): sigma ~ sqrt(2 ln 2) theta^(1/4) for large theta
+    assert spline.sigma_for_theta(1e6) == pytest.approx(math.sqrt(2 * math.log(2)) * 1e6 ** 0.25, rel=1e-3)
+    assert spline.sigma_for_theta(0.0) == 0.0 and spline.sigma_for_theta(1e-3) == 0.0  # nothing below Nyquist halved
+    s = [spline.sigma_for_theta(t) for t in np.logspace(-1, 4, 12)]
+    assert all(a < b for a, b in zip(s, s[1:], strict=False))
+
+
+def test_spline_transfer_function_is_the_one_the_relation_uses():
+    """Smoothing a cosine with the spline model at scale theta multiplies it by H_theta(omega) (interior cells)."""
+    m, omega, theta = 160, 0.6, 3.0
+    grid = il.Grid((0.0, float(m), 0.0, 8.0), (m, 8))
+    x = torch.arange(m, dtype=torch.float64)
+    data = torch.cos(omega * x)[:, None].expand(m, 8).contiguous()
+    # along y the image is constant, which the 8-cell spline keeps only up to its boundary rows: divide it out
+    along_y = il.SplineImage(torch.ones(m, 8, dtype=torch.float64), grid).on_grid(theta)[m // 2, 4]
+    smoothed = il.SplineImage(data, grid).on_grid(theta)[:, 4] / along_y
+    mid = slice(m // 2 - 20, m // 2 + 20)
+    gain = float((smoothed[mid] @ data[mid, 4]) / (data[mid, 4] @ data[mid, 4]))
+    assert gain == pytest.approx(spline.transfer(theta, omega), rel=1e-3)
+    assert abs(gain - spline.transfer(2 * theta, omega)) > 1e-2  # the check can fail
+
+
+def test_sigma_and_theta_check_their_inputs():
+    with pytest.raises(ValueError, match="theta must be"):
+        spline.sigma_for_theta(-1.0)
+    with pytest.raises(ValueError, match="sigma must be"):
+        spline.theta_for_sigma(float("nan"))
+    with pytest.raises(ValueError, match="theta must be a finite number >= 0, got True"):
+        spline.sigma_for_theta(True)

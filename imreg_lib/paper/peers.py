@@ -15,20 +15,6 @@ interpolation, a multi-resolution pyramid (shrink factors and Gaussian smoothing
 gradient descent or L-BFGS-B with physical-shift scales, and ``CenteredTransformInitializer`` (geometric
 centres). For large rotations its users first search the rotation exhaustively (an ``Euler2DTransform``
 scanned over the full circle) and start the affine pyramid there.
-
-Scale and smoothing
--------------------
-The spline model smooths the data at scale :math:`\theta` with the transfer function (per dimension, frequency
-:math:`\omega` in radians per cell)
-
-.. math::
-    H_\theta(\omega) = \frac{\hat B(\omega)^2}{\hat B(\omega)^2 + \theta \hat P(\omega)}, \qquad
-    \hat B = 4 + 2\cos\omega,\quad \hat P = 96 - 108\cos\omega + 12\cos 3\omega ,
-
-so :math:`H_\theta \approx 1 / (1 + \theta\omega^4)` at low frequencies (:math:`\hat P/\hat B^2 = \omega^4 +
-O(\omega^6)`). A Gaussian of standard deviation :math:`\sigma` cells has :math:`e^{-\sigma^2\omega^2/2}`. Matching
-the frequency where each halves the signal gives :func:`sigma_for_theta`; roughly
-:math:`\sigma \approx \sqrt{2\ln 2}\,\theta^{1/4}`.
 """
 
 from __future__ import annotations
@@ -44,7 +30,7 @@ import numpy as np
 import torch
 
 from .. import _checks
-from ..data import SAMPLE_IMAGES, ImagePair, moved_pair, sample_image, synthetic_hand_pair
+from ..data import SAMPLE_IMAGES, ImagePair, moved_pair, sample_image, synthetic_hand_pair, synthetic_volume_motion_pair
 from ..globalreg import global_register, newton_exact
 from ..grid import Grid
 from ..interop import affine_from_itk, to_sitk_image
@@ -55,11 +41,11 @@ from ..transformations import Affine, affine
 from ._schema import INLINE, Record
 
 __all__ = ["CAPTURE_ANGLES", "FROM_TRUTH", "IMAGE_METHODS", "METHODS_2D", "METHODS_3D", "SITK_OPTIMIZERS",
-           "SUCCESS_CELLS", "VOLUME_MOTION", "CaptureSweep", "CaptureSweep3D", "PeerResult", "PeerRun", "PeerScore",
+           "SUCCESS_CELLS", "CaptureSweep", "CaptureSweep3D", "PeerResult", "PeerRun", "PeerScore",
            "PeersResults", "PeersSettings", "RegisterOptions", "SimpleITKSettings", "capture_range", "capture_range_3d",
            "capture_table", "capture_verdict", "file_registration_check", "motion_error", "pair_objective",
-           "peer_comparison", "register", "runs_table", "sample_image_capture", "sigma_for_theta", "simpleitk_register",
-           "synthetic_volume_motion_pair", "theta_for_sigma"]
+           "peer_comparison", "register", "runs_table", "sample_image_capture", "simpleitk_register",
+           ]
 
 #: Motion error (cells) below which a registration recovers the motion.
 SUCCESS_CELLS = 0.5
@@ -72,55 +58,8 @@ METHODS_3D = ("simpleitk", "single_scale", "traditional", "predictor_corrector",
 #: Not a method: Newton at θ_min started *at the true motion*. Where it ends more than :data:`SUCCESS_CELLS` from
 #: the truth, the SSD objective's own minimum is off, and no method that minimises the SSD can recover the motion.
 FROM_TRUTH = "newton_from_truth"
-_OURS = ("single_scale", "traditional", "predictor_corrector", "global")
 #: The optimizers of SimpleITK's affine pyramid (:class:`SimpleITKSettings`).
 SITK_OPTIMIZERS = ("regular_step", "lbfgsb")
-
-_LN2 = math.log(2.0)
-
-
-def _transfer(theta: float, omega: float) -> float:
-    b = 4.0 + 2.0 * math.cos(omega)
-    p = 96.0 - 108.0 * math.cos(omega) + 12.0 * math.cos(3.0 * omega)
-    return b * b / (b * b + theta * p)
-
-
-def sigma_for_theta(theta: float) -> float:
-    r"""The Gaussian smoothing sigma (in cells) that halves the same frequency as the spline at scale ``theta``.
-
-    Solves :math:`H_\theta(\omega_c) = 1/2` by bisection and returns :math:`\sigma = \sqrt{2\ln 2} / \omega_c`;
-    0 where no frequency up to Nyquist (:math:`\omega = \pi`) is halved (:math:`\theta` below about 0.01: the
-    spline hardly smooths).
-    """
-    theta = _checks.positive_number("theta", theta, allow_zero=True)
-    if theta == 0 or _transfer(theta, math.pi) > 0.5:
-        return 0.0
-    lo, hi = 1e-12, math.pi
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if _transfer(theta, mid) > 0.5:
-            lo = mid
-        else:
-            hi = mid
-    return math.sqrt(2.0 * _LN2) / (0.5 * (lo + hi))
-
-
-def theta_for_sigma(sigma: float) -> float:
-    """The inverse of :func:`sigma_for_theta`: the spline scale that smooths like a Gaussian of ``sigma`` cells."""
-    sigma = _checks.positive_number("sigma", sigma, allow_zero=True)
-    if sigma == 0:
-        return 0.0
-    lo, hi = 0.0, 1.0
-    while sigma_for_theta(hi) < sigma:
-        hi *= 10.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if sigma_for_theta(mid) < sigma:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
-
 
 def _set(obj: object, name: str, value: object) -> None:
     object.__setattr__(obj, name, value)
@@ -650,77 +589,6 @@ def file_registration_check(transform_path, pair: ImagePair, margin: int = 4) ->
     else:  # another size: compare the template resampled through the identity
         t = sitk.GetArrayFromImage(sitk.Resample(T, R, sitk.Transform(), sitk.sitkLinear, 0.0))[inner]
     return float(np.mean((t - r) ** 2)), float(np.mean((w - r) ** 2))
-
-
-#: The known motion of the 3D pair: rotations about z and x (degrees), scaling and shift about the centre.
-VOLUME_MOTION = {"angles_deg": (35.0, 15.0), "scale": (1.05, 0.95, 1.0), "shift": (0.4, -0.5, 0.3)}
-_VOLUME_OMEGA = (0.0, 20.0, 0.0, 25.0, 0.0, 15.0)
-
-
-def _volume_affine(center: Sequence[float], angles_deg: Sequence[float], scale: Sequence[float],
-                   shift: Sequence[float]) -> torch.Tensor:
-    az, ax = (math.radians(a) for a in angles_deg)
-    Rz = torch.tensor([[math.cos(az), -math.sin(az), 0.0], [math.sin(az), math.cos(az), 0.0], [0.0, 0.0, 1.0]],
-                      dtype=torch.float64)
-    Rx = torch.tensor([[1.0, 0.0, 0.0], [0.0, math.cos(ax), -math.sin(ax)], [0.0, math.sin(ax), math.cos(ax)]],
-                      dtype=torch.float64)
-    A = Rz @ Rx @ torch.diag(torch.tensor(scale, dtype=torch.float64))
-    c = torch.tensor(center, dtype=torch.float64)
-    return torch.cat([A.reshape(-1), c - A @ c + torch.tensor(shift, dtype=torch.float64)])
-
-
-def _volume_phantom(points: torch.Tensor) -> torch.Tensor:
-    """An asymmetric 3D phantom on (0, 20) x (0, 25) x (0, 15): an ellipsoidal body, a bright rod and three blobs
-    of different sizes (so every rotation is identifiable), 0-255 scale, smooth edges."""
-    c = torch.tensor([10.0, 12.5, 7.5], dtype=torch.float64)
-    q = (points - c) / torch.tensor([6.0, 8.5, 4.5], dtype=torch.float64)
-    body = torch.sigmoid((1.0 - torch.linalg.vector_norm(q, dim=1)) / 0.06)
-    blobs = torch.tensor([[7.0, 8.0, 6.0, 2.2, 120.0], [13.5, 16.0, 9.0, 1.6, 150.0], [9.5, 18.5, 5.5, 1.1, 100.0]],
-                         dtype=torch.float64)
-    v = 60.0 * body
-    for x0, y0, z0, r, a in blobs:
-        d2 = ((points - torch.stack([x0, y0, z0])) ** 2).sum(-1)
-        v = v + a * torch.exp(-d2 / (2.0 * r * r))
-    # a rod from (6, 5, 7) to (14, 10, 8): distance to the segment
-    p0, p1 = torch.tensor([6.0, 5.0, 7.0], dtype=torch.float64), torch.tensor([14.0, 10.0, 8.0], dtype=torch.float64)
-    u = p1 - p0
-    s = (((points - p0) @ u) / (u @ u)).clamp(0.0, 1.0)
-    dist = torch.linalg.vector_norm(points - (p0 + s[:, None] * u), dim=1)
-    return v + 80.0 * torch.sigmoid((0.9 - dist) / 0.15)
-
-
-def synthetic_volume_motion_pair(m: int | Sequence[int] = 16, *, motion: dict | None = None, supersample: int = 2,
-                                 device: str | torch.device = "auto", dtype: torch.dtype = torch.float64,
-                                 ) -> ImagePair:
-    r"""A 3D pair with a known 12-parameter affine motion :math:`y^*` (:data:`VOLUME_MOTION`, overridable).
-
-    The reference is the phantom :math:`g` averaged over ``supersample³`` points per cell; the template is
-    :math:`T = g \circ y^{*-1}` sampled the same way, so :math:`T(y^*(x)) = R(x)` and ``w_true`` is the truth.
-    """
-    from ..device import resolve_device
-
-    grid = Grid(_VOLUME_OMEGA, _checks.integer_tuple("m", m, 3, 4, allowed="at least 4 cells per dimension (an "
-                                                            "integer, or 3 integers)"))
-    _checks.integer("supersample", supersample)
-    motion = {**VOLUME_MOTION, **(motion or {})}
-    unknown = set(motion) - set(VOLUME_MOTION)
-    if unknown:
-        raise ValueError(f"motion has unknown keys {sorted(unknown)}; allowed: {sorted(VOLUME_MOTION)}")
-    w_true = _volume_affine(grid.center(), **motion)
-    A = w_true[:9].reshape(3, 3)
-    inv = torch.cat([torch.linalg.inv(A).reshape(-1), -torch.linalg.solve(A, w_true[9:])])
-    fine = Grid(_VOLUME_OMEGA, tuple(k * supersample for k in grid.m))
-    x = fine.cell_centers(dtype=torch.float64)
-
-    def sample(values: torch.Tensor) -> torch.Tensor:
-        v = values.reshape(*[k for mk in grid.m for k in (mk, supersample)])
-        return v.mean(dim=(1, 3, 5))
-
-    reference = sample(_volume_phantom(x))
-    template = sample(_volume_phantom(affine(inv, x)))
-    dev = resolve_device(device)
-    return ImagePair(template.to(dev, dtype), reference.to(dev, dtype), grid, w_true.to(dev, dtype),
-                     "synthetic volume (known 3D affine motion)")
 
 
 # ---- results and verdicts ----------------------------------------------------------------------------------
