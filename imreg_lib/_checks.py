@@ -22,7 +22,7 @@ from collections.abc import Collection
 
 import numpy as np
 
-__all__ = ["boolean", "fraction", "integer", "integer_tuple", "one_of", "positive_number"]
+__all__ = ["boolean", "fraction", "integer", "integer_tuple", "number", "one_of", "positive_number", "sequence"]
 
 
 def _fail(name: str, allowed: str, value: object) -> ValueError:
@@ -34,6 +34,27 @@ def boolean(name: str, value: object) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise _fail(name, "True or False", value)
     return bool(value)
+
+
+def sequence(name: str, value: object, allowed: str, length: int | None = None, *, empty: bool = False) -> tuple:
+    """``value`` as a tuple: a list, tuple or other iterable (not a string) of ``length`` entries, or of any number
+    (at least one unless ``empty``); else ``ValueError("<name> must be <allowed>, got <value>")``. The entries are
+    the caller's to check."""
+    try:
+        entries = None if isinstance(value, str) else tuple(value)
+    except TypeError:
+        entries = None
+    if entries is None or (len(entries) != length if length is not None else not (entries or empty)):
+        raise _fail(name, allowed, value)
+    return entries
+
+
+def number(name: str, value: object, allowed: str = "a finite number") -> float:
+    """``value`` as a float if it is a finite number of either sign (not a bool), else a ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(
+            value):
+        raise _fail(name, allowed, value)
+    return float(value)
 
 
 def _integer_words(minimum: int) -> str:

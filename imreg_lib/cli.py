@@ -21,7 +21,6 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from . import _checks
+from ._files import write_atomic
 from .device import resolve_device
 from .globalreg import global_register
 from .grid import Grid
@@ -222,13 +222,6 @@ def register_files(reference: FileImage, template: FileImage, *, method: str = "
     return FileRegistration(w, physical_transform(w, reference, template), loss, identity, seconds, objective)
 
 
-def _atomic_path(path: Path):
-    suffix = "".join(path.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def write_warped(path: str | os.PathLike, result: FileRegistration, reference: FileImage,
                  template: FileImage) -> Path:
     """Resample the template file onto the reference file's pixels through the found map (cubic spline of the
@@ -241,8 +234,8 @@ def write_warped(path: str | os.PathLike, result: FileRegistration, reference: F
     spline = SplineImage(template.values.double(), Grid(template.omega, tuple(template.values.shape)))
     u = ref_grid.cell_centers(dtype=torch.float64)
     values = spline(affine(result.w.detach().cpu().double(), u)).reshape(ref_grid.m).numpy()
-    tmp = _atomic_path(path)
-    try:
+
+    def write(tmp: Path) -> None:
         if path.suffix.lower() in _PILLOW:
             from PIL import Image
 
@@ -256,10 +249,8 @@ def write_warped(path: str | os.PathLike, result: FileRegistration, reference: F
             img.SetSpacing(reference.spacing)
             img.SetDirection(reference.direction)
             sitk.WriteImage(img, str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    write_atomic(path, write, "".join(path.suffixes) or ".tmp")
     return path
 
 

@@ -41,19 +41,20 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ._files import write_atomic
 from .device import DEFAULT_DTYPE
 from .grid import Grid
 from .transformations import affine
 
-__all__ = ["affine_from_itk", "affine_to_itk", "conjugate", "file_geometry", "file_transform", "from_sitk_image",
-           "interior", "read_itk_transform", "sitk_affine", "sitk_resample", "to_sitk_image", "write_itk_transform"]
+__all__ = ["affine_from_itk", "affine_to_itk", "conjugate", "file_geometry", "file_mse", "file_transform",
+           "from_sitk_image", "interior", "read_itk_transform", "sitk_affine", "sitk_resample", "to_sitk_image",
+           "write_itk_transform"]
 
 _HEADER = "#Insight Transform File V1.0"
 
@@ -284,22 +285,7 @@ def write_itk_transform(path: str | os.PathLike, w: torch.Tensor | Sequence[floa
     path = Path(path)
     if path.parent and not path.parent.is_dir():
         raise FileNotFoundError(f"path: the folder {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def read_itk_transform(path: str | os.PathLike, *, dtype: torch.dtype = DEFAULT_DTYPE,
@@ -338,3 +324,24 @@ def read_itk_transform(path: str | os.PathLike, *, dtype: torch.dtype = DEFAULT_
         raise ValueError(f"{str(path)!r}: a {d}D affine transform needs {d * d + d} parameters and {d} fixed "
                          f"parameters, got {len(params)} and {len(fixed)}")
     return affine_from_itk(params[: d * d], params[d * d:], fixed, dtype=dtype), tuple(fixed)
+
+
+def file_mse(transform_path: str | os.PathLike, reference_path: str | os.PathLike, template_path: str | os.PathLike,
+             margin: int = 4) -> tuple[float, float]:
+    """Resample the template *file* onto the reference *file* with SimpleITK through an ITK transform file (in the
+    files' physical space) and return the mean squared difference to the reference file without and with it, over
+    the pixels at least ``margin`` pixels from the reference file's border (2D or 3D; a colour file by its first
+    channel; a template of another size is compared through the identity)."""
+    sitk = _sitk()
+
+    def read(path):
+        image = sitk.ReadImage(str(path), sitk.sitkFloat64)
+        return image if image.GetNumberOfComponentsPerPixel() == 1 else sitk.VectorIndexSelectionCast(
+            image, 0, sitk.sitkFloat64)
+
+    R, T = read(reference_path), read(template_path)
+    inner = tuple(slice(margin, -margin) for _ in range(R.GetDimension()))
+    r = sitk.GetArrayFromImage(R)[inner]
+    w = sitk.GetArrayFromImage(sitk.Resample(T, R, sitk.ReadTransform(str(transform_path)), sitk.sitkLinear, 0.0))
+    t = T if T.GetSize() == R.GetSize() else sitk.Resample(T, R, sitk.Transform(), sitk.sitkLinear, 0.0)
+    return float(np.mean((sitk.GetArrayFromImage(t)[inner] - r) ** 2)), float(np.mean((w[inner] - r) ** 2))

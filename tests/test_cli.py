@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from imreg_lib import cli
+from imreg_lib import cli, interop
 from imreg_lib.data import sample_image
 
 sitk = pytest.importorskip("SimpleITK")
@@ -56,6 +56,7 @@ def test_the_transform_registers_the_png_files_in_simpleitk(png_pair, capsys):
     assert "J / J(identity)" in captured.out and "wrote" in captured.out
     assert "θ =" in captured.err  # progress per scale
     before, after = _mse_through(out, png_pair / "R.png", png_pair / "T.png", 12)
+    assert interop.file_mse(out, png_pair / "R.png", png_pair / "T.png", 12) == pytest.approx((before, after))
     assert after < 0.03 * before
     # the aspect ratio is kept: the found map is the rotation by 20° (no shear) and the shift, in pixels
     tr = sitk.AffineTransform(sitk.ReadTransform(str(out)))
@@ -93,6 +94,7 @@ def test_the_transform_registers_3d_files_with_their_geometry(tmp_path):
     assert cli.main(["register", str(tmp_path / "R.mha"), str(tmp_path / "T.mha"), "--out", str(out),
                      "--m", "20", "--quiet", "--warped", str(tmp_path / "W.nii.gz")]) == 0
     before, after = _mse_through(out, tmp_path / "R.mha", tmp_path / "T.mha", 3)
+    assert interop.file_mse(out, tmp_path / "R.mha", tmp_path / "T.mha", 3) == pytest.approx((before, after))
     assert after < 0.1 * before
     W = sitk.ReadImage(str(tmp_path / "W.nii.gz"))
     assert W.GetSize() == R.GetSize() and np.allclose(W.GetSpacing(), R.GetSpacing())

@@ -31,12 +31,13 @@ import enum
 import functools
 import json
 import os
-import tempfile
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
+
+from .._files import write_atomic
 
 __all__ = ["INLINE", "Record", "decode", "encode", "write_json"]
 
@@ -166,26 +167,11 @@ def _decode_record(cls: type, data: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` (a record, through :func:`encode`, or JSON-ready Python) as JSON to ``path`` through a temporary
     file in the same folder and a rename, so that the file is never half-written; returns the path. The paper
     layer's one writer: results, the report and the full-scale run all go through it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(encode(obj), fh, indent=1, ensure_ascii=False)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make results private to their writer
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    text = json.dumps(encode(obj), indent=1, ensure_ascii=False)
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

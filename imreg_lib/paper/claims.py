@@ -41,46 +41,31 @@ STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
 
 @dataclass(frozen=True)
 class Claim(Record):
-    """One statement of the paper with our number and its verdict.
+    """One statement of the paper with our number and its verdict."""
 
-    Attributes
-    ----------
-    id : str
-        Stable identifier (``"fig2.registers"``): the same claim on another data set has the same id.
-    section : str
-        Where the paper makes it ("Table 1", "Fig 2", "§4.3.1", ...).
-    claim : str
-        The statement, in a few words.
-    paper : str
-        The paper's number or wording.
-    ours : str
-        Ours, formatted.
-    status : Status
-        The verdict (a string of :data:`STATUSES` is accepted and converted).
-    rule : str
-        The rule that decided ``status``, in words.
-    explanation : str
-        Why it differs, where it does, and the settings behind the row.
-    stable : bool
-        Whether ``ours`` is reproducible on one machine (``False`` for timings and memory), so the regression
-        tests may compare the status.
-    paper_value, ours_value : float, optional
-        The two numbers, where the claim is one number (for plotting ours against the paper's).
-    data : str
-        What the numbers were computed on (the notebook's own description of its data).
-    """
-
+    #: Stable identifier (``"fig2.registers"``): the same claim on another data set has the same id.
     id: str
+    #: Where the paper makes it ("Table 1", "Fig 2", "§4.3.1", ...).
     section: str
+    #: The statement, in a few words.
     claim: str
+    #: The paper's number or wording.
     paper: str
+    #: Ours, formatted.
     ours: str
+    #: The verdict (a string of :data:`STATUSES` is accepted and converted).
     status: Status
+    #: The rule that decided ``status``, in words.
     rule: str
+    #: Why it differs, where it does, and the settings behind the row.
     explanation: str = ""
+    #: Whether ``ours`` is reproducible on one machine (``False`` for timings and memory), so the regression tests may
+    #: compare the status.
     stable: bool = True
+    #: The paper's number and (next) ours, where the claim is one number (for plotting ours against the paper's).
     paper_value: float | None = None
     ours_value: float | None = None
+    #: What the numbers were computed on (the notebook's own description of its data).
     data: str = ""
 
     def __post_init__(self) -> None:

@@ -5,11 +5,6 @@ which in places compute something else. To reproduce those numbers, each deviati
 builds the defective variant out of the library's building blocks (a hook of the driver, a subclass): what the
 authors' script does and why it is wrong is said in its docstring, and nothing in the library knows about it.
 
-* :func:`gauss_newton_hessian_as_coded`, :func:`predictor_corrector_as_coded`: the Gauss-Newton predictor of
-  Fig. 3 with half the Hessian, hence a step twice too long;
-* :class:`AsCodedVarPro`: the variable-projection residual of Figs 5-11 on the data misfit alone, with the
-  reference template's motion free.
-
 Defects that live in the experiments themselves (the pre-registration's restarts from the identity, the Fig. 3
 metric at the previous scale) are options of :func:`~imreg_lib.paper.preregistration.preregister` and
 :func:`~imreg_lib.paper.multiscale_runs.prediction_quality`. :data:`DEFECTS` lists every defect of the authors' code and
@@ -120,8 +115,6 @@ def predictor_corrector_as_coded(objective: SSDObjective, thetas: Sequence[float
 
     Parameters
     ----------
-    objective, thetas, w0
-        As in :func:`~imreg_lib.multiscale.predictor_corrector`.
     **options
         The other options of :func:`~imreg_lib.multiscale.predictor_corrector` (``gtol``, ``first_gtol``,
         ``max_iter``, ...), except ``hessian`` and ``predictor_hessian``, which this wrapper sets.

@@ -72,20 +72,13 @@ def perturbed_problem(problem: SuperResolutionProblem, member: int, ulps: int = 
 
 @dataclass(frozen=True)
 class Ensemble(Record):
-    """The final results of one run's ensemble members (member 0 first: the page's run).
+    """The final results of one run's ensemble members (member 0 first: the page's run)."""
 
-    Attributes
-    ----------
-    rel_errors
-        Final relative reconstruction errors.
-    rel_losses
-        Final loss over the initial loss.
-    rel_grads
-        Final gradient norm over the initial one.
-    """
-
+    #: Final relative reconstruction errors.
     rel_errors: tuple[float, ...]
+    #: Final loss over the initial loss.
     rel_losses: tuple[float, ...]
+    #: Final gradient norm over the initial one.
     rel_grads: tuple[float, ...]
 
     _json_extra = ("median", "min", "max")

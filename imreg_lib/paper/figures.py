@@ -1,15 +1,5 @@
 """The figures of the book's pages: built here, shown by the notebooks.
 
-* the report (``04_reproduction``): :func:`plot_claims`, every claim that is one number, ours against the paper's;
-* the AD-costs page (``01_ad_costs``): :func:`plot_scaling`;
-* the multi-scale page (``02_multiscale``): :func:`plot_scale_space` (Fig. 1), :func:`plot_fig2`,
-  :func:`plot_predictor_work`, :func:`plot_fig3`, :func:`plot_prediction_variants`; the widgets
-  :func:`scale_space_explorer` and :func:`affine_explorer`, and the kernel-free players :func:`scale_space_player`
-  and :func:`predictor_corrector_player`;
-* the super-resolution page (``03_superresolution``): :func:`plot_fig5`, :func:`plot_fig7`, :func:`plot_own_taylor`,
-  :func:`plot_fig8`, :func:`plot_fig10`, :func:`plot_memory`; the widget :func:`varpro_explorer` and the players
-  :func:`lm_player` and :func:`inexact_player`.
-
 A figure builder returns its figure (the notebook calls ``plt.show()``); a widget builder returns the widget to
 display; a player returns the self-contained HTML of :func:`~imreg_lib.plotting.animation_html` (it closes its
 figure). The generic helpers (images upright in physical units, deformed grids, performance panels,
@@ -22,6 +12,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from ..grid import Grid
@@ -62,8 +53,6 @@ def plot_claims(ax, claims: Sequence, *, band: tuple[float, float] | None = None
 
     Parameters
     ----------
-    ax
-        A matplotlib axes.
     claims
         :class:`~imreg_lib.paper.claims.Claim` objects; those without both values, and those "beyond the paper"
         (another method than the paper's), are skipped.
@@ -74,7 +63,6 @@ def plot_claims(ax, claims: Sequence, *, band: tuple[float, float] | None = None
         Axes title; the text of the axis labels after "paper" / "this book".
     """
     import matplotlib.ticker
-    import numpy as np
 
     pts = [c for c in claims if c.paper_value is not None and c.ours_value is not None
            and c.status != "beyond the paper"]  # another method than the paper's: not a point on its scale
@@ -174,7 +162,6 @@ def scale_space_explorer(objective: SSDObjective, grid: Grid, theta_min: float, 
     reference of ``objective`` at that scale (needs a running kernel); returns the ``ipywidgets`` widget."""
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
-    import numpy as np
 
     template_model, reference_model = objective.template, objective.reference
 
@@ -197,7 +184,6 @@ def scale_space_player(objective: SSDObjective, grid: Grid, theta_min: float, *,
     """The scale space of both images of ``objective`` as a player without a kernel: ``frames`` log-spaced scales
     from ``theta_max`` down to ``theta_min``."""
     import matplotlib.pyplot as plt
-    import numpy as np
 
     template_model, reference_model = objective.template, objective.reference
     player_thetas = np.logspace(np.log10(theta_max), np.log10(theta_min), frames)
@@ -263,7 +249,6 @@ def plot_predictor_work(comparison: MethodComparison) -> Figure:
     """Hessian evaluations per scale (left) and the gradient norm at the start of each Newton correction (right),
     for the traditional multi-scale method and the predictor-corrector over the same schedule."""
     import matplotlib.pyplot as plt
-    import numpy as np
 
     pc = comparison.predictor_corrector
     th = np.array(pc.thetas)
@@ -287,7 +272,6 @@ def plot_fig3(exact: PredictionQuality, approx: PredictionQuality, title: str) -
     (:class:`~imreg_lib.paper.multiscale_runs.PredictionQuality`) per scale (left) and each one's relative gradient-norm
     differences (right); positive means the prediction helped."""
     import matplotlib.pyplot as plt
-    import numpy as np
 
     th = np.array(exact.thetas)
     fig = plt.figure(figsize=(12, 5.5))
@@ -312,7 +296,6 @@ def plot_prediction_variants(comparison: PredictorComparison, thetas: Sequence[f
     """The relative gradient-norm differences under the consistent metric for the exact Hessian, the consistent
     Gauss-Newton step and the authors' double step (:class:`~imreg_lib.paper.multiscale_runs.PredictorComparison`)."""
     import matplotlib.pyplot as plt
-    import numpy as np
 
     th = np.array(thetas)
     fig, ax = plt.subplots(figsize=(7, 3.4))
@@ -405,7 +388,6 @@ def plot_fig5(runs: Mapping[str, VarProRun]) -> Figure:
     (:func:`~imreg_lib.paper.superres_runs.compare_projections`), with the losses recorded in the authors' runs in
     grey."""
     import matplotlib.pyplot as plt
-    import numpy as np
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     plot_performance(axes, {METHOD_LABELS[k]: (r.losses, r.grad_norms) for k, r in runs.items()},
@@ -509,7 +491,6 @@ def plot_memory(runs: Mapping[str, VarProRun]) -> Figure:
     """Resident memory of the process that ran each run after each recorded LM point, one line per run
     (``{label: VarProRun}``)."""
     import matplotlib.pyplot as plt
-    import numpy as np
 
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for name, r in runs.items():

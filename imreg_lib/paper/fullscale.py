@@ -48,23 +48,8 @@ class FullScaleSettings(Record):
     """Settings of :func:`run_full_scale` (defaults: the authors' HEAD scripts; ``params/full.yaml``), checked once
     when made (a wrong value is a :class:`ValueError` naming the parameter).
 
-    Parameters
-    ----------
-    m, factor, n_templates, lam
-        Fine resolution, pooling factor, number of templates, regularisation weight
-        (:func:`~imreg_lib.superresolution_problem`).
-    cg_iters, cg_tol
-        CG iterations per projection and its absolute tolerance.
-    gn_iters, gtol
-        Recorded LM points per run and the gradient tolerance.
-    methods
-        Jacobian methods, each one LM run (of :data:`~imreg_lib.varpro.VARPRO_METHODS`); stored as a tuple.
-    variant
-        ``"as_coded"`` (the authors' residual, all ``6q`` parameters) or ``"paper"`` (eq. 7, template 0 fixed).
-    preregistration
-        LM start: ``"continuation"`` (the fix) or ``"as_coded"`` (the authors' restarts).
-    reference_path
-        An image file for the true image (``None``: the synthetic hand; left out of the JSON).
+    Fields: the parameters of :func:`~imreg_lib.superresolution_problem`, of the projection's CG and of the LM runs,
+    as documented in ``params/full.yaml``.
     """
 
     m: int = 128
@@ -75,9 +60,13 @@ class FullScaleSettings(Record):
     cg_tol: float = 1e-3
     gn_iters: int = 10
     gtol: float = 1e-5
+    #: Jacobian methods, each one LM run (of :data:`~imreg_lib.varpro.VARPRO_METHODS`); stored as a tuple.
     methods: tuple[str, ...] = ("diff_all", "no_diff", "implicit")
+    #: ``"as_coded"`` (the authors' residual, all ``6q`` parameters) or ``"paper"`` (eq. 7, template 0 fixed).
     variant: str = "as_coded"
+    #: LM start: ``"continuation"`` (the fix) or ``"as_coded"`` (the authors' restarts).
     preregistration: str = "continuation"
+    #: An image file for the true image (``None``: the synthetic hand; left out of the JSON).
     reference_path: str | None = None
 
     def __post_init__(self) -> None:
@@ -154,34 +143,18 @@ class FullScaleRun(VarProSummary):
 
 @dataclass(frozen=True)
 class FullScaleResults(Record):
-    """The results of :func:`run_full_scale` (``full_scale.json``).
-
-    Attributes
-    ----------
-    settings : FullScaleSettings
-        What ran.
-    problem : FullScaleProblem
-        The problem's size.
-    start : FullScaleStart
-        The LM start.
-    runs : dict
-        ``{method: FullScaleRun}`` in the order of ``settings.methods``.
-    floor : float
-        Relative error of the accurate reconstruction at the true motion.
-    peak_memory_mb : float
-        Peak resident memory of the process.
-    seconds : float
-        Wall time of the whole run.
-    machine : dict
-        :func:`~imreg_lib.timing.machine_info`.
-    """
+    """The results of :func:`run_full_scale` (``full_scale.json``)."""
 
     settings: FullScaleSettings
     problem: FullScaleProblem
     start: FullScaleStart
+    #: ``{method: FullScaleRun}`` in the order of ``settings.methods``.
     runs: Mapping[str, FullScaleRun]
+    #: Relative error of the accurate reconstruction at the true motion.
     floor: float
+    #: Peak resident memory of the process.
     peak_memory_mb: float
+    #: Wall time of the whole run.
     seconds: float
     machine: Mapping[str, Any]
 

@@ -1,14 +1,7 @@
 r"""The multi-scale experiments of the paper (§3, Figs 2-3) on top of the drivers of :mod:`imreg_lib.multiscale`.
 
-* :func:`compare_methods` (Fig. 2): single scale, traditional multi-scale and predictor-corrector from the
-  identity on one problem;
-* :func:`compare_predictors` (Fig. 3): the predictor-corrector with an exact and with a Gauss-Newton Hessian, the
-  latter both consistent and as the authors' script builds it
-  (:func:`~imreg_lib.paper.defects.predictor_corrector_as_coded`), each measured by :func:`prediction_quality`;
-* :func:`prediction_quality`: how much the predictor helps (the metric of Fig. 3), either consistently (everything
-  at :math:`\theta_{n+1}`) or with the authors' bookkeeping (reference and gradient at :math:`\theta_n`).
-
-The page's settings are :class:`~imreg_lib.paper.settings.MultiscaleSettings`.
+Fig. 2 is :func:`compare_methods`, Fig. 3 :func:`compare_predictors` (each predictor measured by
+:func:`prediction_quality`); the page's settings are :class:`~imreg_lib.paper.settings.MultiscaleSettings`.
 """
 
 from __future__ import annotations
@@ -70,21 +63,15 @@ def prediction_quality(objective: SSDObjective, result: MultiscaleResult, *, as_
     hist = result.history
     if len(hist) < 2 or any(r.w_predicted is None for r in hist[1:]):
         raise ValueError("result must come from predictor_corrector with predict=True and at least 2 scales")
-    nan = math.nan
-    lr, lp, gr, gp = [nan], [nan], [nan], [nan]
+    # (loss_reference, loss_predicted, grad_reference, grad_predicted) per scale; none at the first
+    rows = [(math.nan,) * 4]
     for prev, rec in zip(hist, hist[1:], strict=False):
-        if as_coded:
-            ref = (prev.final_loss, prev.final_grad_norm)  # w_start is prev.w, evaluated at prev.theta
-            pred_loss = rec.predicted_loss
-            pred_grad = _loss_and_grad_norm(objective, rec.w_predicted, prev.theta)[1]
+        if as_coded:  # w_start is prev.w, evaluated at prev.theta
+            rows.append((prev.final_loss, rec.predicted_loss, prev.final_grad_norm,
+                         _loss_and_grad_norm(objective, rec.w_predicted, prev.theta)[1]))
         else:
-            ref = (rec.start_loss, rec.start_grad_norm)
-            pred_loss, pred_grad = rec.predicted_loss, rec.predicted_grad_norm
-        lr.append(ref[0])
-        gr.append(ref[1])
-        lp.append(pred_loss)
-        gp.append(pred_grad)
-    return PredictionQuality(result.thetas, tuple(lr), tuple(lp), tuple(gr), tuple(gp))
+            rows.append((rec.start_loss, rec.predicted_loss, rec.start_grad_norm, rec.predicted_grad_norm))
+    return PredictionQuality(result.thetas, *zip(*rows, strict=True))
 
 
 @dataclass(frozen=True)
@@ -117,29 +104,19 @@ def compare_methods(objective: SSDObjective, thetas: Sequence[float], *, gtol: f
 
 @dataclass(frozen=True)
 class PredictorComparison:
-    r"""Exact vs Gauss-Newton Hessian in the predictor (paper Fig. 3).
+    r"""Exact vs Gauss-Newton Hessian in the predictor (paper Fig. 3)."""
 
-    Attributes
-    ----------
-    exact
-        Newton corrector, exact-Hessian predictor (the authors' Newton metric is already consistent).
-    gauss_newton
-        Levenberg-Marquardt corrector, consistent predictor :math:`-(2J_r^\top J_r)^{-1}\partial_\theta\nabla J`,
-        metric at :math:`\theta_{n+1}`: the corrected comparison.
-    gauss_newton_as_coded
-        The authors' Gauss-Newton branch: predictor step twice too long and their metric (reference and
-        predicted gradient at :math:`\theta_n`).
-    gauss_newton_double_step
-        The authors' run (step twice too long) measured with the consistent metric: separates the two defects.
-    runs
-        The underlying predictor-corrector runs, keyed ``"exact"``, ``"gauss_newton"``,
-        ``"gauss_newton_as_coded"``.
-    """
-
+    #: Newton corrector, exact-Hessian predictor (the authors' Newton metric is already consistent).
     exact: PredictionQuality
+    #: Levenberg-Marquardt corrector, consistent predictor :math:`-(2J_r^\top J_r)^{-1}\partial_\theta\nabla J`,
+    #: metric at :math:`\theta_{n+1}`: the corrected comparison.
     gauss_newton: PredictionQuality
+    #: The authors' Gauss-Newton branch: predictor step twice too long and their metric (reference and predicted
+    #: gradient at :math:`\theta_n`).
     gauss_newton_as_coded: PredictionQuality
+    #: The authors' run (step twice too long) measured with the consistent metric: separates the two defects.
     gauss_newton_double_step: PredictionQuality
+    #: The underlying predictor-corrector runs, keyed ``"exact"``, ``"gauss_newton"``, ``"gauss_newton_as_coded"``.
     runs: dict
 
 

@@ -43,7 +43,7 @@ from ._schema import INLINE, Record
 __all__ = ["CAPTURE_ANGLES", "FROM_TRUTH", "IMAGE_METHODS", "METHODS_2D", "METHODS_3D", "SITK_OPTIMIZERS",
            "SUCCESS_CELLS", "CaptureSweep", "CaptureSweep3D", "PeerResult", "PeerRun", "PeerScore",
            "PeersResults", "PeersSettings", "RegisterOptions", "SimpleITKSettings", "capture_range", "capture_range_3d",
-           "capture_table", "capture_verdict", "file_registration_check", "motion_error", "pair_objective",
+           "capture_table", "capture_verdict", "motion_error", "pair_objective",
            "peer_comparison", "register", "runs_table", "sample_image_capture", "simpleitk_register",
            ]
 
@@ -65,78 +65,42 @@ def _set(obj: object, name: str, value: object) -> None:
     object.__setattr__(obj, name, value)
 
 
-def _entries(name: str, value: object, allowed: str, length: int | None = None, *, empty: bool = False) -> tuple:
-    """``value`` as a tuple: a list, tuple or other iterable (not a string) of ``length`` entries, or of any number
-    (at least one unless ``empty``). Raises ``ValueError("<name> must be <allowed>, got <value>")`` otherwise; the
-    entries are the caller's to check (:mod:`imreg_lib._checks`)."""
-    try:
-        entries = None if isinstance(value, str) else tuple(value)
-    except TypeError:
-        entries = None
-    if entries is None or (len(entries) != length if length is not None else not (entries or empty)):
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return entries
-
-
-def _degrees(name: str, value: object) -> float:
-    """An angle in degrees: a finite number of either sign (bools rejected), as a float.
-
-    :func:`imreg_lib._checks.positive_number` checks the magnitude of a negative number and the value itself
-    otherwise (so that a bool, a string, NaN or an infinity fails with the value as given)."""
-    negative = isinstance(value, (int, float)) and -math.inf < value < 0
-    _checks.positive_number(name, -value if negative else value, allow_zero=True,
-                            allowed="a finite number (degrees)")
-    return float(value)
-
-
 def _angles(name: str, angles: object, length: int | None = None) -> tuple[float, ...]:
-    """A non-empty list of angles in degrees (``length`` of them if given), each checked by :func:`_degrees`."""
+    """A non-empty list of angles in degrees (``length`` of them if given), each a finite number."""
     what = f"{length} finite numbers (degrees)" if length else "a non-empty list of finite numbers (degrees)"
-    return tuple(_degrees(f"{name}[{i}]", a) for i, a in enumerate(_entries(name, angles, what, length)))
+    return tuple(_checks.number(f"{name}[{i}]", a, "a finite number (degrees)")
+                 for i, a in enumerate(_checks.sequence(name, angles, what, length)))
 
 
 @dataclass(frozen=True)
 class SimpleITKSettings(Record):
-    """How SimpleITK registers: what its users would choose for an affine SSD registration.
+    """How SimpleITK registers: what its users would choose for an affine SSD registration; a value that is not
+    allowed raises ``ValueError`` naming the field."""
 
-    Attributes
-    ----------
-    shrink_factors, smoothing_sigmas
-        The pyramid, coarsest level first; sigmas in cells (voxels), 0 = no smoothing.
-    optimizer
-        One of :data:`SITK_OPTIMIZERS`: ``"regular_step"`` (regular step gradient descent) or ``"lbfgsb"``.
-    learning_rate, min_step, iterations, gradient_tolerance
-        Optimizer settings (per pyramid level for ``iterations``).
-    rotation_search_steps
-        ``None``: start from the geometric centres (identity). ``n``: first scan the rotation of an
-        ``Euler2DTransform`` over the full circle in ``2 n + 1`` steps of ``180° / n`` (translation fixed), at
-        ``search_shrink`` / ``search_sigma``, and start the affine pyramid at the best angle (2D only).
-    threads
-        ITK threads (1: the same result on every run).
-
-    Raises
-    ------
-    ValueError
-        Naming the field, where a value is not allowed (:mod:`imreg_lib._checks`).
-    """
-
+    #: The pyramid, coarsest level first; sigmas in cells (voxels), 0 = no smoothing.
     shrink_factors: tuple[int, ...] = (4, 2, 1)
     smoothing_sigmas: tuple[float, ...] = (2.0, 1.0, 0.0)
+    #: One of :data:`SITK_OPTIMIZERS`: regular step gradient descent or L-BFGS-B, and its settings (``iterations``
+    #: per pyramid level).
     optimizer: str = "regular_step"
     learning_rate: float = 1.0
     min_step: float = 1e-4
     iterations: int = 500
     gradient_tolerance: float = 1e-8
+    #: ``None``: start from the geometric centres (identity). ``n``: first scan the rotation of an ``Euler2DTransform``
+    #: over the full circle in ``2 n + 1`` steps of ``180° / n`` (translation fixed), at ``search_shrink`` /
+    #: ``search_sigma``, and start the affine pyramid at the best angle (2D only).
     rotation_search_steps: int | None = None
     search_shrink: int = 2
     search_sigma: float = 2.0
+    #: ITK threads (1: the same result on every run).
     threads: int = 1
 
     def __post_init__(self) -> None:
-        shrink = _entries("shrink_factors", self.shrink_factors, "a non-empty sequence of integers >= 1")
+        shrink = _checks.sequence("shrink_factors", self.shrink_factors, "a non-empty sequence of integers >= 1")
         _set(self, "shrink_factors", tuple(_checks.integer(f"shrink_factors[{i}]", s) for i, s in enumerate(shrink)))
-        sigmas = _entries("smoothing_sigmas", self.smoothing_sigmas,
-                          f"one number >= 0 per pyramid level ({len(shrink)})", len(shrink))
+        sigmas = _checks.sequence("smoothing_sigmas", self.smoothing_sigmas,
+                                  f"one number >= 0 per pyramid level ({len(shrink)})", len(shrink))
         _set(self, "smoothing_sigmas", tuple(_checks.positive_number(f"smoothing_sigmas[{i}]", s, allow_zero=True)
                                              for i, s in enumerate(sigmas)))
         _checks.one_of("optimizer", self.optimizer, SITK_OPTIMIZERS, words=True)
@@ -152,28 +116,17 @@ class SimpleITKSettings(Record):
 
 @dataclass(frozen=True)
 class RegisterOptions(Record):
-    r"""The options of :func:`register` that the comparison passes to every method (``settings`` in the results).
+    r"""The options of :func:`register` that the comparison passes to every method (``settings`` in the results);
+    a value that is not allowed raises ``ValueError`` naming the field."""
 
-    Attributes
-    ----------
-    theta_max, theta_min, n_scales
-        Our schedule: ``n_scales`` log-spaced scales from ``theta_max`` down to ``theta_min`` (the score's scale).
-    gtol, gtol_single
-        Newton's tolerance per scale (and for the global driver and :data:`FROM_TRUTH`), and single scale's.
-    settings
-        SimpleITK's set-up.
-
-    Raises
-    ------
-    ValueError
-        Naming the field, where a value is not allowed.
-    """
-
+    #: Our schedule: ``n_scales`` log-spaced scales from ``theta_max`` down to ``theta_min`` (the score's scale).
     theta_max: float
     theta_min: float
     n_scales: int
+    #: Newton's tolerance per scale (and for the global driver and :data:`FROM_TRUTH`), and single scale's.
     gtol: float
     gtol_single: float
+    #: SimpleITK's set-up.
     settings: SimpleITKSettings
 
     def __post_init__(self) -> None:
@@ -189,31 +142,9 @@ class RegisterOptions(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class PeersSettings(Record):
-    r"""Every parameter of the comparison (``05_peers``), checked once when made, before any work starts.
-
-    Attributes
-    ----------
-    theta_max, theta_min, n_scales, gtol, gtol_single
-        As in :class:`RegisterOptions`.
-    shrink_factors, smoothing_sigmas, sitk_optimizer, rotation_search_steps
-        SimpleITK's pyramid, optimizer and rotation search (:class:`SimpleITKSettings`).
-    capture_angles
-        The rotations of the capture sweep (degrees), at least one.
-    capture_m
-        Cells per dimension of the capture sweep's pairs, at least 8.
-    m_3d
-        Cells per dimension of the 3D pairs, at least 6.
-    angles_3d
-        The 3D pair's rotation about z, then about x (degrees).
-    capture_images
-        Real images of :data:`imreg_lib.data.SAMPLE_IMAGES` swept too (may be empty).
-    rotations_3d
-        More 3D pairs for the global driver, ``(about z, about x)`` in degrees (may be empty).
-
-    Raises
-    ------
-    ValueError
-        Naming the parameter, where a value is not allowed (:mod:`imreg_lib._checks`).
+    r"""Every parameter of the comparison (``05_peers``), checked once when made, before any work starts (a value
+    that is not allowed raises ``ValueError`` naming the parameter); the fields are the page's parameters, as its
+    parameters cell documents them.
 
     Examples
     --------
@@ -241,24 +172,22 @@ class PeersSettings(Record):
     rotations_3d: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("theta_max", "theta_min", "gtol", "gtol_single"):
-            _set(self, name, _checks.positive_number(name, getattr(self, name)))
-        theta_schedule(self.theta_max, self.theta_min, self.n_scales)
         _checks.one_of("sitk_optimizer", self.sitk_optimizer, SITK_OPTIMIZERS, words=True)
-        sitk = SimpleITKSettings(self.shrink_factors, self.smoothing_sigmas, self.sitk_optimizer,
-                                 rotation_search_steps=self.rotation_search_steps)
-        _set(self, "shrink_factors", sitk.shrink_factors)
-        _set(self, "smoothing_sigmas", sitk.smoothing_sigmas)
+        options = self.options  # checks the schedule, the tolerances and SimpleITK's set-up
+        for name in ("theta_max", "theta_min", "gtol", "gtol_single"):
+            _set(self, name, getattr(options, name))
+        _set(self, "shrink_factors", options.settings.shrink_factors)
+        _set(self, "smoothing_sigmas", options.settings.smoothing_sigmas)
         _set(self, "capture_angles", _angles("capture_angles", self.capture_angles))
         _checks.integer("capture_m", self.capture_m, 8)
         _checks.integer("m_3d", self.m_3d, 6)
         _set(self, "angles_3d", _angles("angles_3d", self.angles_3d, 2))
-        names = _entries("capture_images", self.capture_images,
-                         f"a list of names among {list(SAMPLE_IMAGES)} (or [])", empty=True)
+        names = _checks.sequence("capture_images", self.capture_images,
+                                 f"a list of names among {list(SAMPLE_IMAGES)} (or [])", empty=True)
         _set(self, "capture_images", tuple(_checks.one_of(f"capture_images[{i}]", n, SAMPLE_IMAGES, words=True)
                                            for i, n in enumerate(names)))
-        rotations = _entries("rotations_3d", self.rotations_3d, "a list of [about z, about x] pairs in degrees",
-                             empty=True)
+        rotations = _checks.sequence("rotations_3d", self.rotations_3d, "a list of [about z, about x] pairs in degrees",
+                                     empty=True)
         _set(self, "rotations_3d", tuple(_angles(f"rotations_3d[{i}]", r, 2) for i, r in enumerate(rotations)))
 
     @property
@@ -276,39 +205,25 @@ class PeersSettings(Record):
 
 @dataclass(frozen=True)
 class PeerRun(Record):
-    """One registration scored by our objective.
+    """One registration scored by our objective."""
 
-    Attributes
-    ----------
-    method
-        One of :data:`METHODS_2D` / :data:`METHODS_3D`.
-    w
-        Found parameters (this library's convention ``[A row-major, b]``).
-    final_loss
-        :math:`J(w; \\theta_{\\min})` of our objective.
-    param_error
-        Motion error in cells (module notes); ``None`` without a known motion.
-    success
-        ``param_error < SUCCESS_CELLS``; ``None`` without a known motion.
-    seconds
-        Wall time of the registration (SimpleITK: search and pyramid; ours: the driver after the objective is built).
-    iterations
-        Optimizer iterations (summed over levels or scales).
-    stop
-        Why it stopped (SimpleITK's stop condition of the last level; ours: the number of scales).
-    extra
-        What else the method reports (``search_angle_deg``, ``n_hessians``, ...): JSON values, written beside the
-        fields.
-    """
-
+    #: One of :data:`METHODS_2D` / :data:`METHODS_3D`.
     method: str
+    #: Found parameters (this library's convention ``[A row-major, b]``).
     w: tuple[float, ...]
+    #: :math:`J(w; \\theta_{\\min})` of our objective.
     final_loss: float
+    #: Motion error in cells (module notes) and whether it is below :data:`SUCCESS_CELLS`; ``None`` without a known
+    #: motion.
     param_error: float | None
     success: bool | None
+    #: Wall time of the registration (SimpleITK: search and pyramid; ours: the driver after the objective is built).
     seconds: float
+    #: Optimizer iterations (summed over levels or scales).
     iterations: int
+    #: Why it stopped (SimpleITK's stop condition of the last level; ours: the number of scales).
     stop: str
+    #: What else the method reports (``search_angle_deg``, ``n_hessians``, ...), written beside the fields.
     extra: Mapping[str, Any] = field(default_factory=dict, metadata=INLINE)
 
     def w_tensor(self, device: torch.device | str | None = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -498,6 +413,23 @@ def peer_comparison(pair: ImagePair, methods: Sequence[str] | None = None, *, ob
     return {m: register(pair, m, objective=objective, **options) for m in methods}
 
 
+def _sweep(pairs, methods: Sequence[str], allowed: Sequence[str], from_truth: bool, options: dict,
+           ) -> dict[str, list[PeerRun]]:
+    """Every method of ``methods`` (among ``allowed``) on each pair of the iterable ``pairs``, plus
+    :data:`FROM_TRUTH` with ``from_truth``: ``{method: [run per pair]}``."""
+    bad = [m_ for m_ in methods if m_ not in allowed]
+    if bad:
+        raise ValueError(f"methods must be among {allowed}, got {bad}")
+    runs: dict[str, list[PeerRun]] = {m_: [] for m_ in tuple(methods) + ((FROM_TRUTH,) if from_truth else ())}
+    for pair in pairs:
+        objective = pair_objective(pair)
+        for name, run in peer_comparison(pair, methods, objective=objective, **options).items():
+            runs[name].append(run)
+        if from_truth:
+            runs[FROM_TRUTH].append(register(pair, FROM_TRUTH, objective=objective, **options))
+    return runs
+
+
 def capture_range(angles: Sequence[float] = CAPTURE_ANGLES, m: int = 32, methods: Sequence[str] = METHODS_2D, *,
                   image: torch.Tensor | None = None, omega: Sequence[float] | None = None, source: str = "image",
                   from_truth: bool = True, device: str | torch.device = "auto", **options) -> dict[str, list[PeerRun]]:
@@ -506,26 +438,14 @@ def capture_range(angles: Sequence[float] = CAPTURE_ANGLES, m: int = 32, methods
     Without ``image``: the synthetic hand, moved by its default scaling and shift and each rotation. With
     ``image`` (values on ``Grid(omega, image.shape)``, e.g. a file at its own size): that image and its copy moved
     by the same maps (:func:`imreg_lib.data.moved_pair`). With ``from_truth`` the runs of :data:`FROM_TRUTH` are
-    added (where the objective's own minimum lies). Returns ``{method: [run per angle]}``.
+    added (where the SSD's own minimum lies). Returns ``{method: [run per angle]}``.
     """
     angles = _angles("angles", angles)
-    bad = [m_ for m_ in methods if m_ not in METHODS_2D]
-    if bad:
-        raise ValueError(f"methods must be among {METHODS_2D}, got {bad}")
     if image is not None and omega is None:
         raise ValueError("omega: give the domain of image (x0, x1, y0, y1)")
-    names = tuple(methods) + ((FROM_TRUTH,) if from_truth else ())
-    runs: dict[str, list[PeerRun]] = {m_: [] for m_ in names}
-    for angle in angles:
-        motion = {"angle_deg": float(angle)}
-        pair = (synthetic_hand_pair(m, motion=motion, device=device) if image is None else
-                moved_pair(image, omega, m, motion=motion, source=source, device=device))
-        objective = pair_objective(pair)
-        for name, run in peer_comparison(pair, methods, objective=objective, **options).items():
-            runs[name].append(run)
-        if from_truth:
-            runs[FROM_TRUTH].append(register(pair, FROM_TRUTH, objective=objective, **options))
-    return runs
+    pairs = (synthetic_hand_pair(m, motion={"angle_deg": a}, device=device) if image is None else
+             moved_pair(image, omega, m, motion={"angle_deg": a}, source=source, device=device) for a in angles)
+    return _sweep(pairs, methods, METHODS_2D, from_truth, options)
 
 
 #: The methods of the capture sweep on the extra real images: the predictor-corrector is left out there (it
@@ -551,57 +471,16 @@ def capture_range_3d(rotations: Sequence[Sequence[float]], m: int = 16,
     """:func:`capture_range` for the synthetic volume: one pair per ``(about z, about x)`` rotation (degrees) with
     the volume's default scaling and shift. Returns ``{method: [run per rotation]}``."""
     rotations = [_angles(f"rotations[{i}]", r, 2) for i, r in enumerate(rotations)]
-    bad = [m_ for m_ in methods if m_ not in METHODS_3D]
-    if bad:
-        raise ValueError(f"methods must be among {METHODS_3D}, got {bad}")
-    names = tuple(methods) + ((FROM_TRUTH,) if from_truth else ())
-    runs: dict[str, list[PeerRun]] = {m_: [] for m_ in names}
-    for rot in rotations:
-        pair = synthetic_volume_motion_pair(m, motion={"angles_deg": rot}, device=device)
-        objective = pair_objective(pair)
-        for name, run in peer_comparison(pair, methods, objective=objective, **options).items():
-            runs[name].append(run)
-        if from_truth:
-            runs[FROM_TRUTH].append(register(pair, FROM_TRUTH, objective=objective, **options))
-    return runs
-
-
-def file_registration_check(transform_path, pair: ImagePair, margin: int = 4) -> tuple[float, float]:
-    """Resample the template *file* onto the reference *file* with SimpleITK through an exported transform (in the
-    files' physical space) and return the mean squared difference to the reference file without and with it, over
-    the pixels at least ``margin`` pixels (of the reference file) from its border."""
-    import SimpleITK as sitk
-
-    if pair.files is None:
-        raise ValueError("file_registration_check: the pair was not read from files")
-    ref, tmpl = pair.files
-    R = sitk.ReadImage(ref.path, sitk.sitkFloat64)
-    T = sitk.ReadImage(tmpl.path, sitk.sitkFloat64)
-    if R.GetNumberOfComponentsPerPixel() != 1:
-        R = sitk.VectorIndexSelectionCast(R, 0, sitk.sitkFloat64)
-    if T.GetNumberOfComponentsPerPixel() != 1:
-        T = sitk.VectorIndexSelectionCast(T, 0, sitk.sitkFloat64)
-    W = sitk.Resample(T, R, sitk.ReadTransform(str(transform_path)), sitk.sitkLinear, 0.0)
-    inner = (slice(margin, -margin), slice(margin, -margin))
-    r, w = sitk.GetArrayFromImage(R)[inner], sitk.GetArrayFromImage(W)[inner]
-    if T.GetSize() == R.GetSize():
-        t = sitk.GetArrayFromImage(T)[inner]
-    else:  # another size: compare the template resampled through the identity
-        t = sitk.GetArrayFromImage(sitk.Resample(T, R, sitk.Transform(), sitk.sitkLinear, 0.0))[inner]
-    return float(np.mean((t - r) ** 2)), float(np.mean((w - r) ** 2))
+    pairs = (synthetic_volume_motion_pair(m, motion={"angles_deg": r}, device=device) for r in rotations)
+    return _sweep(pairs, methods, METHODS_3D, from_truth, options)
 
 
 # ---- results and verdicts ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class PeerScore(Record):
-    """How one registration scored: one angle's entry of a capture sweep (:class:`CaptureSweep`).
-
-    Attributes
-    ----------
-    final_loss, param_error, seconds, iterations, success
-        As in :class:`PeerRun`; ``param_error`` and ``success`` are written as ``null`` without a known motion.
-    """
+    """How one registration scored: one angle's entry of a capture sweep (:class:`CaptureSweep`); the fields are
+    :class:`PeerRun`'s (``param_error`` and ``success`` written as ``null`` without a known motion)."""
 
     final_loss: float
     param_error: float | None
@@ -618,15 +497,8 @@ class PeerScore(Record):
 @dataclass(frozen=True)
 class PeerResult(PeerScore):
     """A registration of a compared pair as the results hold it (``peers.<method>``, ``peers_3d.<method>``): its
-    :class:`PeerScore`, the found parameters, the stop condition and what else the method reports.
-
-    Attributes
-    ----------
-    w, stop
-        As in :class:`PeerRun`.
-    extra
-        :attr:`PeerRun.extra`, written beside the fields (``peers.simpleitk_search.search_angle_deg``).
-    """
+    :class:`PeerScore`, and :class:`PeerRun`'s found parameters, stop condition and ``extra`` (written beside the
+    fields: ``peers.simpleitk_search.search_angle_deg``)."""
 
     w: tuple[float, ...]
     stop: str
@@ -651,20 +523,13 @@ def _scores(runs: Mapping[str, Sequence[PeerRun]]) -> dict[str, tuple[PeerScore,
 
 @dataclass(frozen=True)
 class CaptureSweep(Record):
-    """A capture-range sweep (``capture``, ``capture_images.<image>``): one :class:`PeerScore` per rotation.
+    """A capture-range sweep (``capture``, ``capture_images.<image>``): one :class:`PeerScore` per rotation."""
 
-    Attributes
-    ----------
-    angles
-        The rotations in degrees.
-    source
-        What the image is (the sweeps of ``capture_images``; ``None`` and left out otherwise). Keyword-only.
-    runs
-        ``{method: (score per angle)}``, written at the sweep's own level (``capture.<method>``).
-    """
-
+    #: The rotations in degrees.
     angles: tuple[float, ...]
+    #: What the image is (the sweeps of ``capture_images``; ``None`` and left out otherwise).
     source: str | None = field(default=None, kw_only=True)
+    #: ``{method: (score per angle)}``, written at the sweep's own level (``capture.<method>``).
     runs: Mapping[str, tuple[PeerScore, ...]] = field(default_factory=dict, metadata=INLINE)
 
     def __post_init__(self) -> None:
@@ -679,15 +544,8 @@ class CaptureSweep(Record):
 
 @dataclass(frozen=True)
 class CaptureSweep3D(Record):
-    """The 3D capture sweep (``capture_3d``): one :class:`PeerScore` per rotation of the volume.
-
-    Attributes
-    ----------
-    rotations
-        ``(about z, about x)`` in degrees.
-    runs
-        ``{method: (score per rotation)}``, written at the sweep's own level (``capture_3d.<method>``).
-    """
+    """The 3D capture sweep (``capture_3d``): one :class:`PeerScore` per rotation of the volume, ``(about z, about
+    x)`` in degrees (``runs`` written at the sweep's own level: ``capture_3d.<method>``)."""
 
     rotations: tuple[tuple[float, ...], ...]
     runs: Mapping[str, tuple[PeerScore, ...]] = field(default_factory=dict, metadata=INLINE)
@@ -703,53 +561,29 @@ class CaptureSweep3D(Record):
 
 @dataclass(frozen=True)
 class PeersResults(Record):
-    """The results JSON of the comparison (``05_peers``).
+    """The results JSON of the comparison (``05_peers``). Fields that are ``None`` are left out of the JSON, except
+    ``export_agreement`` and ``export_file_mse`` (always written: one of them is ``null`` in every run)."""
 
-    Attributes
-    ----------
-    peers
-        ``{method: result}`` on the page's pair.
-    capture
-        The sweep on the data set's own image (``capture.angles``, ``capture.<method>``).
-    capture_images
-        ``{image: sweep with its source}`` on the real images of :data:`imreg_lib.data.SAMPLE_IMAGES`.
-    peers_3d, capture_3d
-        The same on the 3D pair and its sweep over rotations.
-    data, data_3d, capture_source
-        What the pairs and the sweep's image are.
-    identity_loss, identity_loss_3d
-        :math:`J(\\mathrm{identity}; \\theta_{\\min})` of the 2D and the 3D pair.
-    export_agreement
-        The largest difference between SimpleITK's and our resampling through the exported transform, relative to
-        the template's maximum (the synthetic hand); ``None`` (written as ``null``) for the user's files.
-        Keyword-only and required in the constructor.
-    export_file_mse
-        The mean squared difference of the reference file to the template file resampled without and with the
-        exported transform (the user's files); ``None`` (written as ``null``) for the synthetic hand.
-        Keyword-only and required in the constructor.
-    m, capture_m, m_3d, angles_3d
-        The page's parameters of the same names.
-    settings
-        The options every method ran with (:attr:`PeersSettings.options`).
-    peak_memory_mb, machine
-        What ran the page.
-
-    Fields that are ``None`` are left out of the JSON, except ``export_agreement`` and ``export_file_mse``
-    (always written: one of them is ``null`` in every run of the page).
-    """
-
+    #: ``{method: result}`` on the page's pair; the sweep on the data set's own image (``capture.angles``,
+    #: ``capture.<method>``) and on the real images of :data:`imreg_lib.data.SAMPLE_IMAGES`; the same in 3D.
     peers: Mapping[str, PeerResult]
     capture: CaptureSweep | None = None
     capture_images: Mapping[str, CaptureSweep] | None = None
     peers_3d: Mapping[str, PeerResult] | None = None
     capture_3d: CaptureSweep3D | None = None
+    #: What the pairs and the sweep's image are, and :math:`J(\\mathrm{identity}; \\theta_{\\min})` of each pair.
     data: str | None = None
     data_3d: str | None = None
     identity_loss: float | None = None
     capture_source: str | None = None
     identity_loss_3d: float | None = None
+    #: The largest difference between SimpleITK's and our resampling through the exported transform, relative to the
+    #: template's maximum (the synthetic hand; ``None`` for the user's files).
     export_agreement: float | None = field(kw_only=True)
+    #: The mean squared difference of the reference file to the template file resampled without and with the
+    #: exported transform (the user's files; ``None`` for the synthetic hand).
     export_file_mse: tuple[float, float] | None = field(kw_only=True)
+    #: The page's parameters of the same names, and the options every method ran with.
     m: int | None = None
     capture_m: int | None = None
     m_3d: int | None = None
@@ -763,31 +597,14 @@ class PeersResults(Record):
                   angles: Sequence[float], runs_3d: Mapping[str, PeerRun] | None, *,
                   capture_images: Mapping[str, Mapping[str, Any]] | None = None,
                   capture_3d: Mapping[str, Sequence[PeerRun]] | None = None,
-                  rotations_3d: Sequence[Sequence[float]] = (), export_agreement: float | None = None,
-                  export_file_mse: Sequence[float] | None = None, data: str | None = None,
-                  data_3d: str | None = None, identity_loss: float | None = None, capture_source: str | None = None,
-                  identity_loss_3d: float | None = None, m: int | None = None, capture_m: int | None = None,
-                  m_3d: int | None = None, angles_3d: Sequence[float] | None = None,
-                  settings: RegisterOptions | None = None, peak_memory_mb: float | None = None,
-                  machine: Mapping[str, Any] | None = None) -> PeersResults:
-        """The results of the page's runs.
-
-        Parameters
-        ----------
-        runs, runs_3d
-            ``{method: run}`` of :func:`peer_comparison` on the 2D and the 3D pair (``runs_3d=None``: no 3D pair).
-        capture, angles
-            ``{method: [run per angle]}`` of :func:`capture_range` over ``angles`` (``capture=None``: no sweep).
-        capture_images
-            ``{image: {"source": str, "runs": {method: [run per angle]}}}``: sweeps over the same ``angles`` on
-            other images (empty or ``None``: none).
-        capture_3d, rotations_3d
-            ``{method: [run per rotation]}`` of :func:`capture_range_3d` over ``rotations_3d``.
-        export_agreement, export_file_mse, data, data_3d, identity_loss, capture_source, identity_loss_3d
-            The fields of the same names.
-        m, capture_m, m_3d, angles_3d, settings, peak_memory_mb, machine
-            The fields of the same names (``settings``: :attr:`PeersSettings.options`).
-        """
+                  rotations_3d: Sequence[Sequence[float]] = (),
+                  export_agreement: float | None = None, export_file_mse: Sequence[float] | None = None,
+                  angles_3d: Sequence[float] | None = None, machine: Mapping[str, Any] | None = None,
+                  **fields: Any) -> PeersResults:
+        """The results of the page's runs: ``runs`` / ``runs_3d`` of :func:`peer_comparison` (``None``: no 3D pair),
+        ``capture`` of :func:`capture_range` over ``angles`` (``None``: no sweep), ``capture_images`` as
+        ``{image: {"source": str, "runs": {method: [run per angle]}}}`` over the same ``angles``, ``capture_3d`` of
+        :func:`capture_range_3d` over ``rotations_3d``; ``fields``: the other fields, by name."""
         return cls(
             peers={k: PeerResult.from_run(r) for k, r in runs.items()},
             capture=None if capture is None else CaptureSweep.from_runs(angles, capture),
@@ -795,11 +612,10 @@ class PeersResults(Record):
                             for name, entry in capture_images.items()} if capture_images else None,
             peers_3d=None if runs_3d is None else {k: PeerResult.from_run(r) for k, r in runs_3d.items()},
             capture_3d=None if capture_3d is None else CaptureSweep3D.from_runs(rotations_3d, capture_3d),
-            data=data, data_3d=data_3d, identity_loss=identity_loss, capture_source=capture_source,
-            identity_loss_3d=identity_loss_3d, export_agreement=export_agreement,
-            export_file_mse=None if export_file_mse is None else tuple(export_file_mse), m=m, capture_m=capture_m,
-            m_3d=m_3d, angles_3d=None if angles_3d is None else tuple(float(a) for a in angles_3d), settings=settings,
-            peak_memory_mb=peak_memory_mb, machine=None if machine is None else dict(machine))
+            export_agreement=export_agreement,
+            export_file_mse=None if export_file_mse is None else tuple(export_file_mse),
+            angles_3d=None if angles_3d is None else tuple(float(a) for a in angles_3d),
+            machine=None if machine is None else dict(machine), **fields)
 
 
 def _angles_text(angles: Sequence[float]) -> str:

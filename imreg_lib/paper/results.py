@@ -3,15 +3,9 @@ r"""The results schema: one typed record per notebook, written as its results JS
 Every section notebook ends by writing its key numbers to ``<results>/<notebook>.json``; the reproduction report
 (:mod:`imreg_lib.paper.report`) reads them back as these records, and the regression test
 (``tools/regression.py``) compares them with ``tests/references/<notebook>.json``. The layout of those files is
-defined here, once:
-
-* ``00_data``: :class:`DataResults`, from :func:`~imreg_lib.paper.keynumbers.key_numbers`;
-* ``01_ad_costs``: :class:`ADCostsResults`, from the Table 1 timings, the derivative checks and the scaling study
-  (:mod:`imreg_lib.paper.ad_costs`);
-* ``02_multiscale``: :class:`MultiscaleResults`, from Figs 2-3 (:mod:`imreg_lib.paper.multiscale_runs`);
-* ``03_superresolution``: :class:`SuperresolutionResults`, from Figs 4-11 (:mod:`imreg_lib.paper.superres_runs`);
-* ``04_reproduction``: :class:`ReproductionResults`, from the report's claims;
-* ``05_peers``: :class:`~imreg_lib.paper.peers.PeersResults`, from the comparison with SimpleITK.
+defined here, once: :class:`DataResults` (``00_data``), :class:`ADCostsResults` (``01_ad_costs``),
+:class:`MultiscaleResults` (``02_multiscale``), :class:`SuperresolutionResults` (``03_superresolution``),
+:class:`ReproductionResults` (``04_reproduction``) and :class:`~imreg_lib.paper.peers.PeersResults` (``05_peers``).
 
 A record is a frozen dataclass of plain values (numbers, strings, tuples, mappings and nested records; no
 tensors), written and read by one codec (:mod:`imreg_lib.paper._schema`): ``to_json()`` gives the JSON-ready
@@ -22,8 +16,11 @@ protocols and Fig. 3's predictors are written at their record's own level, so th
 builders (``from_runs``) turn the experiments' outputs (tensors, optimiser results) into records, so that the
 notebooks and the tests assemble the JSON through the same code.
 
-Fields a notebook fills in at its end (``peak_memory_mb``) or in a later cell default to ``None`` and are left
-out of the JSON while unset; :func:`dataclasses.replace` sets them.
+Fields the records share: ``data`` (or ``source``), what the images are (``"synthetic hand"`` or the user's file
+names); ``settings``, the page's settings (:mod:`imreg_lib.paper.settings`); ``device``, the device the runs used;
+``machine``, :func:`~imreg_lib.timing.machine_info` of the machine that measured; ``peak_memory_mb``, the peak
+resident memory of the kernel. Fields a notebook fills in at its end (``peak_memory_mb``) or in a later cell default
+to ``None`` and are left out of the JSON while unset; :func:`dataclasses.replace` sets them.
 """
 
 from __future__ import annotations
@@ -65,45 +62,27 @@ PREDICTION_VARIANTS: tuple[str, ...] = ("exact", "gauss_newton", "gauss_newton_a
 
 @dataclass(frozen=True)
 class DataResults(Record):
-    r"""The key numbers of the data page (``00_data``).
-
-    Attributes
-    ----------
-    source : str
-        What the images are (``"synthetic hand"`` or the user's file names).
-    m : tuple of int
-        Cells per dimension.
-    theta : float
-        The scale at which the numbers are computed.
-    reference_mean, reference_max, template_mean : float
-        Image statistics.
-    loss_identity, grad_norm_identity : float
-        :math:`J(w_\mathrm{id};\theta)` and :math:`\|\nabla J\|` there.
-    gradient_rel_diff_ad, hessian_rel_diff_ad : float
-        :math:`\|D_\mathrm{structured} - D_\mathrm{AD}\| / \|D_\mathrm{AD}\|` of the gradient and the Hessian at the
-        identity (``torch.func``).
-    taylor_order_gradient, taylor_order_hessian : float
-        Observed orders of the first- and second-order Taylor errors (about 2 and 3).
-    w_true : tuple of float, optional
-        The known motion (synthetic pair only) ...
-    loss_truth : float, optional
-        ... and :math:`J(w^*;\theta)`.
-    peak_memory_mb : float, optional
-        Peak resident memory of the kernel.
-    """
+    r"""The key numbers of the data page (``00_data``)."""
 
     source: str
+    #: Cells per dimension.
     m: tuple[int, ...]
+    #: The scale at which the numbers are computed.
     theta: float
     reference_mean: float
     reference_max: float
     template_mean: float
+    #: :math:`J(w_\mathrm{id};\theta)` and (next) :math:`\|\nabla J\|` there.
     loss_identity: float
     grad_norm_identity: float
+    #: :math:`\|D_\mathrm{structured} - D_\mathrm{AD}\| / \|D_\mathrm{AD}\|` of the gradient and (next) the Hessian at
+    #: the identity (``torch.func``).
     gradient_rel_diff_ad: float
     hessian_rel_diff_ad: float
+    #: Observed orders of the first- and (next) second-order Taylor errors (about 2 and 3).
     taylor_order_gradient: float
     taylor_order_hessian: float
+    #: The known motion (synthetic pair only) and (next) :math:`J(w^*;\theta)`.
     w_true: tuple[float, ...] | None = None
     loss_truth: float | None = None
     peak_memory_mb: float | None = None
@@ -113,32 +92,18 @@ class DataResults(Record):
 
 @dataclass(frozen=True)
 class ADCostsResults(Record):
-    """The cost of derivatives (``01_ad_costs``).
+    """The cost of derivatives (``01_ad_costs``)."""
 
-    Attributes
-    ----------
-    table : dict
-        Table 1, ``{protocol: {model: ADCosts}}`` (:func:`~imreg_lib.paper.ad_costs.ad_cost_table`); each protocol
-        is a key of the JSON's top level.
-    settings : ADCostsSettings
-        The measurement's settings.
-    hand_coded_vs_ad : dict
-        ``{model: DerivativeComparison}`` (:func:`~imreg_lib.paper.ad_costs.derivative_checks`).
-    machine : dict
-        :func:`~imreg_lib.timing.machine_info` of the machine that measured.
-    taylor_orders : dict
-        ``{model: (order of E_1, order of E_2)}`` of the hand-coded derivatives.
-    scaling : ScalingStudy
-        Costs against the number of parameters and the image size.
-    peak_memory_mb : float, optional
-        Peak resident memory of the kernel.
-    """
-
+    #: Table 1, ``{protocol: {model: ADCosts}}`` (:func:`~imreg_lib.paper.ad_costs.ad_cost_table`); each protocol is a
+    #: key of the JSON's top level.
     table: Mapping[str, Mapping[str, ADCosts]] = field(metadata=INLINE)
     settings: ADCostsSettings
+    #: ``{model: DerivativeComparison}`` (:func:`~imreg_lib.paper.ad_costs.derivative_checks`).
     hand_coded_vs_ad: Mapping[str, DerivativeComparison]
     machine: Mapping[str, Any]
+    #: ``{model: (order of E_1, order of E_2)}`` of the hand-coded derivatives.
     taylor_orders: Mapping[str, tuple[float, float]]
+    #: Costs against the number of parameters and the image size.
     scaling: ScalingStudy
     peak_memory_mb: float | None = None
 
@@ -270,32 +235,20 @@ class OtherSolverRun(Record):
 
 @dataclass(frozen=True)
 class PredictionResults(Record):
-    """Fig. 3, exact against Gauss-Newton Hessians in the predictor (the ``"prediction"`` entry of 02's JSON).
+    """Fig. 3, exact against Gauss-Newton Hessians in the predictor (the ``"prediction"`` entry of 02's JSON)."""
 
-    Attributes
-    ----------
-    thetas : tuple of float
-        The schedule.
-    newton_method : str
-        The SciPy trust-region solver of the exact-Hessian corrector.
-    curves : dict
-        ``{variant: PredictionCurve}`` for :data:`PREDICTION_VARIANTS`; each variant is a key of the JSON entry.
-    summary : dict
-        ``{variant: PredictionSummary}``.
-    coded_below_minus_31000 : int
-        At how many scales the as-coded Gauss-Newton gradient difference is below -31000 (the paper: all).
-    runs : dict
-        ``{name: PredictorRun}`` of the underlying predictor-corrector runs.
-    other_newton_method : OtherSolverRun, optional
-        The exact branch with the other solver (set once it has run).
-    """
-
+    #: The schedule.
     thetas: tuple[float, ...]
+    #: The SciPy trust-region solver of the exact-Hessian corrector.
     newton_method: str
+    #: ``{variant: PredictionCurve}`` for :data:`PREDICTION_VARIANTS`; each variant is a key of the JSON entry.
     curves: Mapping[str, PredictionCurve] = field(metadata=INLINE)
     summary: Mapping[str, PredictionSummary]
+    #: At how many scales the as-coded Gauss-Newton gradient difference is below -31000 (the paper: all).
     coded_below_minus_31000: int
+    #: ``{name: PredictorRun}`` of the underlying predictor-corrector runs.
     runs: Mapping[str, PredictorRun]
+    #: The exact branch with the other solver (set once it has run).
     other_newton_method: OtherSolverRun | None = None
 
     @classmethod
@@ -310,45 +263,26 @@ class PredictionResults(Record):
 
 @dataclass(frozen=True)
 class MultiscaleResults(Record):
-    r"""The multi-scale page (``02_multiscale``): Fig. 2's three runs and Fig. 3's predictors.
-
-    Attributes
-    ----------
-    data : str
-        What the images are.
-    settings : MultiscaleSettings
-        The page's settings.
-    m : int
-        Cells per dimension.
-    h : tuple of float
-        Cell widths.
-    device : str
-        The device the runs used.
-    thetas : tuple of float
-        The Fig. 2 schedule.
-    initial_loss : float
-        :math:`J` at the identity at :math:`\theta_{\min}`.
-    w_true : tuple of float or None
-        The known motion (synthetic pair), or ``None``.
-    single_scale, traditional, predictor_corrector : RegistrationRun
-        Fig. 2's runs from the identity.
-    prediction : PredictionResults, optional
-        Fig. 3 (``None`` until it has run; the report's Fig. 2 claims need only the rest).
-    peak_memory_mb : float, optional
-        Peak resident memory of the kernel.
-    """
+    r"""The multi-scale page (``02_multiscale``): Fig. 2's three runs and Fig. 3's predictors."""
 
     data: str
     settings: MultiscaleSettings
+    #: Cells per dimension.
     m: int
+    #: Cell widths.
     h: tuple[float, ...]
     device: str
+    #: The Fig. 2 schedule.
     thetas: tuple[float, ...]
+    #: :math:`J` at the identity at :math:`\theta_{\min}`.
     initial_loss: float
+    #: The known motion (synthetic pair), or ``None``.
     w_true: tuple[float, ...] | None
+    #: Fig. 2's runs from the identity: this and the next two.
     single_scale: RegistrationRun
     traditional: RegistrationRun
     predictor_corrector: RegistrationRun
+    #: Fig. 3 (``None`` until it has run; the report's Fig. 2 claims need only the rest).
     prediction: PredictionResults | None = None
     peak_memory_mb: float | None = None
 
@@ -462,64 +396,38 @@ class PaperSRNumbers(Record):
 
 @dataclass(frozen=True)
 class SuperresolutionResults(Record):
-    """The super-resolution page (``03_superresolution``).
-
-    Attributes
-    ----------
-    data : str
-        What the images are.
-    settings : SuperresolutionSettings
-        The page's settings.
-    rel_error_at_true_motion : float
-        Relative error of the accurate reconstruction at the generating motion.
-    start : dict
-        ``{loss: {schedule: StartRecord}}`` for both losses (``"norm"``, ``"squared"``) and both pre-registration
-        schedules (``"continuation"``, ``"as_coded"``).
-    projections : dict
-        ``{method: VarProSummary}`` of Figs 5-6 (each method is a key of the JSON's top level).
-    corrections : dict
-        The runs from the other start and on the paper's model (:func:`~imreg_lib.paper.superres_runs.correction_runs`),
-        empty when not run.
-    partial, partial_continued : dict
-        Figs 8-9, ``{p: VarProSummary}``, restarted and continued.
-    taylor, taylor_own : dict
-        Fig. 7's Jacobian test and the test of each Jacobian against its own residual, ``{label: TaylorCurve}``.
-    inexact : dict
-        Figs 10-11, ``{CG count: VarProSummary}``.
-    memory_mb_per_iteration : dict
-        Resident memory after each LM point, by run label.
-    memory_growth_after_second : float
-        The largest growth after the second LM point over all runs (a fraction).
-    peak_memory_mb : float
-        Peak resident memory of the kernel.
-    machine : dict
-        :func:`~imreg_lib.timing.machine_info`.
-    timings : SuperresolutionTimings
-        Costs per method and times.
-    paper : PaperSRNumbers
-        The paper's numbers.
-    ensembles : EnsembleSet
-        The round-off ensembles of the runs that round-off moves
-        (:func:`~imreg_lib.paper.ensembles.round_off_ensembles`; member 0 is the run above), empty when not run.
-    """
+    """The super-resolution page (``03_superresolution``)."""
 
     data: str
     settings: SuperresolutionSettings
+    #: Relative error of the accurate reconstruction at the generating motion.
     rel_error_at_true_motion: float
+    #: ``{loss: {schedule: StartRecord}}`` for both losses (``"norm"``, ``"squared"``) and both pre-registration
+    #: schedules (``"continuation"``, ``"as_coded"``).
     start: Mapping[str, Mapping[str, StartRecord]]
+    #: ``{method: VarProSummary}`` of Figs 5-6 (each method is a key of the JSON's top level).
     projections: Mapping[str, VarProSummary] = field(metadata=INLINE)
+    #: The runs from the other start and on the paper's model (:func:`~imreg_lib.paper.superres_runs.correction_runs`),
+    #: empty when not run.
     corrections: Mapping[str, VarProSummary]
+    #: Figs 8-9, ``{p: VarProSummary}``, restarted (this) and continued (next).
     partial: Mapping[float, VarProSummary]
     partial_continued: Mapping[float, VarProSummary]
+    #: Fig. 7's Jacobian test and (next) the test of each Jacobian against its own residual, ``{label: TaylorCurve}``.
     taylor: Mapping[str, TaylorCurve]
     taylor_own: Mapping[str, TaylorCurve]
+    #: Figs 10-11, ``{CG count: VarProSummary}``.
     inexact: Mapping[int, VarProSummary]
+    #: Resident memory after each LM point, by run label.
     memory_mb_per_iteration: Mapping[str, tuple[float, ...]]
+    #: The largest growth after the second LM point over all runs (a fraction).
     memory_growth_after_second: float
     peak_memory_mb: float
     machine: Mapping[str, Any]
     timings: SuperresolutionTimings
     paper: PaperSRNumbers = field(default_factory=PaperSRNumbers.recorded)
+    #: The round-off ensembles of the runs that round-off moves (:func:`~imreg_lib.paper.ensembles.round_off_ensembles`;
+    #: member 0 is the run above), empty when not run.
     ensembles: EnsembleSet = field(default_factory=EnsembleSet)
 
     @classmethod

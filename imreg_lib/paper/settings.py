@@ -43,30 +43,17 @@ class DataSettings(Record):
 class ADCostsSettings(Record):
     """The Table 1 measurement (``01_ad_costs``).
 
-    Attributes
-    ----------
-    m : int
-        Cells per dimension, at least 4.
-    theta : float
-        Scale of the spline model, a finite number >= 0.
-    n_runs : int
-        Timed calls per function, at least 2.
-    time_budget_s : float or None
-        Seconds of timing per function (at least 5 calls), or ``None``: ``n_runs`` calls.
-    device : str
-        The device type the functions ran on.
-    source : str
-        What the images are.
-    protocols : tuple of str
-        The protocols measured, among :data:`PROTOCOLS`.
+    Fields: the page's parameters, as documented in its parameters cell and in ``params/paper.yaml``.
     """
 
     m: int
     theta: float
     n_runs: int
+    #: Seconds of timing per function (at least 5 calls), or ``None``: ``n_runs`` calls.
     time_budget_s: float | None
     device: str
     source: str
+    #: The protocols measured, among :data:`PROTOCOLS`.
     protocols: tuple[str, ...]
 
     def __post_init__(self) -> None:
@@ -92,20 +79,8 @@ class ADCostsSettings(Record):
 class MultiscaleSettings(Record):
     r"""The multi-scale page (``02_multiscale``; Figs 2-3).
 
-    Attributes
-    ----------
-    theta_max, theta_min : float
-        Coarsest and finest scale, :math:`\theta_{\max} > \theta_{\min} > 0`.
-    n_scales, n_scales_prediction : int
-        Scales of the Fig. 2 and the Fig. 3 schedule, each at least 2.
-    gtol, gtol_single, gtol_prediction, gtol_gn, gtol_gn_first : float
-        Newton and Levenberg-Marquardt tolerances, each > 0.
-    newton_method : str
-        One of :data:`NEWTON_METHODS`.
-    scale_space_thetas : tuple of float
-        The scales of the scale-space figure, each > 0.
-    m_scale_space : int, optional
-        Cells per dimension of the scale-space figure, at least 4.
+    Fields: the page's parameters, as documented in its parameters cell and in ``params/paper.yaml``;
+    :math:`\theta_{\max} > \theta_{\min} > 0`.
     """
 
     theta_max: float
@@ -147,36 +122,11 @@ class MultiscaleSettings(Record):
 class SuperresolutionSettings(Record):
     r"""The super-resolution page (``03_superresolution``; Figs 4-11).
 
-    Attributes
-    ----------
-    m, factor, n_templates : int
-        Fine cells per dimension, the pooling factor (dividing ``m``) and the number of templates.
-    lam : float
-        Regularisation weight :math:`\lambda \ge 0`.
-    variant : str
-        One of :data:`VARPRO_VARIANTS`.
-    device : str
-        The device the runs used.
-    cg_iters, cg_iters_partial, taylor_cg_iters : int
-        CG iterations of the converged projections, of the partial differentiation and of the second Jacobian
-        test, each at least 1.
-    cg_tol, gtol : float
-        CG and LM tolerances, each >= 0.
-    gn_iters : int
-        Recorded LM points per run, at least 2 (a start and a step).
-    preregistration : str
-        The LM start, one of :data:`~imreg_lib.paper.preregistration.PREREGISTRATIONS`.
-    fractions : tuple of float
-        Fractions :math:`p \in [0, 1]` of CG iterations differentiated (Figs 7-9).
-    cg_counts : tuple of int
-        CG iterations of the inexact projections (Figs 10-11), each at least 1.
-    corrections : bool
-        Whether the runs that are not in the paper ran (the authors' start, eq. 7, continued partial CG).
-    ensemble_members : int
-        Members of each round-off ensemble, at least 1 (1: none).
+    Fields: the page's parameters, as documented in its parameters cell and in ``params/paper.yaml``.
     """
 
     m: int
+    #: The pooling factor, dividing ``m``.
     factor: int
     n_templates: int
     lam: float
@@ -185,13 +135,16 @@ class SuperresolutionSettings(Record):
     cg_iters: int
     cg_iters_partial: int
     cg_tol: float
+    #: Recorded LM points per run, at least 2 (a start and a step).
     gn_iters: int
     gtol: float
     preregistration: str
     fractions: tuple[float, ...] = (0.7, 0.9, 0.95, 1.0)
     cg_counts: tuple[int, ...] = (1, 5, 10, 25, 50, 100)
     taylor_cg_iters: int = 25
+    #: Whether the runs that are not in the paper ran (the authors' start, eq. 7, continued partial CG).
     corrections: bool = True
+    #: Members of each round-off ensemble, at least 1 (1: none).
     ensemble_members: int = 1
 
     def __post_init__(self) -> None:
