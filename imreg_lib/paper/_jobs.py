@@ -121,22 +121,18 @@ def _kernel_executor(size: int) -> ProcessPoolExecutor:
     """The kernel's persistent pool of ``size`` workers (started from a forkserver that has imported the library)."""
     pool = _KERNEL_POOL
     with _POOL_LOCK:
-        return _executor_locked(pool, size)
-
-
-def _executor_locked(pool: dict, size: int) -> ProcessPoolExecutor:
-    if pool.get("size") != size:
-        if pool.get("executor") is not None:
-            pool["executor"].shutdown(wait=False, cancel_futures=True)
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["imreg_lib.paper"])
-        pool["executor"] = ProcessPoolExecutor(size, mp_context=ctx, initializer=_worker_start,
-                                               initargs=(torch.get_num_threads(),))
-        pool["size"] = size
-        if not pool.get("closes_at_exit"):
-            atexit.register(_close_at_exit)
-            pool["closes_at_exit"] = True
-    return pool["executor"]
+        if pool.get("size") != size:
+            if pool.get("executor") is not None:
+                pool["executor"].shutdown(wait=False, cancel_futures=True)
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["imreg_lib.paper"])
+            pool["executor"] = ProcessPoolExecutor(size, mp_context=ctx, initializer=_worker_start,
+                                                   initargs=(torch.get_num_threads(),))
+            pool["size"] = size
+            if not pool.get("closes_at_exit"):
+                atexit.register(_close_at_exit)
+                pool["closes_at_exit"] = True
+        return pool["executor"]
 
 
 def _close_at_exit() -> None:
@@ -226,16 +222,10 @@ def _share_with_kernel_workers(jobs: Mapping[K, Callable[[], T]], size: int, ord
         if status == "lost":
             local[key] = jobs[key]()
             done()
-    out = {}
-    for key in jobs:
-        if key in local:
-            out[key] = local[key]
-        else:
-            status, value = remote[key]
-            if status == "error":
-                raise value
-            out[key] = value
-    return out
+    for key in jobs:  # a job that failed in a worker raises here, in the order of the jobs
+        if key not in local and remote[key][0] == "error":
+            raise remote[key][1]
+    return {key: local[key] if key in local else remote[key][1] for key in jobs}
 
 
 def _side_by_side_possible() -> bool:

@@ -85,11 +85,7 @@ _PROTOCOLS = ("paper", "cached")
 # ------------------------------------------------------------------------------------------------
 def model_transformation(model: str, dim: int = 2):
     """The transformation of a Table 1 model: ``"affine"`` (6 parameters in 2D) or ``"neural_ode"`` (50)."""
-    if model == "affine":
-        return Affine(dim)
-    if model == "neural_ode":
-        return NeuralODE(dim)
-    raise ValueError(f"model must be one of {_MODELS}, got {model!r}")
+    return Affine(dim) if _checks.one_of("model", model, _MODELS) == "affine" else NeuralODE(dim)
 
 
 def near_identity(transformation, scale: float = 0.05, seed: int = 0, device: torch.device | str | None = None,
@@ -254,8 +250,7 @@ def measure_ad_costs(pair: ImagePair, model: str = "affine", protocol: str = "ca
     transformation
         Overrides the model's transformation (e.g. a wider :class:`~imreg_lib.NeuralODE`).
     """
-    if protocol not in _PROTOCOLS:
-        raise ValueError(f"protocol must be one of {_PROTOCOLS}, got {protocol!r}")
+    _checks.one_of("protocol", protocol, _PROTOCOLS)
     _check_run_settings(n_runs, warmup, max_seconds, theta)
     tr = transformation if transformation is not None else model_transformation(model, pair.grid.dim)
     if tr.dim != pair.grid.dim:
@@ -334,8 +329,7 @@ def ad_cost_table(m: int = 32, theta: float = 1e-3, n_runs: int = 100, protocol:
 
     All inputs are validated before any work starts.
     """
-    if protocol not in (*_PROTOCOLS, "both"):
-        raise ValueError(f"protocol must be 'paper', 'cached' or 'both', got {protocol!r}")
+    _checks.one_of("protocol", protocol, (*_PROTOCOLS, "both"), words=True)
     _checks.integer("m", m, 4)
     _check_run_settings(n_runs, warmup, max_seconds, theta)
     models = tuple(models) if not isinstance(models, str) else (models,)
@@ -463,8 +457,6 @@ def derivative_checks(pair: ImagePair, theta: float = 1e-3, models: Sequence[str
     ----------
     pair : ImagePair
         The images (their device and dtype are used).
-    theta : float
-        Scale of the spline model.
     models : sequence of str
         A subset of ``("affine", "neural_ode")``.
     n_runs, warmup, max_seconds
@@ -617,8 +609,6 @@ def scaling_study(pair: ImagePair, *, theta: float = 1e-3, widths: Sequence[int]
     ----------
     pair : ImagePair
         The 2D images of the parameter study (its device is used for every case).
-    theta : float
-        Scale of the spline model.
     widths : sequence of int
         Hidden widths of the neural ODEs of the parameter study (width :math:`w` has :math:`6w + 2` parameters in
         2D: 50 for 8), after the 2D affine model (6 parameters) and the 3D one

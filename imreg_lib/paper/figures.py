@@ -20,6 +20,7 @@ from ..plotting import animation_html, plot_performance, plot_reconstructions, p
 from ..spline import SplineImage
 from ..varpro import relative_error
 from ._jobs import run_jobs
+from .ensembles import ensemble_label, paper_value
 from .recorded import PAPER_SR
 from .superres_runs import METHOD_LABELS, percent_label, reconstruction_path, varpro_variant
 
@@ -593,8 +594,6 @@ def plot_ensembles(ensembles: Mapping[str, Mapping[str, Ensemble]]) -> Figure:
     """The final relative error of every round-off ensemble: each member (ticks), the range (bar) and median
     (dot), beside the paper's value (open square) where it has one."""
     import matplotlib.pyplot as plt
-
-    from .ensembles import ensemble_label, paper_value
 
     rows = [(ensemble_label(f, k), paper_value(f, k), e) for f, runs in ensembles.items() for k, e in runs.items()]
     fig, ax = plt.subplots(figsize=(8, 0.42 * len(rows) + 1.2))

@@ -3,8 +3,13 @@ wrote."""
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
+
+from ..timing import peak_rss_mb
+from ._jobs import start_workers, worker_peak_mb
+from ._schema import write_json
 
 __all__ = ["glue", "peak_memory_mb", "reject_unknown_parameters", "report_written", "save_results", "start_workers"]
 
@@ -25,19 +30,7 @@ def glue(name: str, value, display: bool = False) -> None:
 def peak_memory_mb() -> float:
     """Peak resident memory (MB) of this kernel and of the worker processes that ran its runs (the larger):
     :func:`~imreg_lib.timing.peak_rss_mb` and the peaks the workers reported."""
-    from ..timing import peak_rss_mb
-    from ._jobs import worker_peak_mb
-
     return max(peak_rss_mb(), worker_peak_mb())
-
-
-def start_workers() -> bool:
-    """Start this kernel's worker processes for independent runs in the background (where it has more than one
-    core to use; :mod:`imreg_lib.paper._jobs`), so that they are up when a page's first runs come; returns whether
-    they are starting."""
-    from ._jobs import start_workers as start
-
-    return start()
 
 
 def report_written(path: str | os.PathLike, what: str = "results", *, created: bool = False) -> str:
@@ -55,8 +48,6 @@ def report_written(path: str | os.PathLike, what: str = "results", *, created: b
 def save_results(path: str | os.PathLike, results) -> Path:
     """Write a page's results record as JSON (:func:`~imreg_lib.paper._schema.write_json`: through a temporary file
     and a rename) and print where (:func:`report_written`); returns the path."""
-    from ._schema import write_json
-
     created = not Path(path).resolve().parent.is_dir()
     out = write_json(path, results)
     print(report_written(out, created=created))
@@ -65,8 +56,6 @@ def save_results(path: str | os.PathLike, results) -> Path:
 
 def _assigned(source: str) -> list[str]:
     """The names a cell's top-level assignments bind, in order."""
-    import ast
-
     names = []
     for node in ast.parse(source).body:
         targets = node.targets if isinstance(node, ast.Assign) else (

@@ -66,8 +66,6 @@ def prereg_objective(problem: SuperResolutionProblem, theta: float, *, loss: Los
 
     Parameters
     ----------
-    problem
-        The super-resolution problem (templates and grids).
     theta
         Scale :math:`\theta \ge 0` of the spline of template 0.
     loss
@@ -80,8 +78,7 @@ def prereg_objective(problem: SuperResolutionProblem, theta: float, *, loss: Los
         compute these blurred templates but never use them (dead code), so at large θ their model
         is a blurred image fitted to sharp data.
     """
-    if loss not in ("norm", "squared"):
-        raise ValueError(f"loss must be 'norm' or 'squared', got {loss!r}")
+    _checks.one_of("loss", loss, ("norm", "squared"), words=True)
     _checks.positive_number("theta", theta, allow_zero=True)
     grid = problem.template_grid
     image = SplineImage(problem.data[0], grid)
@@ -164,8 +161,6 @@ def preregister(problem: SuperResolutionProblem, *, thetas: Sequence[float] = PR
 
     Parameters
     ----------
-    problem
-        The super-resolution problem.
     thetas
         Scales, largest first (default ``logspace(2, -3, 6)``).
     loss
@@ -193,13 +188,10 @@ def preregister(problem: SuperResolutionProblem, *, thetas: Sequence[float] = PR
     thetas = tuple(float(t) for t in thetas)
     if not thetas or not all(math.isfinite(t) and t >= 0 for t in thetas):
         raise ValueError(f"thetas must be a non-empty sequence of finite numbers >= 0, got {thetas}")
-    if loss not in ("norm", "squared"):
-        raise ValueError(f"loss must be 'norm' or 'squared', got {loss!r}")
+    _checks.one_of("loss", loss, ("norm", "squared"), words=True)
     optimizer = optimizer or ("trust-exact" if continuation else "newton-cg")
-    if optimizer not in ("newton-cg", "trust-exact"):
-        raise ValueError(f"optimizer must be 'newton-cg' or 'trust-exact', got {optimizer!r}")
-    if variant not in ("as_coded", "paper"):
-        raise ValueError(f"variant must be 'as_coded' or 'paper', got {variant!r}")
+    _checks.one_of("optimizer", optimizer, ("newton-cg", "trust-exact"), words=True)
+    _checks.one_of("variant", variant, ("as_coded", "paper"), words=True)
     _checks.integer("maxiter", maxiter, 1)
     for name, value in (("xtol", xtol), ("gtol", gtol)):
         _checks.positive_number(name, value)

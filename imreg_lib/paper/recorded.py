@@ -1,10 +1,5 @@
 """The numbers the paper and the authors' runs record, to print beside ours: reference values, never results of
-this code.
-
-* :data:`PAPER_TABLE1`, :data:`PAPER_FACTORS`: Table 1 (the cost of derivatives);
-* :data:`PAPER_SR`: the super-resolution runs of §4 (Figs 5-11);
-* :data:`FIG7_STEPS`: the step sizes of the authors' Jacobian test (Fig 7).
-"""
+this code."""
 
 from __future__ import annotations
 

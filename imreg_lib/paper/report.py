@@ -21,7 +21,9 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from statistics import median
 
+from .. import _checks
 from ._schema import Record
 from .claims import Claim, Status, claims_summary
 from .fullscale import FullScaleResults
@@ -37,7 +39,7 @@ from .results import (
     VarProSummary,
 )
 from .superres_runs import METHOD_LABELS
-from .tables import DATA_SETS
+from .tables import DATA_SETS, _machine
 
 __all__ = ["DATA_SETS", "ERROR_TOLERANCE", "FACTOR_TOLERANCE", "NOTEBOOKS", "RECORDS", "build_claims",
            "claims_by_data", "ensemble_status", "error_status", "factor_status", "fig2_claims", "fig3_claims",
@@ -117,8 +119,7 @@ def claims_by_data(folders: Mapping[str, str | Path | None], data: str, *,
     dict
         ``{data set: claims}`` in the order of ``folders``.
     """
-    if data not in DATA_SETS:
-        raise ValueError(f"data must be one of {list(DATA_SETS)}, got {data!r}")
+    _checks.one_of("data", data, list(DATA_SETS))
     by_data = {}
     for name, folder in folders.items():
         present = folder is not None and any((Path(folder) / f"{nb}.json").is_file() for nb in NOTEBOOKS)
@@ -146,19 +147,9 @@ def _finite(values: Sequence[float | None]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
-def _median(values: Sequence[float]) -> float:
-    s = sorted(values)
-    n = len(s)
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
-
-
 def _within(ours: float, paper: float, tol: float) -> bool:
     """Two-sided relative agreement: :math:`|o - p| \\le \\mathrm{tol}\\,|p|`."""
     return abs(ours - paper) <= tol * abs(paper)
-
-
-def _is_synthetic(data: str) -> bool:
-    return "synthetic" in data
 
 
 def factor_status(ours: float, paper: float, tol: float = FACTOR_TOLERANCE) -> Status:
@@ -187,7 +178,7 @@ def _typical(sr: SuperresolutionResults, family: str, key: str | float | int,
     e = sr.ensembles.get(family, key)
     if e is None:
         return {"loss": run.rel_loss, "gradient norm": run.rel_grad, "error": run.rel_error}
-    return {"loss": _median(e.rel_losses), "gradient norm": _median(e.rel_grads), "error": e.median}
+    return {"loss": median(e.rel_losses), "gradient norm": median(e.rel_grads), "error": e.median}
 
 
 def _judged_error(sr: SuperresolutionResults, family: str, key: str | float | int, run: VarProSummary,
@@ -227,12 +218,6 @@ def taylor_accuracy_step(curves: Mapping[str, Sequence[float]], h: Sequence[floa
 
 _MODEL_NAMES = {"affine": "affine (6 parameters)", "neural_ode": "neural ODE (50 parameters)"}
 _RATIO_NAMES = {"gradient": "gradient / loss", "hessian": "Hessian / loss", "jacobian": "Jacobian / forward map"}
-
-
-def _machine(info: Mapping | None) -> str:
-    from ..timing import describe_machine
-
-    return describe_machine(dict(info) if info else None)
 
 
 def _table1_claims(ad: ADCostsResults) -> list[Claim]:
@@ -318,11 +303,7 @@ def _fig2_work_claims(ms: MultiscaleResults) -> list[Claim]:
 
 
 def _fig2_registration_claims(ms: MultiscaleResults) -> list[Claim]:
-    data = ms.data
     single, pc, trad = ms.single_scale, ms.predictor_corrector, ms.traditional
-    cid, section = "fig2.registers", "Fig 2"
-    claim = "predictor-corrector registers the hand; a single fine scale stops in a bad local minimum"
-    conclusion = "the predictor-corrector succeeds where the standard multi-scale approach fails"
     if ms.w_true is not None:
         w_true = ms.w_true
         tol_b = SHIFT_TOLERANCE_CELLS * min(ms.h)
@@ -334,33 +315,32 @@ def _fig2_registration_claims(ms: MultiscaleResults) -> list[Claim]:
         ok_pc, a_pc, b_pc = found(pc)
         ok_single, a_s, b_s = found(single)
         ok_trad, a_t, b_t = found(trad)
+        registers, fails = ok_pc and not ok_single, not ok_trad
         rule = (f"against the known motion: found when every matrix entry is within {MATRIX_TOLERANCE} and the "
                 f"translation within {SHIFT_TOLERANCE_CELLS} cell ({tol_b:.3g}); predictor-corrector found, single "
                 "scale not")
         ours = (f"max error of A / b: predictor-corrector {a_pc:.2g} / {b_pc:.2g}, single scale {a_s:.2g} / "
                 f"{b_s:.2g}")
-        return [Claim(cid, section, claim, "shown in Fig 2", ours,
-                      Status.REPRODUCED if ok_pc and not ok_single else Status.DIFFERS, rule, data=data),
-                Claim("conclusions.traditional_fails", "§5 Conclusions", conclusion, "stated",
-                      f"traditional multi-scale: max error of A / b {a_t:.2g} / {b_t:.2g}",
-                      Status.DIFFERS if ok_trad else Status.REPRODUCED, "the traditional multi-scale method does not "
-                      "find the motion (same test as Fig 2)",
-                      "on the paper's Fig 2 problem the traditional multi-scale method (no predictor) registers too"
-                      if ok_trad else "", data=data)]
-    # no known motion (the user's or the paper's images): the final loss at θ_min tells a bad local minimum
-    f_pc, f_s, f_t = pc.final_loss, single.final_loss, trad.final_loss
-    worse = f"more than {WORSE_LOSS_FACTOR:g} times the predictor-corrector's (a distinct, worse local minimum)"
-    fails = f_t > WORSE_LOSS_FACTOR * f_pc
-    return [Claim(cid, section, claim, "shown in Fig 2",
-                  f"final loss: predictor-corrector {f_pc:.4g}, single scale {f_s:.4g}",
-                  Status.REPRODUCED if f_s > WORSE_LOSS_FACTOR * f_pc else Status.DIFFERS,
-                  f"no known motion: the single-scale loss at θ_min is {worse}", data=data),
-            Claim("conclusions.traditional_fails", "§5 Conclusions", conclusion, "stated",
-                  f"final loss: traditional {f_t:.4g}, predictor-corrector {f_pc:.4g}",
-                  Status.REPRODUCED if fails else Status.DIFFERS,
-                  f"no known motion: the traditional method fails when its final loss at θ_min is {worse}",
-                  "" if fails else "the traditional multi-scale method (no predictor) reaches a minimum as good or "
-                  f"within a factor {WORSE_LOSS_FACTOR:g}", data=data)]
+        trad_ours = f"traditional multi-scale: max error of A / b {a_t:.2g} / {b_t:.2g}"
+        trad_rule = "the traditional multi-scale method does not find the motion (same test as Fig 2)"
+        trad_why = "on the paper's Fig 2 problem the traditional multi-scale method (no predictor) registers too"
+    else:  # no known motion (the user's or the paper's images): the final loss at θ_min tells a bad local minimum
+        f_pc, f_s, f_t = pc.final_loss, single.final_loss, trad.final_loss
+        worse = f"more than {WORSE_LOSS_FACTOR:g} times the predictor-corrector's (a distinct, worse local minimum)"
+        registers, fails = f_s > WORSE_LOSS_FACTOR * f_pc, f_t > WORSE_LOSS_FACTOR * f_pc
+        rule = f"no known motion: the single-scale loss at θ_min is {worse}"
+        ours = f"final loss: predictor-corrector {f_pc:.4g}, single scale {f_s:.4g}"
+        trad_ours = f"final loss: traditional {f_t:.4g}, predictor-corrector {f_pc:.4g}"
+        trad_rule = f"no known motion: the traditional method fails when its final loss at θ_min is {worse}"
+        trad_why = ("the traditional multi-scale method (no predictor) reaches a minimum as good or within a factor "
+                    f"{WORSE_LOSS_FACTOR:g}")
+    return [Claim("fig2.registers", "Fig 2",
+                  "predictor-corrector registers the hand; a single fine scale stops in a bad local minimum",
+                  "shown in Fig 2", ours, Status.REPRODUCED if registers else Status.DIFFERS, rule, data=ms.data),
+            Claim("conclusions.traditional_fails", "§5 Conclusions",
+                  "the predictor-corrector succeeds where the standard multi-scale approach fails", "stated",
+                  trad_ours, Status.REPRODUCED if fails else Status.DIFFERS, trad_rule, "" if fails else trad_why,
+                  data=ms.data)]
 
 
 def _corrector_note(pred: PredictionResults) -> str:
@@ -415,7 +395,7 @@ def fig3_claims(ms: MultiscaleResults) -> list[Claim]:
     gn_l, gn_g = _finite(gn.rel_loss_diff), _finite(gn.rel_grad_diff)
     if gn_l and gn_g and exact_l:
         helped_gn, helped_ex, n = sum(v > 0 for v in gn_l), sum(v > 0 for v in exact_l), len(gn_l)
-        med_gn, med_ex = _median(gn_g), _median(exact_g)
+        med_gn, med_ex = median(gn_g), median(exact_g)
         survives = med_gn <= 0 or helped_gn < helped_ex - 0.1 * n
         rows.append(Claim(
             "fig3.gauss_newton_corrected", "Fig 3",
@@ -434,7 +414,7 @@ def fig3_claims(ms: MultiscaleResults) -> list[Claim]:
 
 def _error_reason(ours: float, paper: float, sr: SuperresolutionResults) -> str:
     why = f"{ours / paper:.2f}× the paper's"
-    if _is_synthetic(sr.data):
+    if "synthetic" in sr.data:
         why += " on the synthetic hand, not the paper's image"
     return why + f"; an exact solve at the true motion gives {_pct(sr.rel_error_at_true_motion)} on these data"
 
@@ -496,7 +476,7 @@ def _authors_start_claim(sr: SuperresolutionResults, da: VarProSummary, p_da: fl
         family, key = "corrections", "diff_all, as_coded start"
     else:
         return _not_run(cid, "§4.3 / Fig 6", claim, paper, "LM from the authors' start (corrections=False)", sr.data)
-    authors = sr.projections[key] if family == "projections" else sr.corrections[key]
+    authors = getattr(sr, family)[key]
     status, ours, value, rule = _judged_error(sr, family, key, authors, p_da)
     why = (_error_reason(value, p_da, sr) + "; " if status == Status.DIFFERS else "") + _start_note(authors,
                                                                                                    "as_coded")
@@ -543,21 +523,25 @@ def _fig7_claims(sr: SuperresolutionResults) -> list[Claim]:
     return rows
 
 
+def _read_off_claim(sr: SuperresolutionResults, family: str, key: float | int, ref: float, cid: str, figure: str,
+                    label: str, what: str) -> Claim:
+    """A final error against the value read off the paper's ``figure``; "not run" where the page's settings left
+    ``key`` out of ``family``."""
+    runs = getattr(sr, family)
+    if key not in runs:
+        return _not_run(cid, figure, label, _pct(ref), what, sr.data)
+    status, ours, value, rule = _judged_error(sr, family, key, runs[key], ref)
+    return Claim(cid, figure, label, f"≈ {_pct(ref)} (read off)", ours, status,
+                 rule.replace("the paper's", f"the value read off {figure}"),
+                 _error_reason(value, ref, sr) if status == Status.DIFFERS else "", paper_value=ref, ours_value=value,
+                 data=sr.data)
+
+
 def _partial_claims(sr: SuperresolutionResults) -> list[Claim]:
     data, part, read = sr.data, sr.partial, sr.paper.partial_rel_error_read
-    rows = []
-    for p in PAPER_FRACTIONS:
-        ref = read[p]
-        cid, label = f"fig8.error_{round(100 * p)}", (f"relative error with the last {100 * p:.0f} % of 200 CG "
-                                                      "iterations differentiated")
-        if p not in part:  # a fraction the page's settings left out
-            rows.append(_not_run(cid, "Fig 8", label, _pct(ref), f"p = {p}", data))
-            continue
-        status, ours, value, rule = _judged_error(sr, "partial", p, part[p], ref)
-        rows.append(Claim(cid, "Fig 8", label, f"≈ {_pct(ref)} (read off)", ours, status,
-                          rule.replace("the paper's", "the value read off Fig 8"),
-                          _error_reason(value, ref, sr) if status == Status.DIFFERS else "", paper_value=ref,
-                          ours_value=value, data=data))
+    rows = [_read_off_claim(sr, "partial", p, read[p], f"fig8.error_{round(100 * p)}", "Fig 8",
+                            f"relative error with the last {100 * p:.0f} % of 200 CG iterations differentiated",
+                            f"p = {p}") for p in PAPER_FRACTIONS]
     if all(p in part for p in PAPER_FRACTIONS):
         ens = {p: sr.ensembles.get("partial", p) for p in PAPER_FRACTIONS}
         err = {p: (e.median if e else part[p].rel_error) for p, e in ens.items()}
@@ -588,17 +572,9 @@ def _partial_claims(sr: SuperresolutionResults) -> list[Claim]:
 
 def _inexact_claims(sr: SuperresolutionResults) -> list[Claim]:
     data, inex = sr.data, sr.inexact
-    rows = []
-    for n, ref in sr.paper.inexact_rel_error_read.items():
-        cid, label = f"fig10.error_{n}", f"relative error with {n} CG iteration{'s' if n > 1 else ''} per projection"
-        if n not in inex:  # a CG count the page's settings left out
-            rows.append(_not_run(cid, "Fig 10", label, _pct(ref), f"{n} CG iterations", data))
-            continue
-        status, ours, value, rule = _judged_error(sr, "inexact", n, inex[n], ref)
-        rows.append(Claim(cid, "Fig 10", label, f"≈ {_pct(ref)} (read off)", ours, status,
-                          rule.replace("the paper's", "the value read off Fig 10"),
-                          _error_reason(value, ref, sr) if status == Status.DIFFERS else "", paper_value=ref,
-                          ours_value=value, data=data))
+    rows = [_read_off_claim(sr, "inexact", n, ref, f"fig10.error_{n}", "Fig 10",
+                            f"relative error with {n} CG iteration{'s' if n > 1 else ''} per projection",
+                            f"{n} CG iterations") for n, ref in sr.paper.inexact_rel_error_read.items()]
     counts = sorted(inex)
     if {10, 100} <= set(counts):
         e10, e100 = (e.median if (e := sr.ensembles.get("inexact", n)) else inex[n].rel_error for n in (10, 100))
@@ -761,7 +737,7 @@ def peers_claims(pe: PeersResults) -> list[Claim]:
                               f"{len(hits)} of {len(angles)} angles ({where})", Status.BEYOND, _PEER_RULE,
                               f"{source} moved by the synthetic hand's scaling and shift, rotated", data=source))
         if angles:
-            times = {m: _median([r.seconds for r in rs]) for m, rs in sweep.runs.items() if m != FROM_TRUTH}
+            times = {m: median([r.seconds for r in rs]) for m, rs in sweep.runs.items() if m != FROM_TRUTH}
             rows.append(Claim(f"{prefix}.seconds", "Capture range", f"time per registration on {source} (median "
                               "over the angles)", paper, "; ".join(f"{m.replace('_', ' ')} {t:.2f} s"
                                                                    for m, t in times.items()),

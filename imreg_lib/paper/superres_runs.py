@@ -1,22 +1,9 @@
 r"""The super-resolution experiments of paper §4 (Figs 5-11), as functions of a problem and a start point.
 
 Each driver validates all of its settings before the first solve, runs
-:func:`~imreg_lib.varpro.varpro_levenberg_marquardt` once per setting and returns the runs keyed by the setting:
-
-* :func:`compare_projections` (Figs 5-6): the Jacobian methods of :class:`~imreg_lib.varpro.VarPro`
-  ("diff_all", "no_diff", "implicit", ...) with a converged projection;
-* :func:`partial_differentiation` (Figs 8-9): only the last fraction :math:`p` of :math:`N` CG iterations
-  differentiated, restarted as the authors or continued;
-* :func:`inexact_projections` (Figs 10-11): a fixed small number of CG iterations, all differentiated;
-* :func:`projection_taylor` (Fig 7): the first-order Taylor errors of every Jacobian against one reference
-  residual, with the authors' direction and step sizes;
-* :func:`projection_costs`: time of a residual and of a Jacobian per method;
-* :func:`reconstruction_path`: the exact reconstruction at every recorded LM point (for the widgets).
-
-The page's sets of runs and methods are built here too: :func:`correction_runs` (the authors' start and the paper's
-model), :func:`own_residual_varpros` (the second Jacobian test), :func:`cost_varpros` (the timed methods) and
-:func:`labelled_runs` (every run under its legend label); :func:`parameter_error` scores a start against the
-generating motion. The page's settings are :class:`~imreg_lib.paper.settings.SuperresolutionSettings`.
+:func:`~imreg_lib.varpro.varpro_levenberg_marquardt` once per setting and returns the runs keyed by the setting.
+The page's sets of runs and methods are built here too. The page's settings are
+:class:`~imreg_lib.paper.settings.SuperresolutionSettings`.
 
 Every driver takes ``variant``, the residual and parametrisation (:data:`VARPRO_VARIANTS`, :func:`varpro_variant`):
 ``"as_coded"`` (the default, :class:`~imreg_lib.paper.defects.AsCodedVarPro`: the authors' script, which the paper's
@@ -62,16 +49,13 @@ def varpro_variant(problem: SuperResolutionProblem, variant: str = "as_coded", *
 
     Parameters
     ----------
-    problem : SuperResolutionProblem
-        The super-resolution problem.
     variant : str
         ``"as_coded"``: :class:`~imreg_lib.paper.defects.AsCodedVarPro` (all :math:`6q` parameters, data misfit;
         the authors' script); ``"paper"``: :class:`~imreg_lib.varpro.VarPro` (template 0 fixed, eq. 7).
     **options
         The settings of :class:`~imreg_lib.varpro.VarPro` (``method``, ``cg_iters``, ``tol``, ...).
     """
-    if variant not in _VARPRO_CLASSES:
-        raise ValueError(f"variant must be one of {VARPRO_VARIANTS}, got {variant!r}")
+    _checks.one_of("variant", variant, VARPRO_VARIANTS)
     return _VARPRO_CLASSES[variant](problem, **options)
 
 
@@ -101,6 +85,22 @@ def _run_all(varpros: Mapping, w0: torch.Tensor | Mapping, gn_iters: int, gtol: 
                     cost={key: _run_cost(vp) for key, vp in varpros.items()})
 
 
+def _steps(h: Sequence[float]) -> tuple[float, ...]:
+    steps = tuple(float(s) for s in h)
+    if len(steps) < 2 or any(not (math.isfinite(s) and s > 0) for s in steps):
+        raise ValueError(f"h must be at least two positive step sizes, got {list(steps)!r}")
+    return steps
+
+
+def _fraction_varpros(make: functools.partial, fractions: Sequence[float], continued: bool) -> dict:
+    """``{(method, p): VarPro}`` of ``make``: restarted for every ``p`` and, if ``continued``, continued for
+    ``0 < p < 1``."""
+    varpros = {("last_restarted", p): make(method="last_restarted", fraction=p) for p in fractions}
+    if continued:
+        varpros |= {("last_continued", p): make(method="last_continued", fraction=p) for p in fractions if 0 < p < 1}
+    return varpros
+
+
 def _run_cost(vp: VarPro) -> float:
     """A rough estimate of one LM run's time, for starting the longest runs first: a CG iteration with all
     parameter tangents costs about four plain ones (measured on the §4 page), and each LM point a fixed amount."""
@@ -113,8 +113,8 @@ def compare_projections(problem: SuperResolutionProblem, w0: torch.Tensor, *,
                         tol: float = 1e-3, gn_iters: int = 10, gtol: float = 1e-5,
                         variant: str = "as_coded") -> dict[str, VarProRun]:
     """Figs 5-6: one LM run per Jacobian method from ``w0`` (N = 500, tol 1e-3, 10 LM points)."""
-    varpros = {m: varpro_variant(problem, method=m, variant=variant, cg_iters=cg_iters, tol=tol) for m in methods}
-    return _run_all(varpros, w0, gn_iters, gtol)
+    make = functools.partial(varpro_variant, problem, variant=variant, cg_iters=cg_iters, tol=tol)
+    return _run_all({m: make(method=m) for m in methods}, w0, gn_iters, gtol)
 
 
 def correction_runs(problem: SuperResolutionProblem, starts: Mapping[tuple[str, bool], PreregistrationResult], *,
@@ -124,8 +124,6 @@ def correction_runs(problem: SuperResolutionProblem, starts: Mapping[tuple[str, 
 
     Parameters
     ----------
-    problem : SuperResolutionProblem
-        The super-resolution problem.
     starts : mapping
         The pre-registrations ``{(loss, continuation): PreregistrationResult}`` of :func:`preregistration_starts`;
         the ``"norm"`` start of the schedule that is *not* ``continuation`` is used.
@@ -142,17 +140,14 @@ def correction_runs(problem: SuperResolutionProblem, starts: Mapping[tuple[str, 
         pre-registration (template 0 fixed, 18 parameters for 4 templates).
     """
     other = "as_coded" if continuation else "continuation"
-    varpros, w0 = {}, {}
-    for m in ("diff_all", "no_diff"):
-        key = f"{m}, {other} start"
-        varpros[key] = varpro_variant(problem, method=m, variant=variant, cg_iters=cg_iters, tol=tol)
-        w0[key] = starts["norm", not continuation].w
+    make = functools.partial(varpro_variant, problem, cg_iters=cg_iters, tol=tol)
+    varpros = {f"{m}, {other} start": make(method=m, variant=variant) for m in ("diff_all", "no_diff")}
+    w0 = dict.fromkeys(varpros, starts["norm", not continuation].w)
     if variant == "as_coded" and problem.n_templates >= 2:
         w_paper = preregister(problem, loss="norm", continuation=continuation, variant="paper").w
-        for m in ("diff_all", "no_diff"):
-            key = f"{m}, paper's model (eq. 7)"
-            varpros[key] = varpro_variant(problem, method=m, variant="paper", cg_iters=cg_iters, tol=tol)
-            w0[key] = w_paper
+        paper = {f"{m}, paper's model (eq. 7)": make(method=m, variant="paper") for m in ("diff_all", "no_diff")}
+        varpros |= paper
+        w0 |= dict.fromkeys(paper, w_paper)
     return _run_all(varpros, w0, gn_iters, gtol)
 
 
@@ -165,9 +160,8 @@ def partial_differentiation(problem: SuperResolutionProblem, w0: torch.Tensor, f
     CG run (the same iterates as differentiating everything).
     """
     method = "last_restarted" if restarted else "last_continued"
-    varpros = {p: varpro_variant(problem, method=method, variant=variant, cg_iters=cg_iters, tol=tol, fraction=p)
-               for p in check_fractions(fractions)}
-    return _run_all(varpros, w0, gn_iters, gtol)
+    make = functools.partial(varpro_variant, problem, method=method, variant=variant, cg_iters=cg_iters, tol=tol)
+    return _run_all({p: make(fraction=p) for p in check_fractions(fractions)}, w0, gn_iters, gtol)
 
 
 def partial_runs(problem: SuperResolutionProblem, w0: torch.Tensor, fractions: Sequence[float], *,
@@ -177,14 +171,8 @@ def partial_runs(problem: SuperResolutionProblem, w0: torch.Tensor, fractions: S
     """:func:`partial_differentiation` restarted (every ``p``) and, if ``continued``, continued (``0 < p < 1``),
     as one batch of runs (side by side where workers are available): ``(restarted, continued)``, the second
     empty if not ``continued``."""
-    fractions = check_fractions(fractions)
-    varpros = {("last_restarted", p): varpro_variant(problem, method="last_restarted", variant=variant,
-                                                     cg_iters=cg_iters, tol=tol, fraction=p) for p in fractions}
-    if continued:
-        varpros |= {("last_continued", p): varpro_variant(problem, method="last_continued", variant=variant,
-                                                          cg_iters=cg_iters, tol=tol, fraction=p)
-                    for p in fractions if 0.0 < p < 1.0}
-    runs = _run_all(varpros, w0, gn_iters, gtol)
+    make = functools.partial(varpro_variant, problem, variant=variant, cg_iters=cg_iters, tol=tol)
+    runs = _run_all(_fraction_varpros(make, check_fractions(fractions), continued), w0, gn_iters, gtol)
     return ({p: r for (m, p), r in runs.items() if m == "last_restarted"},
             {p: r for (m, p), r in runs.items() if m == "last_continued"})
 
@@ -193,9 +181,8 @@ def inexact_projections(problem: SuperResolutionProblem, w0: torch.Tensor, cg_co
                         tol: float = 1e-3, gn_iters: int = 10, gtol: float = 1e-5,
                         variant: str = "as_coded") -> dict[int, VarProRun]:
     """Figs 10-11: projections of at most ``n`` CG iterations (all differentiated), one run per ``n``."""
-    varpros = {n: varpro_variant(problem, method="diff_all", variant=variant, cg_iters=n, tol=tol)
-               for n in check_counts(cg_counts)}
-    return _run_all(varpros, w0, gn_iters, gtol)
+    make = functools.partial(varpro_variant, problem, method="diff_all", variant=variant, tol=tol)
+    return _run_all({n: make(cg_iters=n) for n in check_counts(cg_counts)}, w0, gn_iters, gtol)
 
 
 def projection_taylor(problem: SuperResolutionProblem, w0: torch.Tensor, fractions: Sequence[float], *,
@@ -220,17 +207,11 @@ def projection_taylor(problem: SuperResolutionProblem, w0: torch.Tensor, fractio
         whose ``errors[1]`` is :math:`E_p`.
     """
     fractions = check_fractions(fractions)
-    steps = tuple(float(s) for s in h)
-    if len(steps) < 2 or any(not (math.isfinite(s) and s > 0) for s in steps):
-        raise ValueError(f"h must be at least two positive step sizes, got {list(steps)!r}")
-    reference = varpro_variant(problem, method="diff_all", variant=variant, cg_iters=cg_iters, tol=tol)
-    methods = {percent_label(p): varpro_variant(problem, method="last_restarted", variant=variant,
-                                                cg_iters=cg_iters, tol=tol, fraction=p) for p in fractions}
-    if continued:
-        methods |= {f"{percent_label(p)} continued": varpro_variant(problem, method="last_continued",
-                                                                    variant=variant, cg_iters=cg_iters, tol=tol,
-                                                                    fraction=p)
-                    for p in fractions if 0.0 < p < 1.0}
+    steps = _steps(h)
+    make = functools.partial(varpro_variant, problem, variant=variant, cg_iters=cg_iters, tol=tol)
+    reference = make(method="diff_all")
+    methods = {percent_label(p) + ("" if m == "last_restarted" else " continued"): vp
+               for (m, p), vp in _fraction_varpros(make, fractions, continued).items()}
     reference.full_parameters(w0)
     w0 = w0.detach()
     with torch.no_grad():  # r(w0) on the same code path as the perturbed evaluations (see below)
@@ -260,12 +241,11 @@ def own_residual_varpros(problem: SuperResolutionProblem, fractions: Sequence[fl
     derivative of the exact projection.
     """
     fractions = check_fractions(fractions)
-    own = {"Diff All": varpro_variant(problem, method="diff_all", variant=variant, cg_iters=cg_iters, tol=tol),
-           "No Diff": varpro_variant(problem, method="no_diff", variant=variant, cg_iters=cg_iters, tol=tol)}
+    make = functools.partial(varpro_variant, problem, variant=variant, cg_iters=cg_iters, tol=tol)
+    own = {"Diff All": make(method="diff_all"), "No Diff": make(method="no_diff")}
     p_mid = sorted(fractions)[len(fractions) // 2]
     if 0 < p_mid < 1:
-        own[f"last {percent_label(p_mid)} restarted"] = varpro_variant(
-            problem, method="last_restarted", variant=variant, cg_iters=cg_iters, tol=tol, fraction=p_mid)
+        own[f"last {percent_label(p_mid)} restarted"] = make(method="last_restarted", fraction=p_mid)
     own["Implicit (exact projection)"] = varpro_variant(problem, method="implicit", variant=variant)
     return own
 
@@ -278,9 +258,7 @@ def varpro_taylor(varpros: Mapping[str, VarPro], w0: torch.Tensor, *,
     ``direction`` defaults to the normalised :math:`J^\top r` of the first method. A method whose Jacobian is
     the derivative of its residual shows :math:`E_1 = O(h^2)`; No Diff shows :math:`O(h)`.
     """
-    steps = tuple(float(s) for s in h)
-    if len(steps) < 2 or any(not (math.isfinite(s) and s > 0) for s in steps):
-        raise ValueError(f"h must be at least two positive step sizes, got {list(steps)!r}")
+    steps = _steps(h)
     if not varpros:
         raise ValueError("varpros must name at least one method")
     for vp in varpros.values():
@@ -364,15 +342,13 @@ def cost_varpros(problem: SuperResolutionProblem, *, cg_iters: int = 500, cg_ite
     upper median of ``cg_counts``).
     """
     fractions, cg_counts = check_fractions(fractions), check_counts(cg_counts)
-    methods = {m: varpro_variant(problem, method=m, variant=variant, cg_iters=cg_iters, tol=tol)
-               for m in ("diff_all", "no_diff")}
+    make = functools.partial(varpro_variant, problem, variant=variant, tol=tol)
+    methods = {m: make(method=m, cg_iters=cg_iters) for m in ("diff_all", "no_diff")}
     methods["implicit"] = varpro_variant(problem, method="implicit", variant=variant)
     if 0 < max(fractions) < 1 or len(fractions) > 1:
         p_cost = sorted(fractions)[len(fractions) // 2]
-        methods["last_restarted"] = varpro_variant(
-            problem, method="last_restarted", variant=variant, cg_iters=cg_iters_partial, tol=tol, fraction=p_cost)
-    n_cost = sorted(cg_counts)[len(cg_counts) // 2]
-    methods["inexact"] = varpro_variant(problem, method="diff_all", variant=variant, cg_iters=n_cost, tol=tol)
+        methods["last_restarted"] = make(method="last_restarted", cg_iters=cg_iters_partial, fraction=p_cost)
+    methods["inexact"] = make(method="diff_all", cg_iters=sorted(cg_counts)[len(cg_counts) // 2])
     return methods
 
 

@@ -10,7 +10,7 @@ side by side, their rules, and the authors' defects (:data:`~imreg_lib.paper.def
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -38,6 +38,16 @@ __all__ = ["DATA_SETS", "comparison_table", "cost_phrases", "costs_markdown", "d
            "scaling_phrases", "sign_and_decade", "sr_verdict_phrases", "starts_markdown", "varpro_runs_markdown"]
 
 _DERIVATIVES = ("gradient", "gauss_newton", "hessian")
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence]) -> str:
+    """A Markdown table: the header, a ``---`` separator per column, then one line per row of cells."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, cells)) + " |" for cells in rows])
+
+
+def _machine(info: Mapping | None) -> str:
+    return describe_machine(dict(info) if info else None)
 
 
 # ---- 00_data ----------------------------------------------------------------------------------------------------
@@ -74,15 +84,12 @@ def derivative_checks_text(comparisons: Mapping[str, DerivativeComparison],
 
 def derivative_times_markdown(comparisons: Mapping[str, DerivativeComparison]) -> str:
     """Median times of the hand-coded and the ``torch.func`` derivatives, their ratio and relative difference."""
-    rows = ["| model | derivative | hand-coded (ms) | torch.func (ms) | torch.func / hand-coded | relative "
-            "difference |", "|---|---|---|---|---|---|"]
-    for model, c in comparisons.items():
-        for k, label in (("gradient", "gradient"), ("gauss_newton", "Gauss-Newton matrix"),
-                         ("hessian", "exact Hessian")):
-            rows.append(f"| {model} | {label} | {c.structured_ms[k]:.3f} | {c.ad_ms[k]:.3f} | "
-                        f"{c.ad_ms[k] / c.structured_ms[k]:.1f}× | {c.rel_diff[k]:.1e} |")
+    labels = {"gradient": "gradient", "gauss_newton": "Gauss-Newton matrix", "hessian": "exact Hessian"}
+    rows = [(model, label, f"{c.structured_ms[k]:.3f}", f"{c.ad_ms[k]:.3f}", f"{c.ad_ms[k] / c.structured_ms[k]:.1f}×",
+             f"{c.rel_diff[k]:.1e}") for model, c in comparisons.items() for k, label in labels.items()]
     return ("Median times at the same point (hand-coded includes the loss value; the exact Hessian includes value "
-            "and gradient):\n\n" + "\n".join(rows))
+            "and gradient):\n\n" + _table(("model", "derivative", "hand-coded (ms)", "torch.func (ms)",
+                                           "torch.func / hand-coded", "relative difference"), rows))
 
 
 def factor_range(points: Sequence[ScalingPoint], num: str, den: str) -> str:
@@ -139,7 +146,7 @@ def _worse_than_paper(c: ADCosts, model: str, worse: Sequence[str], machine: Map
     if "hessian" in worse or "jacobian" in worse:
         text += (f" `jacrev(grad)` and `jacfwd` push all {n_p} cotangents or tangents through every "
                  f"operation at once (`vmap`), on arrays {n_p} times larger than the function's, here on "
-                 f"{describe_machine(dict(machine) if machine else None)} in float64. The authors' machine is not "
+                 f"{_machine(machine)} in float64. The authors' machine is not "
                  "known.")
     return text
 
@@ -237,8 +244,8 @@ def fig3_summary(prediction: PredictionResults, verdict: Mapping[str, Claim]) ->
     n_pred = len(prediction.thetas) - 1
     lines = [f"{'variant':26s} {'loss better':>11s} {'median rel. loss diff':>22s} {'median rel. grad diff':>22s}"]
     for name, s in prediction.summary.items():
-        grad = f"{_median_grad(name, s.median_grad):>22s}" if name.endswith("as_coded") else f"{s.median_grad:22.2f}"
-        lines.append(f"{name:26s} {s.helped_loss:5d} / {n_pred:<3d} {s.median_loss:22.3f} {grad}")
+        lines.append(f"{name:26s} {s.helped_loss:5d} / {n_pred:<3d} {s.median_loss:22.3f} "
+                     f"{_median_grad(name, s.median_grad):>22s}")
     lines.append(f"as coded: gradient differences below -31000 at {prediction.coded_below_minus_31000} of {n_pred} "
                  "scales")
     gn_claim = verdict["fig3.gauss_newton_corrected"]
@@ -278,21 +285,17 @@ def starts_markdown(starts: Mapping[tuple[str, bool], PreregistrationResult], pr
                     variant: str = "as_coded") -> str:
     """The pre-registrations (:func:`~imreg_lib.paper.preregistration.preregistration_starts`): schedule, loss, final
     loss at the finest scale and the largest parameter error against the generating motion."""
-    rows = ["| schedule | loss | final loss (θ = 1e-3) | max parameter error |", "|---|---|---|---|"]
-    for (loss, cont), pre in starts.items():
-        name = "continuation (fix)" if cont else "restart from identity (authors)"
-        error = parameter_error(problem, pre.w, variant)
-        rows.append(f"| {name} | {loss} | {pre.history[-1].loss:.4g} | {error:.3f} |")
-    return "\n".join(rows)
+    return _table(("schedule", "loss", "final loss (θ = 1e-3)", "max parameter error"),
+                  [("continuation (fix)" if cont else "restart from identity (authors)", loss,
+                    f"{pre.history[-1].loss:.4g}", f"{parameter_error(problem, pre.w, variant):.3f}")
+                   for (loss, cont), pre in starts.items()])
 
 
-def _varpro_row(label: str, run: VarProRun, paper: float | None = None) -> str:
+def _varpro_row(label: str, run: VarProRun, paper: float | None = None) -> tuple:
     """One table row; the final gradient norm is round-off sensitive after convergence, so one digit."""
-    rel_loss = run.losses[-1] / run.losses[0]
-    rel_grad = run.grad_norms[-1] / run.grad_norms[0]
-    return (f"| {label} | {100 * run.rel_error:.2f} % | {'' if paper is None else f'{100 * paper:.2f} %'} | "
-            f"{run.residual_norms[0]:.4f} → {run.residual_norms[-1]:.4f} | {rel_loss:.2e} | {rel_grad:.0e} | "
-            f"{sum(run.lm.accepted)} |")
+    return (label, f"{100 * run.rel_error:.2f} %", "" if paper is None else f"{100 * paper:.2f} %",
+            f"{run.residual_norms[0]:.4f} → {run.residual_norms[-1]:.4f}", f"{run.losses[-1] / run.losses[0]:.2e}",
+            f"{run.grad_norms[-1] / run.grad_norms[0]:.0e}", sum(run.lm.accepted))
 
 
 def varpro_runs_markdown(runs: Mapping[str, VarProRun], paper: Mapping[str, float | None] | None = None, *,
@@ -300,9 +303,8 @@ def varpro_runs_markdown(runs: Mapping[str, VarProRun], paper: Mapping[str, floa
     """LM runs of variable projection by label: final relative error (and the paper's, where ``paper`` has the
     label), :math:`\\|r\\|` at the first and last point, relative loss and gradient norm, accepted steps."""
     paper = paper or {}
-    header = (f"| {first} | rel. error | {paper_head} | ‖r‖ first → last | rel. loss | rel. grad | accepted |\n"
-              "|---|---|---|---|---|---|---|")
-    return "\n".join([header, *(_varpro_row(label, run, paper.get(label)) for label, run in runs.items())])
+    return _table((first, "rel. error", paper_head, "‖r‖ first → last", "rel. loss", "rel. grad", "accepted"),
+                  [_varpro_row(label, run, paper.get(label)) for label, run in runs.items()])
 
 
 def projections_markdown(runs: Mapping[str, VarProRun]) -> str:
@@ -340,10 +342,9 @@ def partial_phrases(partial: Mapping[float, VarProRun]) -> dict[str, str]:
 def costs_markdown(costs: Mapping[str, ProjectionCost]) -> str:
     """Median time of one residual and one Jacobian per method
     (:func:`~imreg_lib.paper.superres_runs.projection_costs`)."""
-    rows = ["| method | CG iterations | residual | Jacobian | Jacobian / residual |", "|---|---|---|---|---|"]
-    rows += [f"| {c.label or name} | {c.cg_iterations} | {c.residual_ms:.1f} ms | {c.jacobian_ms:.1f} ms | "
-             f"{c.factor:.1f} |" for name, c in costs.items()]
-    return "\n".join(rows)
+    return _table(("method", "CG iterations", "residual", "Jacobian", "Jacobian / residual"),
+                  [(c.label or name, c.cg_iterations, f"{c.residual_ms:.1f} ms", f"{c.jacobian_ms:.1f} ms",
+                    f"{c.factor:.1f}") for name, c in costs.items()])
 
 
 def cost_phrases(costs: Mapping[str, ProjectionCost]) -> dict[str, str]:
@@ -385,18 +386,18 @@ def fig7_table(taylor: Mapping[str, TaylorResult]) -> tuple[str, dict[str, str]]
     the two largest steps, the floor over :math:`h \le 10^{-4}`) and the page's phrases: the noise floor of the
     residual (``fig7_floor``) and the range of the large-step slopes (``fig7_large_slopes``), computed here rather
     than asserted in prose."""
-    rows = ["| Jacobian | error at the largest h | slope between the two largest h | error floor (h ≤ 1e-4) |",
-            "|---|---|---|---|"]
-    slopes = {}
+    rows, slopes = [], {}
     for label, t in taylor.items():
         e = t.errors[1]
         slopes[label] = math.log10(e[0] / e[1]) / math.log10(t.h[0] / t.h[1])
         tail = [x for h, x in zip(t.h, e, strict=True) if h <= 1e-4]
-        rows.append(f"| {label} | {e[0]:.1e} | {slopes[label]:.2f} | {min(tail):.0e} |")
+        rows.append((label, f"{e[0]:.1e}", f"{slopes[label]:.2f}", f"{min(tail):.0e}"))
     ref = taylor[next(iter(taylor))]
     floor = min(x for h, x in zip(ref.h, ref.errors[0], strict=True) if h <= 1e-4)
     lo, hi = f"{min(slopes.values()):.2f}", f"{max(slopes.values()):.2f}"
-    return "\n".join(rows), {"fig7_floor": f"{floor:.0e}", "fig7_large_slopes": lo if lo == hi else f"{lo} to {hi}"}
+    table = _table(("Jacobian", "error at the largest h", "slope between the two largest h",
+                    "error floor (h ≤ 1e-4)"), rows)
+    return table, {"fig7_floor": f"{floor:.0e}", "fig7_large_slopes": lo if lo == hi else f"{lo} to {hi}"}
 
 
 # ---- 03_superresolution: round-off ensembles --------------------------------------------------------------------
@@ -410,14 +411,11 @@ def _ensemble_rows(ensembles: EnsembleSet):
 def ensembles_markdown(ensembles: EnsembleSet) -> str:
     """The final relative error of every ensemble (:class:`~imreg_lib.paper.ensembles.EnsembleSet`): the paper's,
     the members' median and range, the page's own run (member 0) and the range relative to the median."""
-    rows = ["| run | paper | median | range over the members | the page's run | range / median | members |",
-            "|---|---|---|---|---|---|---|"]
-    for label, ref, e in _ensemble_rows(ensembles):
-        width = f"{100 * (e.max - e.min) / e.median:.2g} %" if e.amplified else "not amplified"
-        rows.append(f"| {label} | {'' if ref is None else f'{100 * ref:.1f} %'} | {100 * e.median:.2f} % | "
-                    f"{100 * e.min:.2f}–{100 * e.max:.2f} % | {100 * e.rel_errors[0]:.2f} % | {width} | "
-                    f"{e.members} |")
-    return "\n".join(rows)
+    return _table(("run", "paper", "median", "range over the members", "the page's run", "range / median", "members"),
+                  [(label, "" if ref is None else f"{100 * ref:.1f} %", f"{100 * e.median:.2f} %",
+                    f"{100 * e.min:.2f}–{100 * e.max:.2f} %", f"{100 * e.rel_errors[0]:.2f} %",
+                    f"{100 * (e.max - e.min) / e.median:.2g} %" if e.amplified else "not amplified", e.members)
+                   for label, ref, e in _ensemble_rows(ensembles)])
 
 
 def ensemble_phrases(ensembles: EnsembleSet, no_diff: VarProRun | None = None) -> dict[str, str]:
@@ -468,11 +466,9 @@ def _why(c: Claim) -> str:
 
 def markdown_table(claims: Sequence[Claim]) -> str:
     """The claims of one data set as a Markdown table (section, claim, paper, ours, status, rule and reasons)."""
-    lines = ["| where | claim | paper | ours | status | rule and reasons |", "|---|---|---|---|---|---|"]
-    for c in claims:
-        lines.append("| " + " | ".join(_cell(v) for v in (c.section, c.claim, c.paper, c.ours,
-                                                           _STATUS_MARK[c.status], _why(c))) + " |")
-    return "\n".join(lines)
+    return _table(("where", "claim", "paper", "ours", "status", "rule and reasons"),
+                  [[_cell(v) for v in (c.section, c.claim, c.paper, c.ours, _STATUS_MARK[c.status], _why(c))]
+                   for c in claims])
 
 
 def _aligned(by_data: Mapping[str, Sequence[Claim]]) -> list[tuple[Claim, dict[str, Claim | None]]]:
@@ -493,30 +489,26 @@ def comparison_table(by_data: Mapping[str, Sequence[Claim]]) -> str:
     """
     names = list(by_data)
     head = ["where", "claim", "paper"] + [f"{h} ({DATA_SETS.get(n, n)})" for n in names for h in ("ours", "status")]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for first, row in _aligned(by_data):
         cells = [first.section, first.claim, first.paper]
         for n in names:
             c = row[n]
             cells += [c.ours, _STATUS_MARK[c.status]] if c is not None else ["—", _STATUS_MARK[Status.NOT_RUN]]
-        lines.append("| " + " | ".join(_cell(v) for v in cells) + " |")
-    return "\n".join(lines)
+        rows.append([_cell(v) for v in cells])
+    return _table(head, rows)
 
 
 def rules_table(by_data: Mapping[str, Sequence[Claim]]) -> str:
     """The rule of every claim and, per data set, the reasons behind its status."""
     names = list(by_data)
-    lines = ["| claim | rule | " + " | ".join(f"reasons ({DATA_SETS.get(n, n)})" for n in names) + " |",
-             "|---|---|" + "---|" * len(names)]
-    for first, row in _aligned(by_data):
-        cells = [f"{first.section}: {first.claim}", first.rule]
-        cells += [row[n].explanation if row[n] is not None else "" for n in names]
-        lines.append("| " + " | ".join(_cell(v) for v in cells) + " |")
-    return "\n".join(lines)
+    return _table(["claim", "rule"] + [f"reasons ({DATA_SETS.get(n, n)})" for n in names],
+                  [[_cell(v) for v in (f"{first.section}: {first.claim}", first.rule,
+                                       *(row[n].explanation if row[n] is not None else "" for n in names))]
+                   for first, row in _aligned(by_data)])
 
 
 def defects_table(defects: Sequence[Defect] = DEFECTS) -> str:
     """The defects of the authors' code (:data:`~imreg_lib.paper.defects.DEFECTS`) as a Markdown table."""
-    lines = ["| # | defect in the authors' code | how this book handles it |", "|---|---|---|"]
-    lines += [f"| {d.number} | {_cell(d.defect)} | {_cell(d.handling)} |" for d in defects]
-    return "\n".join(lines)
+    return _table(("#", "defect in the authors' code", "how this book handles it"),
+                  [(d.number, _cell(d.defect), _cell(d.handling)) for d in defects])
