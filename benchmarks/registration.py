@@ -44,7 +44,7 @@ def _pairs_2d(m: int):
 def _side_by_side(pairs, methods):
     rows = []
     for image, motion, pair in pairs:
-        objective = peers.pair_objective(pair)
+        objective = il.SSDObjective.from_pair(pair)
         objective.at_scale(1e-3)  # the objective is built before any method is timed, as on page 05
         runs = {m: peers.register(pair, m, objective=objective) for m in methods}
         rows.append({"image": image, "motion": motion,
@@ -64,10 +64,10 @@ def _unit_costs(pair, repeats: int) -> dict:
     """Why the ratio is what it is: the median cost of one predictor step (continuation + solve) over the scales of a
     predictor-corrector run, against one exact (J, ∇J, H) evaluation, from fresh scales each time (ms)."""
     thetas = il.theta_schedule(1e3, 1e-3, 30)
-    run = il.predictor_corrector(peers.pair_objective(pair), thetas, gtol=1e-4)
+    run = il.predictor_corrector(il.SSDObjective.from_pair(pair), thetas, gtol=1e-4)
     steps, evaluations = [], []
     for _ in range(repeats):
-        objective = peers.pair_objective(pair)
+        objective = il.SSDObjective.from_pair(pair)
         for n in range(1, len(thetas)):
             w, H = run.history[n - 1].w, None
             for theta in (thetas[n - 1], thetas[n]):  # scales are built in both methods: not counted here
@@ -104,7 +104,7 @@ def main() -> None:
     pair = il.synthetic_hand_pair(32, device="cpu")
     for _ in range(args.repeats):
         for method in fig2:
-            objective = peers.pair_objective(pair)
+            objective = il.SSDObjective.from_pair(pair)
             objective.at_scale(1e-3)
             run = peers.register(pair, method, objective=objective)
             fig2[method].append(run.seconds)

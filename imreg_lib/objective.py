@@ -102,6 +102,13 @@ class SSDObjective:
             raise ValueError("template and reference must share device and dtype")
         _checks.boolean("overlap", self.overlap)
 
+    @classmethod
+    def from_pair(cls, pair, transformation: Transformation | None = None, **fields) -> SSDObjective:
+        """The objective of an image pair (:class:`~imreg_lib.ImagePair`: its template, reference and grid), with
+        the affine model of the pair's dimension unless ``transformation`` is given; ``fields``: the others."""
+        return cls(SplineImage(pair.template, pair.grid), SplineImage(pair.reference, pair.grid),
+                   Affine(pair.grid.dim) if transformation is None else transformation, **fields)
+
     def with_overlap(self, overlap: bool = True) -> SSDObjective:
         """This objective with the mean squares over the overlap (or the SSD); the images and the transformation
         are shared, so are their spline coefficients, not the per-scale caches."""

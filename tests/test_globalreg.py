@@ -38,7 +38,7 @@ def test_trust_step_satisfies_the_optimality_conditions(seed, radius):
 
 def test_newton_exact_finds_scipys_minimiser():
     pair = il.synthetic_hand_pair(24, motion={"angle_deg": 15.0})
-    objective = peers.pair_objective(pair)
+    objective = il.SSDObjective.from_pair(pair)
     scale = objective.at_scale(1.0)
     w0 = objective.identity()
     # 1e-6: above the gradient's round-off floor (|∇J| stalls near 1e-7 on some CPUs' code paths)
@@ -50,7 +50,7 @@ def test_newton_exact_finds_scipys_minimiser():
 
 
 def test_newton_exact_checks_its_options():
-    scale = peers.pair_objective(il.synthetic_hand_pair(8)).at_scale(1.0)
+    scale = il.SSDObjective.from_pair(il.synthetic_hand_pair(8)).at_scale(1.0)
     with pytest.raises(ValueError, match="gtol"):
         newton_exact(scale.derivatives, torch.zeros(6, dtype=torch.float64), gtol=0.0)
     with pytest.raises(ValueError, match="max_iter"):
@@ -58,7 +58,7 @@ def test_newton_exact_checks_its_options():
 
 
 def test_rotation_starts_are_rotations_between_the_domain_centres():
-    objective = peers.pair_objective(il.synthetic_hand_pair(8))
+    objective = il.SSDObjective.from_pair(il.synthetic_hand_pair(8))
     W = rotation_starts(objective, 12)
     assert W.shape == (12, 6)
     c = torch.tensor(objective.grid.center(), dtype=torch.float64)
@@ -66,14 +66,14 @@ def test_rotation_starts_are_rotations_between_the_domain_centres():
         A = w[:4].reshape(2, 2)
         assert torch.allclose(A @ A.T, torch.eye(2, dtype=torch.float64), atol=1e-12)
         assert torch.allclose(il.affine(w, c[None])[0], c, atol=1e-12)
-    volume = peers.pair_objective(il.data.synthetic_volume_motion_pair(6))
+    volume = il.SSDObjective.from_pair(il.data.synthetic_volume_motion_pair(6))
     assert rotation_starts(volume, 12, (30.0,)).shape == (12 * 5, 12)
 
 
 @pytest.mark.parametrize("angle", [135.0, 150.0])
 def test_the_search_recovers_what_the_identity_start_loses_on_the_hand(angle):
     pair = il.synthetic_hand_pair(32, motion={"angle_deg": angle})
-    objective = peers.pair_objective(pair)
+    objective = il.SSDObjective.from_pair(pair)
     found = global_register(objective)
     assert peers.motion_error(found.w, pair.w_true, pair.grid) < peers.SUCCESS_CELLS
     # without the search (one start: the identity) the same continuation fails: the search is what recovers it
@@ -85,7 +85,7 @@ def test_the_search_recovers_what_the_identity_start_loses_on_the_hand(angle):
 @pytest.mark.parametrize("angle", [90.0, 180.0])
 def test_the_global_driver_recovers_a_real_image_turned(angle):
     pair = moved_pair(sample_image("mri"), (0.0, 20.0, 0.0, 20.0), 32, motion={"angle_deg": angle})
-    found = global_register(peers.pair_objective(pair))
+    found = global_register(il.SSDObjective.from_pair(pair))
     assert peers.motion_error(found.w, pair.w_true, pair.grid) < peers.SUCCESS_CELLS
     search = math.degrees(math.atan2(float(found.start[2]), float(found.start[0]))) % 360
     assert min(abs(search - angle), 360 - abs(search - angle)) <= 30.0
@@ -93,14 +93,14 @@ def test_the_global_driver_recovers_a_real_image_turned(angle):
 
 def test_the_global_driver_recovers_a_3d_rotation_about_z():
     pair = il.data.synthetic_volume_motion_pair(12, motion={"angles_deg": (130.0, 0.0)})
-    found = global_register(peers.pair_objective(pair))
+    found = global_register(il.SSDObjective.from_pair(pair))
     assert peers.motion_error(found.w, pair.w_true, pair.grid) < peers.SUCCESS_CELLS
 
 
 @pytest.mark.parametrize("angle", [75.0, 105.0])
 def test_on_the_overlap_the_global_driver_recovers_the_hand_where_the_ssd_cannot(angle):
     pair = il.synthetic_hand_pair(32, motion={"angle_deg": angle})
-    objective = peers.pair_objective(pair)
+    objective = il.SSDObjective.from_pair(pair)
     found = global_register(objective.with_overlap())
     assert peers.motion_error(found.w, pair.w_true, pair.grid) < peers.SUCCESS_CELLS
     on_ssd = global_register(objective)
@@ -108,7 +108,7 @@ def test_on_the_overlap_the_global_driver_recovers_the_hand_where_the_ssd_cannot
 
 
 def test_global_register_checks_its_inputs():
-    objective = peers.pair_objective(il.synthetic_hand_pair(8))
+    objective = il.SSDObjective.from_pair(il.synthetic_hand_pair(8))
     with pytest.raises(ValueError, match="theta_search must be larger"):
         global_register(objective, theta_search=1e-4)
     with pytest.raises(ValueError, match="keep"):
@@ -123,7 +123,7 @@ def test_global_register_checks_its_inputs():
 def test_moved_pair_moves_the_image_by_the_known_map():
     image = sample_image("mri")
     pair = moved_pair(image, (0.0, 20.0, 0.0, 20.0), 32, motion={"angle_deg": 30.0})
-    objective = peers.pair_objective(pair)
+    objective = il.SSDObjective.from_pair(pair)
     # the known map aligns the pair far better than the identity (interpolation and averaging only)
     assert float(objective.loss(pair.w_true, 1e-3)) < 0.02 * float(objective.loss(objective.identity(), 1e-3))
     with pytest.raises(ValueError, match="motion has unknown keys"):
@@ -150,7 +150,7 @@ def test_closed_form_theta_derivative_of_the_coefficients_matches_jvp():
 
 
 def test_the_predictors_right_hand_side_reuses_the_last_point_exactly():
-    objective = peers.pair_objective(il.synthetic_hand_pair(16))
+    objective = il.SSDObjective.from_pair(il.synthetic_hand_pair(16))
     scale = objective.at_scale(0.5)
     w = objective.identity() + 0.01
     fresh = scale.theta_derivative_of_gradient(w.clone())  # no reuse: another tensor

@@ -129,3 +129,14 @@ def test_continuation_gives_the_right_hand_side_and_the_next_scales_values_from_
     _, J_reg, dJ_reg = reg.at_scale(0.5).continuation(W0, 0.2)
     assert float(J_reg) == pytest.approx(float(J) + 3.0 * float(torch.sum(W0 ** 2)), rel=1e-13)
     assert _rel(dJ_reg, dJ + 6.0 * W0) < 1e-12
+
+
+def test_objective_of_a_pair():
+    pair = il.synthetic_hand_pair(8)
+    obj = il.SSDObjective.from_pair(pair)
+    assert isinstance(obj.transformation, il.Affine) and obj.grid == pair.grid and not obj.overlap
+    assert torch.equal(obj.template.data, pair.template) and torch.equal(obj.reference.data, pair.reference)
+    rigid = il.SSDObjective.from_pair(pair, il.NeuralODE(), overlap=True)
+    assert isinstance(rigid.transformation, il.NeuralODE) and rigid.overlap
+    volume = il.SSDObjective.from_pair(il.data.synthetic_volume_motion_pair(6))
+    assert volume.transformation.dim == 3

@@ -51,7 +51,7 @@ def test_every_method_recovers_a_small_motion_and_is_scored_by_our_objective():
     pair = il.synthetic_hand_pair(16, motion={"angle_deg": 10.0})
     runs = peers.peer_comparison(pair, n_scales=8)
     assert set(runs) == set(peers.METHODS_2D)
-    objective = peers.pair_objective(pair)
+    objective = il.SSDObjective.from_pair(pair)
     for name, run in runs.items():
         assert run.success, (name, run.param_error)
         assert run.final_loss == pytest.approx(float(objective.loss(run.w_tensor(), 1e-3)), rel=1e-12)

@@ -16,10 +16,9 @@ Two ways, by where the runs are started:
   (:class:`~imreg_lib._sroperator.CachesNotPickled`), and runs jobs itself while the workers run others. If a worker
   is lost, its job runs in the kernel.
 
-Workers: ``IMREG_WORKERS`` (an integer >= 1) or, by default, the cores this process may use, at most
-:data:`MAX_WORKERS` (in a kernel the kernel counts as one). Runs stay in this process where there is one run or
-one worker, on other systems than Linux, in a daemonic process (Dask's workers), for a problem on a GPU, or where
-PyTorch runs more than one thread (the runs then use the cores already; its OpenMP pool does not survive a fork).
+Workers: ``IMREG_WORKERS`` or the usable cores, at most :data:`MAX_WORKERS` (a kernel counts as one). Runs stay in
+this process for one run or one worker, off Linux, in a daemonic process (Dask's workers), on a GPU, or where PyTorch
+runs more than one thread (the runs then use the cores already; its OpenMP pool does not survive a fork).
 
 Memory: each run records the resident memory of the process that ran it; :func:`worker_peak_mb` is the largest
 peak any kernel worker reported, which a page adds to its own peak.
@@ -70,21 +69,18 @@ def workers() -> int:
 
 
 def _in_kernel() -> bool:
-    """Whether this is a Jupyter kernel: a fork of it hung one run in four in the tests (the kernel's message
-    threads and sockets do not survive a fork), so the runs stay in the kernel, one after another."""
+    """Whether this is a Jupyter kernel, which must not fork (module docstring)."""
     shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
     return shell is not None and hasattr(shell, "kernel")
 
 
 def _quiet() -> None:
-    """Worker start-up: output to ``os.devnull``. In a Jupyter kernel the inherited ``sys.stdout`` is the kernel's
-    stream over its message sockets, which a forked process must not touch (its flush at exit would)."""
+    """Forked worker start-up: output to ``os.devnull``, not to an inherited stream over a kernel's sockets."""
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the worker
 
 
 def _call(key) -> bytes:
-    """Run one job; its result as plain pickle bytes (tensors by value, not through PyTorch's shared-memory file
-    descriptors, which tie the parent to the worker's lifetime)."""
+    """Run one job; its result as plain pickle bytes (tensors by value, not as PyTorch's shared-memory handles)."""
     return pickle.dumps(_JOBS[key](), protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -94,9 +90,8 @@ def worker_peak_mb() -> float:
 
 
 def _run_pickled(job: bytes) -> tuple[bytes, float]:
-    """Kernel worker: run one pickled job; its result as plain pickle bytes and this process's peak memory. The
-    job's copy of the problem is freed before the next (its caches refer back to it: only the cycle collector
-    frees them)."""
+    """Kernel worker: run one pickled job; its result as pickle bytes and this process's peak memory. The job's copy
+    of the problem is freed before the next (its caches refer back to it: only the cycle collector frees them)."""
     from ..timing import peak_rss_mb
 
     fn = pickle.loads(job)
@@ -111,8 +106,8 @@ def _ready() -> bool:
 
 
 def _worker_start(threads: int) -> None:
-    # an interrupt of the kernel (Jupyter signals its whole process group) stops the kernel's loop, which sends no
-    # further jobs; a worker finishes the job it has instead of printing a traceback into the kernel's log
+    """Kernel worker start-up: an interrupt of the kernel (sent to its process group) stops the kernel's loop; the
+    worker ignores it and finishes its job."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
 
@@ -126,18 +121,16 @@ def _kernel_executor(size: int) -> ProcessPoolExecutor:
                 pool["executor"].shutdown(wait=False, cancel_futures=True)
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["imreg_lib.paper"])
-            pool["executor"] = ProcessPoolExecutor(size, mp_context=ctx, initializer=_worker_start,
-                                                   initargs=(torch.get_num_threads(),))
-            pool["size"] = size
-            if not pool.get("closes_at_exit"):
+            if "closes_at_exit" not in pool:
                 atexit.register(_close_at_exit)
-                pool["closes_at_exit"] = True
+            executor = ProcessPoolExecutor(size, mp_context=ctx, initializer=_worker_start,
+                                           initargs=(torch.get_num_threads(),))
+            pool.update(executor=executor, size=size, closes_at_exit=True)
         return pool["executor"]
 
 
 def _close_at_exit() -> None:
-    """At the kernel's exit: stop the workers and free the pool's queues, whose semaphores the multiprocessing
-    resource tracker would otherwise report as leaked."""
+    """At the kernel's exit: stop the workers and free the pool's queues (else reported as leaked semaphores)."""
     _drop_kernel_pool(wait=True)
     gc.collect()
 
@@ -151,6 +144,18 @@ def _drop_kernel_pool(wait: bool = False) -> None:
         executor.shutdown(wait=wait, cancel_futures=True)
 
 
+def _start_kernel_pool(size: int, wait: bool = False) -> bool:
+    """Start the kernel's pool of ``size`` workers (``wait``: until one is up); ``False`` (pool dropped) if it fails."""
+    try:
+        future = _kernel_executor(size).submit(_ready)
+        if wait:
+            future.result()
+    except (BrokenProcessPool, OSError):
+        _drop_kernel_pool()
+        return False
+    return True
+
+
 def _share_with_kernel_workers(jobs: Mapping[K, Callable[[], T]], size: int, order: list,
                                done: Callable[[], None]) -> dict[K, T]:
     """Run ``jobs`` in this kernel and in the kernel's pool of ``size`` persistent workers (at most one job less
@@ -162,11 +167,10 @@ def _share_with_kernel_workers(jobs: Mapping[K, Callable[[], T]], size: int, ord
     remote: dict = {}  # key -> ("ok", result), ("error", exception) or ("lost", None)
 
     def take_for_worker():
-        with cond:
-            if not pending:
-                return None
-            sent.append(pending[0])
-            return pending.popleft()
+        with cond:  # (a reentrant lock) popped and recorded at once
+            if (key := take_here()) is not None:
+                sent.append(key)
+            return key
 
     def finish(key, status, value=None) -> None:
         with cond:
@@ -176,10 +180,7 @@ def _share_with_kernel_workers(jobs: Mapping[K, Callable[[], T]], size: int, ord
             done()
 
     def dispatch() -> None:
-        try:  # a worker takes jobs once it is up (the first time: while the kernel runs the first ones)
-            _kernel_executor(size).submit(_ready).result()
-        except (BrokenProcessPool, OSError):
-            _drop_kernel_pool()
+        if not _start_kernel_pool(size, wait=True):  # takes jobs once up (the first time: while the kernel runs some)
             return
         while (key := take_for_worker()) is not None:
             try:
@@ -238,14 +239,8 @@ def start_workers() -> bool:
     whether workers are starting. Elsewhere a no-op."""
     if workers() < 2 or not _in_kernel() or not _side_by_side_possible():
         return False
-
-    def start() -> None:  # submit() waits for the forkserver's imports: in a thread, the kernel goes on
-        try:
-            _kernel_executor(workers() - 1).submit(_ready)
-        except (BrokenProcessPool, OSError):
-            _drop_kernel_pool()
-
-    threading.Thread(target=start, daemon=True, name="imreg-jobs-start").start()
+    # submit() waits for the forkserver's imports: in a thread, the kernel goes on
+    threading.Thread(target=_start_kernel_pool, args=(workers() - 1,), daemon=True, name="imreg-jobs-start").start()
     return True
 
 

@@ -53,6 +53,10 @@ class Record:
     #: Read-only properties written beside the fields (skipped on reading).
     _json_extra: ClassVar[tuple[str, ...]] = ()
 
+    def _set(self, name: str, value: Any) -> None:
+        """Set a field of the frozen record (a checked, normalised value in ``__post_init__``)."""
+        object.__setattr__(self, name, value)
+
     def to_json(self) -> dict:
         """The record as JSON-ready Python (see :mod:`imreg_lib.paper._schema`)."""
         return encode(self)

@@ -46,32 +46,16 @@ from ..device import resolve_device
 from ..grid import Grid
 from ..neural_ode import NeuralODE
 from ..objective import ScaleObjective, SSDObjective
-from ..spline import SplineImage, spline_basis_matrices, spline_evaluate
+from ..spline import spline_basis_matrices, spline_evaluate
 from ..timing import Timing, time_function
 from ..transformations import Affine
 from ._schema import Record
 from .recorded import PAPER_FACTORS, PAPER_TABLE1
 
-__all__ = [
-    "TABLE1_FUNCTIONS",
-    "ADCosts",
-    "DerivativeComparison",
-    "ScalingPoint",
-    "ScalingStudy",
-    "ad_cost_table",
-    "compare_derivatives",
-    "check_derivatives",
-    "derivative_check_failures",
-    "derivative_checks",
-    "measure_ad_costs",
-    "model_transformation",
-    "near_identity",
-    "paper_spline_coefficients",
-    "scaling_point",
-    "scaling_study",
-    "synthetic_volume_pair",
-    "table1_markdown",
-]
+__all__ = ["TABLE1_FUNCTIONS", "ADCosts", "DerivativeComparison", "ScalingPoint", "ScalingStudy", "ad_cost_table",
+           "compare_derivatives", "check_derivatives", "derivative_check_failures", "derivative_checks",
+           "measure_ad_costs", "model_transformation", "near_identity", "paper_spline_coefficients", "scaling_point",
+           "scaling_study", "synthetic_volume_pair", "table1_markdown"]
 
 #: The timed functions, in the order of Table 1.
 TABLE1_FUNCTIONS = ("loss", "gradient", "hessian", "forward", "jacobian")
@@ -80,9 +64,7 @@ _TRIAL_SECONDS = 3.0  # time limit per route when choosing the faster Jacobian r
 _PROTOCOLS = ("paper", "cached")
 
 
-# ------------------------------------------------------------------------------------------------
-# Building blocks
-# ------------------------------------------------------------------------------------------------
+# ---- Building blocks -------------------------------------------------------------------------------------------------
 def model_transformation(model: str, dim: int = 2):
     """The transformation of a Table 1 model: ``"affine"`` (6 parameters in 2D) or ``"neural_ode"`` (50)."""
     return Affine(dim) if _checks.one_of("model", model, _MODELS) == "affine" else NeuralODE(dim)
@@ -132,14 +114,7 @@ def _paper_functions(pair: ImagePair, transformation) -> tuple[Callable, Callabl
     return forward, loss
 
 
-def _objective(pair: ImagePair, transformation) -> SSDObjective:
-    return SSDObjective(SplineImage(pair.template, pair.grid), SplineImage(pair.reference, pair.grid),
-                        transformation)
-
-
-# ------------------------------------------------------------------------------------------------
-# Table 1
-# ------------------------------------------------------------------------------------------------
+# ---- Table 1 ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ADCosts(Record):
     """Timings of the five Table 1 functions for one model under one protocol (milliseconds).
@@ -185,11 +160,8 @@ class ADCosts(Record):
     @classmethod
     def from_timings(cls, protocol: str, model: str, n_params: int, m: tuple[int, ...], theta: float,
                      device: str, timings: dict[str, Timing], routes: dict, alternatives: dict) -> ADCosts:
-        stats = {}
-        for fn in TABLE1_FUNCTIONS:
-            t = timings[fn]
-            stats.update({f"{fn}_ms": t.mean_ms, f"{fn}_std": t.std_ms, f"{fn}_median_ms": t.median_ms,
-                          f"{fn}_n_runs": t.n_runs})
+        stats = {f"{fn}_{stat}": getattr(timings[fn], attr) for fn in TABLE1_FUNCTIONS for stat, attr in
+                 (("ms", "mean_ms"), ("std", "std_ms"), ("median_ms", "median_ms"), ("n_runs", "n_runs"))}
         return cls(protocol, model, n_params, tuple(m), float(theta), device, routes=dict(routes),
                    alternatives=dict(alternatives), **stats)
 
@@ -227,74 +199,61 @@ def _check_run_settings(n_runs, warmup, max_seconds, theta) -> None:
     _checks.positive_number("theta", theta, allow_zero=True)
 
 
+def _check_dim(transformation, pair: ImagePair) -> None:
+    if transformation.dim != pair.grid.dim:
+        raise ValueError(f"the transformation is {transformation.dim}D but the images are {pair.grid.dim}D")
+
+
 def measure_ad_costs(pair: ImagePair, model: str = "affine", protocol: str = "cached", *, theta: float = 1e-3,
                      n_runs: int = 100, warmup: int = 5, max_seconds: float | None = None, seed: int = 0,
                      transformation=None) -> ADCosts:
-    """Time loss, gradient, Hessian, forward map and Jacobian of one model under one protocol.
+    """Time loss, gradient, Hessian, forward map and Jacobian of one model under one protocol (module notes).
 
-    Parameters
-    ----------
-    pair
-        The images (their device and dtype are used).
-    model
-        ``"affine"`` or ``"neural_ode"`` (the Table 1 models), or any label when ``transformation`` is given.
-    protocol
-        ``"paper"`` or ``"cached"`` (see the module docstring).
-    theta
-        Scale of the spline model.
-    n_runs, warmup, max_seconds
-        Passed to :func:`~imreg_lib.time_function` for every function (``max_seconds``: optional budget per
-        function; the result records the number of timed calls).
-    seed
-        Seed of the random parameters (paper protocol) or of the iterate near the identity (cached).
-    transformation
-        Overrides the model's transformation (e.g. a wider :class:`~imreg_lib.NeuralODE`).
+    ``model`` is ``"affine"`` or ``"neural_ode"`` (the Table 1 models), or any label when ``transformation``
+    overrides the model's transformation (e.g. a wider :class:`~imreg_lib.NeuralODE`). ``pair``'s device and dtype
+    are used; ``theta`` is the scale of the spline model; ``n_runs``, ``warmup`` and ``max_seconds`` (an optional
+    budget per function) go to :func:`~imreg_lib.time_function` for every function; ``seed`` seeds the random
+    parameters (paper protocol) or the iterate near the identity (cached).
     """
     _checks.one_of("protocol", protocol, _PROTOCOLS)
     _check_run_settings(n_runs, warmup, max_seconds, theta)
     tr = transformation if transformation is not None else model_transformation(model, pair.grid.dim)
-    if tr.dim != pair.grid.dim:
-        raise ValueError(f"the transformation is {tr.dim}D but the images are {pair.grid.dim}D")
+    _check_dim(tr, pair)
     dev, dtype = pair.reference.device, pair.reference.dtype
     timed = lambda fn: time_function(fn, n_runs, warmup, dev, max_seconds)  # noqa: E731
-    routes: dict[str, str] = {}
-    alternatives: dict[str, dict] = {}
     if protocol == "paper":
         forward, loss = _paper_functions(pair, tr)
         th = torch.tensor(float(theta), dtype=torch.float64, device=dev)
         gen = torch.Generator(device=dev).manual_seed(seed)
         p = tr.n_params
         rand = lambda: torch.randn(p, generator=gen, dtype=dtype, device=dev)  # noqa: E731
+        timings = {"loss": timed(lambda: loss(rand(), th)), "forward": timed(lambda: forward(rand(), th)),
+                   "gradient": timed(lambda: grad(loss)(rand(), th)),
+                   "jacobian": timed(lambda: jacfwd(forward)(rand(), th)),
+                   "hessian": timed(lambda: jacrev(grad(loss))(rand(), th))}
+
         def autograd_gradient():
             w = rand().requires_grad_()
             return torch.autograd.grad(loss(w, th), w)[0]
 
-        fns = {"loss": lambda: loss(rand(), th),
-               "forward": lambda: forward(rand(), th),
-               "gradient": lambda: grad(loss)(rand(), th),
-               "jacobian": lambda: jacfwd(forward)(rand(), th),
-               "hessian": lambda: jacrev(grad(loss))(rand(), th)}
+        alternatives = {"gradient:torch.autograd": timed(autograd_gradient).as_dict()}
         routes = {"loss": "coefficient solves + loss", "gradient": "torch.func.grad",
                   "hessian": "torch.func.jacrev(grad)", "forward": "coefficient solve + forward map",
                   "jacobian": "torch.func.jacfwd"}
-        timings = {fn: timed(f) for fn, f in fns.items()}
-        alternatives["gradient:torch.autograd"] = timed(autograd_gradient).as_dict()
     else:
-        scale = _objective(pair, tr).at_scale(float(theta))
+        scale = SSDObjective.from_pair(pair, tr).at_scale(float(theta))
         w = near_identity(tr, seed=seed, device=dev, dtype=dtype)
-        timings = {"loss": timed(lambda: scale.loss(w)),
-                   "forward": timed(lambda: scale.forward(w)),
+        timings = {"loss": timed(lambda: scale.loss(w)), "forward": timed(lambda: scale.forward(w)),
                    "gradient": timed(lambda: scale.derivatives(w, "none"))}
-        # the Jacobian of the forward map: pick the faster route in a short trial (at most _TRIAL_SECONDS
-        # each), then time the winner like every other function
-        jac_fns = {"structured": lambda: scale.forward_jacobian(w, "structured"),
-                   "jacfwd": lambda: scale.forward_jacobian(w, "ad")}
+        # the Jacobian of the forward map: pick the faster route (route: forward_jacobian's mode) in a short trial
+        # (at most _TRIAL_SECONDS each), then time the winner like every other function
+        modes = {"structured": "structured", "jacfwd": "ad"}
         budget = _TRIAL_SECONDS if max_seconds is None else min(max_seconds, _TRIAL_SECONDS)
-        trial = {k: time_function(f, n_runs, min(warmup, 2), dev, budget) for k, f in jac_fns.items()}
-        best = min(trial, key=lambda k: trial[k].median_ms)
-        other = "jacfwd" if best == "structured" else "structured"
-        timings["jacobian"] = timed(jac_fns[best])
-        alternatives[f"jacobian:{other}"] = trial[other].as_dict()
+        trial = {k: time_function(lambda mode=mode: scale.forward_jacobian(w, mode), n_runs, min(warmup, 2), dev,
+                                  budget) for k, mode in modes.items()}
+        best, other = sorted(trial, key=lambda k: trial[k].median_ms)
+        timings["jacobian"] = timed(lambda: scale.forward_jacobian(w, modes[best]))
+        alternatives = {f"jacobian:{other}": trial[other].as_dict()}
         timings["hessian"] = timed(lambda: scale.derivatives(w, "exact"))
         hand = "analytic Q" if tr.is_linear else "hand-coded sensitivities"
         routes = {"loss": "cached coefficients", "gradient": "structured (value and gradient, one spline pass)",
@@ -309,25 +268,11 @@ def ad_cost_table(m: int = 32, theta: float = 1e-3, n_runs: int = 100, protocol:
                   template_path: str | os.PathLike | None = None, template_orientation: str = "upright",
                   domain: str = "file", models: Sequence[str] = _MODELS, warmup: int = 5,
                   max_seconds: float | None = None, seed: int = 0) -> dict[str, dict[str, ADCosts]]:
-    """Table 1: ``{protocol: {model: ADCosts}}`` for the synthetic hand pair (or the user's images).
-
-    Parameters
-    ----------
-    m
-        Cells per dimension (>= 4).
-    protocol
-        ``"paper"``, ``"cached"`` or ``"both"``.
-    reference_path, template_path
-        The user's images (both or neither); default: :func:`~imreg_lib.synthetic_hand_pair`.
-    template_orientation
-        How the template file is turned after loading (:data:`~imreg_lib.data.ORIENTATIONS`); the paper's Table 1
-        scripts mirror it along x (``"mirror_x"``).
-    domain
-        Where the files are laid (:data:`~imreg_lib.data.DOMAINS`).
-    models
-        A subset of ``("affine", "neural_ode")``.
-
-    All inputs are validated before any work starts.
+    """Table 1: ``{protocol: {model: ADCosts}}`` (``protocol``: ``"paper"``, ``"cached"`` or ``"both"``) for
+    :func:`~imreg_lib.synthetic_hand_pair` of ``m`` cells per dimension (>= 4), or the user's images
+    ``reference_path`` and ``template_path`` (both or neither) laid on ``domain`` (:data:`~imreg_lib.data.DOMAINS`),
+    the template turned by ``template_orientation`` (:data:`~imreg_lib.data.ORIENTATIONS`; the paper's Table 1
+    scripts mirror it along x: ``"mirror_x"``). All inputs are validated before any work starts.
     """
     _checks.one_of("protocol", protocol, (*_PROTOCOLS, "both"), words=True)
     _checks.integer("m", m, 4)
@@ -339,11 +284,8 @@ def ad_cost_table(m: int = 32, theta: float = 1e-3, n_runs: int = 100, protocol:
         raise ValueError("set both reference_path and template_path, or neither")
     _checks.integer("seed", seed, -(2**63), allowed="an integer")
     dev = resolve_device(device)
-    if reference_path is None:
-        pair = synthetic_hand_pair(m, device=dev)
-    else:
-        pair = load_pair(reference_path, template_path, m, template_orientation=template_orientation, domain=domain,
-                         device=dev)
+    pair = synthetic_hand_pair(m, device=dev) if reference_path is None else load_pair(
+        reference_path, template_path, m, template_orientation=template_orientation, domain=domain, device=dev)
     protocols = _PROTOCOLS if protocol == "both" else (protocol,)
     return {prot: {mod: measure_ad_costs(pair, mod, prot, theta=theta, n_runs=n_runs, warmup=warmup,
                                          max_seconds=max_seconds, seed=seed) for mod in models}
@@ -359,33 +301,25 @@ def table1_markdown(costs: dict[str, ADCosts], paper: bool = True) -> str:
     """A Markdown table of one protocol's results ``{model: ADCosts}`` in the layout of Table 1, with the
     median, the number of timed runs, the factors (of means, as the paper; and of medians) and, if
     ``paper``, the paper's numbers beside them."""
-    head = "| model | function | mean ± std (ms) | median (ms) | runs | factor | factor (medians) |"
-    rule = "|---|---|---|---|---|---|---|"
-    if paper:
-        head += " paper: mean ± std (ms) | paper: factor |"
-        rule += "---|---|"
-    lines = [head, rule]
+    head = ["model", "function", "mean ± std (ms)", "median (ms)", "runs", "factor", "factor (medians)"]
+    head += ["paper: mean ± std (ms)", "paper: factor"] if paper else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model, c in costs.items():
-        f, fm = c.factors, c.factors_median
         for fn in TABLE1_FUNCTIONS:
-            fac = f"{f[fn]:.1f}×" if fn in f else "1×"
-            facm = f"{fm[fn]:.1f}×" if fn in fm else "1×"
-            row = (f"| {_MODEL_LABELS.get(model, model)} | {_LABELS[fn]} | {getattr(c, fn + '_ms'):.3f} ± "
-                   f"{getattr(c, fn + '_std'):.3f} | {getattr(c, fn + '_median_ms'):.3f} | "
-                   f"{getattr(c, fn + '_n_runs')} | {fac} | {facm} |")
+            mean, std, median, runs = (getattr(c, f"{fn}_{s}") for s in ("ms", "std", "median_ms", "n_runs"))
+            cells = [_MODEL_LABELS.get(model, model), _LABELS[fn], f"{mean:.3f} ± {std:.3f}", f"{median:.3f}",
+                     f"{runs}", *(f"{f[fn]:.1f}×" if fn in f else "1×" for f in (c.factors, c.factors_median))]
             if paper and model in PAPER_TABLE1:
                 mu, sd = PAPER_TABLE1[model][fn]
                 pf = PAPER_FACTORS[model].get(fn)
-                row += f" {mu:.4g} ± {sd:.4g} | {f'{pf:g}×' if pf is not None else '1×'} |"
+                cells += [f"{mu:.4g} ± {sd:.4g}", f"{pf:g}×" if pf is not None else "1×"]
             elif paper:
-                row += " – | – |"
-            lines.append(row)
+                cells += ["–", "–"]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------------------------
-# Hand-coded (structured) derivatives against torch.func
-# ------------------------------------------------------------------------------------------------
+# ---- Hand-coded (structured) derivatives against torch.func ----------------------------------------------------------
 @dataclass(frozen=True)
 class DerivativeComparison(Record):
     """Structured (FAIR-style) derivatives against generic ``torch.func`` AD at one point.
@@ -422,10 +356,8 @@ def compare_derivatives(scale: ScaleObjective, w: torch.Tensor, model: str = "",
                   "gauss_newton": lambda: scale.derivatives(w, "gauss_newton")[2],
                   "hessian": lambda: scale.derivatives(w, "exact")[2]}
     ad = {"gradient": lambda: grad(scale.loss)(w), "gauss_newton": gn_ad, "hessian": lambda: hessian(scale.loss)(w)}
-    rel = {}
-    for k in structured:
-        a, b = structured[k](), ad[k]()
-        rel[k] = float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b))
+    both = {k: (structured[k](), ad[k]()) for k in structured}
+    rel = {k: float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)) for k, (a, b) in both.items()}
     timed = lambda fn: time_function(fn, n_runs, warmup, dev, max_seconds).median_ms  # noqa: E731
     routes = {"structured": "ScaleObjective.derivatives (spline derivatives x transformation Jacobian)",
               "ad": "torch.func.grad / 2 jacfwd(residual)^T jacfwd(residual) / torch.func.hessian"}
@@ -451,18 +383,8 @@ def derivative_checks(pair: ImagePair, theta: float = 1e-3, models: Sequence[str
 
     whose orders, fitted over the steps above the round-off floor (:meth:`~imreg_lib.TaylorResult.fitted_order`),
     are about 2 and 3 for exact derivatives (and at most 1 and 2 for a wrong gradient or Hessian; see
-    :func:`derivative_check_failures`).
-
-    Parameters
-    ----------
-    pair : ImagePair
-        The images (their device and dtype are used).
-    models : sequence of str
-        A subset of ``("affine", "neural_ode")``.
-    n_runs, warmup, max_seconds
-        Timing settings of :func:`compare_derivatives`.
-    steps : sequence of float
-        The step sizes :math:`h` of the Taylor test.
+    :func:`derivative_check_failures`). ``steps`` are the :math:`h`; ``n_runs``, ``warmup`` and ``max_seconds`` are
+    the timing settings of :func:`compare_derivatives`.
 
     Returns
     -------
@@ -476,7 +398,7 @@ def derivative_checks(pair: ImagePair, theta: float = 1e-3, models: Sequence[str
     dev = pair.reference.device
     for model in models:
         tr = model_transformation(model)
-        scale = _objective(pair, tr).at_scale(theta)
+        scale = SSDObjective.from_pair(pair, tr).at_scale(theta)
         w = near_identity(tr, device=dev)
         comparisons[model] = compare_derivatives(scale, w, model, n_runs=n_runs, warmup=warmup,
                                                  max_seconds=max_seconds)
@@ -522,9 +444,7 @@ def check_derivatives(comparisons: Mapping[str, DerivativeComparison], taylor: M
         raise AssertionError("derivative check failed: " + "; ".join(failures))
 
 
-# ------------------------------------------------------------------------------------------------
-# Scaling with the number of parameters and the image size
-# ------------------------------------------------------------------------------------------------
+# ---- Scaling with the number of parameters and the image size --------------------------------------------------------
 def synthetic_volume_pair(m: int = 12, device: str | torch.device = "auto",
                           dtype: torch.dtype = torch.float64) -> ImagePair:
     """A small deterministic 3D pair for the 3D affine model (12 parameters): a smooth blob volume on
@@ -569,9 +489,8 @@ def scaling_point(pair: ImagePair, transformation, model: str = "", *, theta: fl
     """Time the cached loss, forward map, structured exact Hessian and forward Jacobian (and, if ``ad``,
     ``jacrev(grad(loss))`` and ``jacfwd(forward)``) of ``transformation`` on ``pair``."""
     _check_run_settings(n_runs, warmup, max_seconds, theta)
-    if transformation.dim != pair.grid.dim:
-        raise ValueError(f"the transformation is {transformation.dim}D but the images are {pair.grid.dim}D")
-    scale = _objective(pair, transformation).at_scale(float(theta))
+    _check_dim(transformation, pair)
+    scale = SSDObjective.from_pair(pair, transformation).at_scale(float(theta))
     dev = pair.reference.device
     w = near_identity(transformation, seed=seed, device=dev, dtype=pair.reference.dtype)
     timed = lambda fn: time_function(fn, n_runs, warmup, dev, max_seconds).median_ms  # noqa: E731
@@ -603,23 +522,14 @@ def scaling_study(pair: ImagePair, *, theta: float = 1e-3, widths: Sequence[int]
                   sizes: Sequence[int] = (32, 64, 128, 256), node_sizes: Sequence[int] = (32, 64, 128),
                   n_runs: int = 3, max_seconds: float | None = None, ad_max_params: int = 60,
                   volume_m: int = 12) -> ScalingStudy:
-    """Time the cached derivatives against the number of parameters and the image size (:func:`scaling_point`).
+    """Time the cached derivatives against the number of parameters and the image size (:func:`scaling_point`,
+    medians; ``n_runs``, ``max_seconds``: its timing settings).
 
-    Parameters
-    ----------
-    pair : ImagePair
-        The 2D images of the parameter study (its device is used for every case).
-    widths : sequence of int
-        Hidden widths of the neural ODEs of the parameter study (width :math:`w` has :math:`6w + 2` parameters in
-        2D: 50 for 8), after the 2D affine model (6 parameters) and the 3D one
-        (12, on :func:`synthetic_volume_pair` of ``volume_m`` cells).
-    sizes, node_sizes : sequence of int
-        Sizes :math:`m` of the synthetic hand for the affine model and for the neural ODE (structured derivatives
-        only).
-    n_runs, max_seconds
-        Timing settings of :func:`scaling_point` (medians).
-    ad_max_params : int
-        Generic AD derivatives are timed only up to this many parameters (their memory grows like :math:`p^2`).
+    By parameters: the 2D affine model of ``pair`` (6 parameters), the 3D one (12, on :func:`synthetic_volume_pair`
+    of ``volume_m`` cells) and neural ODEs of hidden ``widths`` on ``pair`` (width :math:`w` has :math:`6w + 2`
+    parameters in 2D: 50 for 8); generic AD derivatives only up to ``ad_max_params`` parameters (their memory grows
+    like :math:`p^2`). By size: the synthetic hand of each of ``sizes`` cells (affine) and ``node_sizes`` (neural
+    ODE, structured derivatives only). Every case runs on ``pair``'s device.
     """
     dev = pair.reference.device
     cases = [("affine 2D", Affine(2), pair), ("affine 3D", Affine(3), synthetic_volume_pair(volume_m, device=dev))]

@@ -44,10 +44,8 @@ from .superres_runs import METHOD_LABELS, _run_cost, percent_label, varpro_varia
 __all__ = ["DEFAULT_MEMBERS", "ENSEMBLE_FAMILIES", "ULPS", "Ensemble", "EnsembleSet", "ensemble_label", "page_runs",
            "paper_value", "perturbed_problem", "round_off_ensembles"]
 
-#: The largest move of one datum, in units in the last place.
-ULPS = 4
-#: Members of an ensemble on the page (member 0 the page's own run).
-DEFAULT_MEMBERS = 8
+ULPS = 4  #: The largest move of one datum, in units in the last place.
+DEFAULT_MEMBERS = 8  #: Members of an ensemble on the page (member 0 the page's own run).
 #: The run families that get an ensemble, as keys of the page's results.
 ENSEMBLE_FAMILIES: tuple[str, ...] = ("projections", "corrections", "partial", "inexact")
 
@@ -74,12 +72,9 @@ def perturbed_problem(problem: SuperResolutionProblem, member: int, ulps: int = 
 class Ensemble(Record):
     """The final results of one run's ensemble members (member 0 first: the page's run)."""
 
-    #: Final relative reconstruction errors.
-    rel_errors: tuple[float, ...]
-    #: Final loss over the initial loss.
-    rel_losses: tuple[float, ...]
-    #: Final gradient norm over the initial one.
-    rel_grads: tuple[float, ...]
+    rel_errors: tuple[float, ...]  #: Final relative reconstruction errors.
+    rel_losses: tuple[float, ...]  #: Final loss over the initial loss.
+    rel_grads: tuple[float, ...]  #: Final gradient norm over the initial one.
 
     _json_extra = ("median", "min", "max")
 
@@ -154,20 +149,17 @@ def page_runs(projections: Mapping[str, VarProRun], corrections: Mapping[str, Va
               partial: Mapping[float, VarProRun], inexact: Mapping[int, VarProRun]) -> dict[tuple, VarProRun]:
     """The page's runs as ``{(family, key): run}``, keyed as in its results: member 0 of
     :func:`round_off_ensembles`."""
-    return {**{("projections", k): r for k, r in projections.items()},
-            **{("corrections", k): r for k, r in corrections.items()},
-            **{("partial", p): r for p, r in partial.items()},
-            **{("inexact", n): r for n, r in inexact.items()}}
+    return {(family, key): run for family, runs in zip(ENSEMBLE_FAMILIES, (projections, corrections, partial, inexact),
+                                                       strict=True) for key, run in runs.items()}
 
 
 def _ensemble_varpros(problem: SuperResolutionProblem, *, fractions: Sequence[float], cg_counts: Sequence[int],
                       corrections: bool, continuation: bool, cg_iters: int, cg_iters_partial: int, tol: float,
                       variant: str) -> dict[tuple, tuple]:
     """``{(family, key): (make_varpro(problem), start)}``, ``start`` naming the pre-registration (loss, schedule)."""
-    runs: dict[tuple, tuple] = {}
     make = functools.partial(varpro_variant, variant=variant, tol=tol)
-    runs["projections", "diff_all"] = (functools.partial(make, method="diff_all", cg_iters=cg_iters),
-                                    ("norm", continuation))
+    runs = {("projections", "diff_all"): (functools.partial(make, method="diff_all", cg_iters=cg_iters),
+                                          ("norm", continuation))}
     if corrections:
         other = "as_coded" if continuation else "continuation"
         for m in ("diff_all", "no_diff"):
@@ -187,7 +179,7 @@ def round_off_ensembles(problem: SuperResolutionProblem, page_runs: Mapping[tupl
                         cg_iters: int = 500, cg_iters_partial: int = 200, tol: float = 1e-3, gn_iters: int = 10,
                         gtol: float = 1e-5, variant: str = "as_coded",
                         progress: bool = False) -> EnsembleSet:
-    """The ensembles of the page's round-off-sensitive runs (module docstring).
+    """The ensembles of the page's round-off-sensitive runs (module docstring), by family and key.
 
     Parameters
     ----------
@@ -208,11 +200,6 @@ def round_off_ensembles(problem: SuperResolutionProblem, page_runs: Mapping[tupl
         The page's settings, as for :func:`~imreg_lib.paper.superres_runs.compare_projections`.
     progress
         A progress bar on standard error, one step per run.
-
-    Returns
-    -------
-    EnsembleSet
-        The ensembles by family and key.
 
     All members' pre-registrations run first, then member 1's LM runs, then the other members' runs of every run
     that member 1 moved by more than :data:`NOT_AMPLIFIED` (relative): a run that does not amplify round-off keeps
@@ -278,8 +265,4 @@ def paper_value(family: str, key) -> float | None:
     """The paper's final relative error for the run (recorded, or read off its figures), or ``None``."""
     if family == "projections" or (family == "corrections" and key.endswith("as_coded start")):
         return PAPER_SR.get(key.partition(",")[0], {}).get("rel_error")
-    if family == "partial":
-        return PAPER_SR["partial"].get(key, {}).get("rel_error_read")
-    if family == "inexact":
-        return PAPER_SR["inexact"].get(key, {}).get("rel_error_read")
-    return None
+    return PAPER_SR[family].get(key, {}).get("rel_error_read") if family in ("partial", "inexact") else None

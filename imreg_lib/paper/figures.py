@@ -24,6 +24,18 @@ from .ensembles import ensemble_label, paper_value
 from .recorded import PAPER_SR
 from .superres_runs import METHOD_LABELS, percent_label, reconstruction_path, varpro_variant
 
+
+class _Pyplot:
+    """``matplotlib.pyplot``, imported at its first use: importing this module does not import matplotlib."""
+
+    def __getattr__(self, name: str):
+        import matplotlib.pyplot
+
+        return getattr(matplotlib.pyplot, name)
+
+
+plt = _Pyplot()
+
 if TYPE_CHECKING:
     from ipywidgets import Widget
     from matplotlib.figure import Figure
@@ -45,6 +57,14 @@ __all__ = ["affine_explorer", "inexact_player", "lm_player", "plot_claims", "plo
 
 _STATUS_STYLE = {"reproduced": ("tab:green", "o"), "differs": ("tab:red", "X"), "improved": ("tab:blue", "^"),
                  "not run": ("0.6", ".")}
+
+
+def _finish(fig: Figure, title: str | None = None) -> Figure:
+    """``fig`` with its ``title`` (if given) and a tight layout."""
+    if title is not None:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def plot_claims(ax, claims: Sequence, *, band: tuple[float, float] | None = None, title: str | None = None,
@@ -102,8 +122,6 @@ def plot_scaling(study: ScalingStudy, m: int) -> Figure:
     Jacobian factors (time over loss or forward time) against the number of parameters, hand-coded and by
     ``torch.func``; right: the median times against the number of pixels. ``m`` is the grid size of the
     parameter study (in the title)."""
-    import matplotlib.pyplot as plt
-
     by_params, by_size, by_size_node, ad_pts = study.by_params, study.by_size, study.by_size_neural_ode, study.with_ad
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     ax = axes[0]
@@ -136,8 +154,7 @@ def plot_scaling(study: ScalingStudy, m: int) -> Figure:
     ax.set_ylabel("median time (ms)")
     ax.set_title("time vs image size")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 # ---- 02_multiscale ----------------------------------------------------------------------------------------------
@@ -145,16 +162,12 @@ def plot_scaling(study: ScalingStudy, m: int) -> Figure:
 def plot_scale_space(pair: ImagePair, thetas: Sequence[float]) -> Figure:
     r"""Fig. 1: the reference spline :math:`\mathcal{R}_\theta` of ``pair`` at its cell centres, one panel per
     scale of ``thetas``."""
-    import matplotlib.pyplot as plt
-
     reference = SplineImage(pair.reference, pair.grid)
     fig, axes = plt.subplots(1, len(thetas), figsize=(2.1 * len(thetas), 3))
     for ax, th in zip(axes, thetas, strict=True):
         show_image(ax, reference.on_grid(th), pair.grid, rf"$\theta$ = {th:.0e}")
         ax.set_xticks([]), ax.set_yticks([])
-    fig.suptitle(f"Fig. 1: the reference at six scales (m = {pair.grid.m[0]})")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, f"Fig. 1: the reference at six scales (m = {pair.grid.m[0]})")
 
 
 def scale_space_explorer(objective: SSDObjective, grid: Grid, theta_min: float, *, theta_max: float = 1e4,
@@ -162,15 +175,13 @@ def scale_space_explorer(objective: SSDObjective, grid: Grid, theta_min: float, 
     r"""A slider over :math:`\log_{10}\theta` (from ``theta_min`` to ``theta_max``) showing the template and the
     reference of ``objective`` at that scale (needs a running kernel); returns the ``ipywidgets`` widget."""
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
-    template_model, reference_model = objective.template, objective.reference
 
     def show_scale(log10_theta=2.0):
         th = 10.0 ** log10_theta
         fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.6))
-        show_image(axes[0], template_model.on_grid(th), grid, r"template $\mathcal{T}_\theta$")
-        show_image(axes[1], reference_model.on_grid(th), grid, r"reference $\mathcal{R}_\theta$")
+        show_image(axes[0], objective.template.on_grid(th), grid, r"template $\mathcal{T}_\theta$")
+        show_image(axes[1], objective.reference.on_grid(th), grid, r"reference $\mathcal{R}_\theta$")
         fig.suptitle(rf"$\theta$ = {th:.2g}")
         fig.tight_layout()
         plt.show()
@@ -184,19 +195,17 @@ def scale_space_player(objective: SSDObjective, grid: Grid, theta_min: float, *,
                        frames: int = 15) -> str:
     """The scale space of both images of ``objective`` as a player without a kernel: ``frames`` log-spaced scales
     from ``theta_max`` down to ``theta_min``."""
-    import matplotlib.pyplot as plt
 
-    template_model, reference_model = objective.template, objective.reference
     player_thetas = np.logspace(np.log10(theta_max), np.log10(theta_min), frames)
     fig, axes = plt.subplots(1, 2, figsize=(5.6, 3.3), dpi=72)
-    ims = [show_image(axes[0], template_model.on_grid(player_thetas[0]), grid, r"template $\mathcal{T}_\theta$"),
-           show_image(axes[1], reference_model.on_grid(player_thetas[0]), grid, r"reference $\mathcal{R}_\theta$")]
+    ims = [show_image(axes[0], objective.template.on_grid(player_thetas[0]), grid, r"template $\mathcal{T}_\theta$"),
+           show_image(axes[1], objective.reference.on_grid(player_thetas[0]), grid, r"reference $\mathcal{R}_\theta$")]
     title = fig.suptitle("")
     fig.tight_layout()
 
     def draw(k):
         th = player_thetas[k]
-        for im, model in zip(ims, (template_model, reference_model), strict=True):
+        for im, model in zip(ims, (objective.template, objective.reference), strict=True):
             img = model.on_grid(th).cpu().numpy().T
             im.set_data(img)
             im.set_clim(float(img.min()), float(img.max()))
@@ -224,8 +233,6 @@ def plot_fig2(objective: SSDObjective, comparison: MethodComparison, grid: Grid,
     predictor-corrector (middle) and the single-scale result (bottom), each as the template with the transformed
     grid, the transformed template and the residual; the residuals share one colour scale (the authors' script
     takes ``min`` for the upper limit of its last panel; here it is the maximum)."""
-    import matplotlib.pyplot as plt
-
     _, T0, R0, warped, residuals, (vmin, vmax) = _fig2_images(objective, comparison, theta_min)
     fig, axes = plt.subplots(3, 3, figsize=(8, 8.5))
     show_image(axes[0, 0], T0, grid, r"$\mathcal{T}$")
@@ -241,16 +248,12 @@ def plot_fig2(objective: SSDObjective, comparison: MethodComparison, grid: Grid,
                    vmin=vmin, vmax=vmax)
     for ax in axes.flat:
         ax.title.set_fontsize(9)
-    fig.suptitle("Fig. 2: predictor-corrector (middle) vs single scale (bottom)")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, "Fig. 2: predictor-corrector (middle) vs single scale (bottom)")
 
 
 def plot_predictor_work(comparison: MethodComparison) -> Figure:
     """Hessian evaluations per scale (left) and the gradient norm at the start of each Newton correction (right),
     for the traditional multi-scale method and the predictor-corrector over the same schedule."""
-    import matplotlib.pyplot as plt
-
     pc = comparison.predictor_corrector
     th = np.array(pc.thetas)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
@@ -264,16 +267,13 @@ def plot_predictor_work(comparison: MethodComparison) -> Figure:
     for ax in axes:
         ax.invert_xaxis()
         ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def plot_fig3(exact: PredictionQuality, approx: PredictionQuality, title: str) -> Figure:
     """Fig. 3 in the paper's layout: the relative loss differences of two predictors
     (:class:`~imreg_lib.paper.multiscale_runs.PredictionQuality`) per scale (left) and each one's relative gradient-norm
     differences (right); positive means the prediction helped."""
-    import matplotlib.pyplot as plt
-
     th = np.array(exact.thetas)
     fig = plt.figure(figsize=(12, 5.5))
     ax_l = plt.subplot2grid((2, 2), (0, 0), rowspan=2)
@@ -288,16 +288,12 @@ def plot_fig3(exact: PredictionQuality, approx: PredictionQuality, title: str) -
     for ax in (ax_e, ax_a):
         ax.axhline(0.0, color="grey", ls="--")
         ax.set(xscale="log", xlabel=r"$\theta$", title="Relative Grad Norm Difference")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title)
 
 
 def plot_prediction_variants(comparison: PredictorComparison, thetas: Sequence[float]) -> Figure:
     """The relative gradient-norm differences under the consistent metric for the exact Hessian, the consistent
     Gauss-Newton step and the authors' double step (:class:`~imreg_lib.paper.multiscale_runs.PredictorComparison`)."""
-    import matplotlib.pyplot as plt
-
     th = np.array(thetas)
     fig, ax = plt.subplots(figsize=(7, 3.4))
     for name, marker in (("exact", "."), ("gauss_newton", "*"), ("gauss_newton_double_step", "x")):
@@ -306,8 +302,7 @@ def plot_prediction_variants(comparison: PredictorComparison, thetas: Sequence[f
     ax.set(xscale="log", xlabel=r"$\theta$", ylabel="relative grad norm difference", ylim=(-2.0, 1.1),
            title="Consistent metric: exact, Gauss-Newton, and the authors' double step")
     ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 _AFFINE_NAMES = ("A11", "A12", "A21", "A22", "b1", "b2")
@@ -319,7 +314,6 @@ def affine_explorer(objective: SSDObjective, comparison: MethodComparison, pair:
     (on Fig. 2's colour scale) with :math:`J(w;\theta_{\min})`; a menu starts them at the predictor-corrector
     result, the single-scale result, the identity or (with a known motion) the truth. Returns the widget."""
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     grid = pair.grid
     scale_min, _, R0, _, _, (vmin, vmax) = _fig2_images(objective, comparison, theta_min)
@@ -356,8 +350,6 @@ def affine_explorer(objective: SSDObjective, comparison: MethodComparison, pair:
 def predictor_corrector_player(objective: SSDObjective, run: MultiscaleResult, grid: Grid) -> str:
     """The predictor-corrector ``run`` along its schedule as a player without a kernel: at every other scale (and
     the last), the θ-smoothed transformed template and reference, and the residual."""
-    import matplotlib.pyplot as plt
-
     n = len(run.history)
     frames = list(range(0, n, 2)) + ([n - 1] if (n - 1) % 2 else [])
     fig, axes = plt.subplots(1, 3, figsize=(8.4, 3.2), dpi=72)
@@ -388,8 +380,6 @@ def plot_fig5(runs: Mapping[str, VarProRun]) -> Figure:
     """Fig. 5: relative loss and gradient norm along the LM points of each Jacobian method
     (:func:`~imreg_lib.paper.superres_runs.compare_projections`), with the losses recorded in the authors' runs in
     grey."""
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     plot_performance(axes, {METHOD_LABELS[k]: (r.losses, r.grad_norms) for k, r in runs.items()},
                      loss_ylim=(1e-3, 1.5), grad_ylim=(1e-4, 1.5))
@@ -398,16 +388,12 @@ def plot_fig5(runs: Mapping[str, VarProRun]) -> Figure:
         axes[0].plot(np.arange(len(rn)) + 1, rn ** 2 / rn[0] ** 2, ls, color="0.45", linewidth=1,
                      label=f"paper, {METHOD_LABELS[name]}")
     axes[0].legend(fontsize="small")
-    fig.suptitle("Fig. 5: performance of differentiating variable projection")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, "Fig. 5: performance of differentiating variable projection")
 
 
 def plot_fig7(taylor: Mapping[str, TaylorResult]) -> Figure:
     """Fig. 7: the first-order Taylor errors of every Jacobian against one reference residual
     (:func:`~imreg_lib.paper.superres_runs.projection_taylor`); continued variants dashed, the implicit one dotted."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(7, 4.6))
     for label, t in taylor.items():
         style = {"linestyle": "--", "alpha": 0.7} if "continued" in label else {}
@@ -418,16 +404,12 @@ def plot_fig7(taylor: Mapping[str, TaylorResult]) -> Figure:
     ax.set_ylabel("Error")
     ax.set_title("Fig. 7: differentiating the last % of CG iterations")
     ax.legend(fontsize="small", ncol=2)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def plot_own_taylor(taylor_own: Mapping[str, TaylorResult], cg_iters: int) -> Figure:
     """The Taylor errors of each Jacobian against its own residual
-    (:func:`~imreg_lib.paper.superres_runs.varpro_taylor`)
-    with a slope-2 guide; ``cg_iters`` is named in the title."""
-    import matplotlib.pyplot as plt
-
+    (:func:`~imreg_lib.paper.superres_runs.varpro_taylor`) with a slope-2 guide; ``cg_iters`` is named in the title."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for label, t in taylor_own.items():
         ax.loglog(t.h, t.errors[1], ".-", label=label)
@@ -436,16 +418,13 @@ def plot_own_taylor(taylor_own: Mapping[str, TaylorResult], cg_iters: int) -> Fi
     ax.set_ylabel(r"$\|r(w_0 + hv) - r(w_0) - h\,Jv\|$")
     ax.set_title(f"Each Jacobian against its own residual ({cg_iters} CG iterations)")
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def plot_fig8(partial: Mapping[float, VarProRun], partial_continued: Mapping[float, VarProRun],
               fractions: Sequence[float]) -> Figure:
     """Fig. 8: relative loss, relative gradient norm and final relative error when the last fraction of the CG
     iterations is differentiated (restarted; continued where run), with the errors read off the paper's Fig. 8."""
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.4))
     plot_performance(axes[:2], {f"{percent_label(p)} CG iters": (r.losses, r.grad_norms) for p, r in partial.items()},
                      loss_ylim=(1e-4, 1.5), grad_ylim=(1e-4, 10))
@@ -461,16 +440,12 @@ def plot_fig8(partial: Mapping[float, VarProRun], partial_continued: Mapping[flo
     axes[2].set_title("Final Relative Error")
     axes[2].set_xlabel("Last CG Iters Diff (%)")
     axes[2].legend(fontsize="small")
-    fig.suptitle("Fig. 8: performance when differentiating the last CG iterations")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, "Fig. 8: performance when differentiating the last CG iterations")
 
 
 def plot_fig10(inexact: Mapping[int, VarProRun], cg_counts: Sequence[int]) -> Figure:
     """Fig. 10: relative loss, relative gradient norm and final relative error with a fixed number of CG
     iterations per projection, with the errors read off the paper's Fig. 10."""
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.4))
     plot_performance(axes[:2], {f"{n} CG iters": (r.losses, r.grad_norms) for n, r in inexact.items()},
                      loss_ylim=(1e-3, 1.5), grad_ylim=(1e-4, 1.5))
@@ -483,16 +458,12 @@ def plot_fig10(inexact: Mapping[int, VarProRun], cg_counts: Sequence[int]) -> Fi
     axes[2].set_title("Final Relative Error")
     axes[2].set_xlabel("CG Iterations")
     axes[2].legend(fontsize="small")
-    fig.suptitle("Fig. 10: performance of inexact variable projection")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, "Fig. 10: performance of inexact variable projection")
 
 
 def plot_memory(runs: Mapping[str, VarProRun]) -> Figure:
     """Resident memory of the process that ran each run after each recorded LM point, one line per run
     (``{label: VarProRun}``)."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for name, r in runs.items():
         ax.plot(np.arange(len(r.rss_mb)) + 1, r.rss_mb, ".-", linewidth=0.8, label=name)
@@ -501,8 +472,7 @@ def plot_memory(runs: Mapping[str, VarProRun]) -> Figure:
     ax.set_ylim(0, None)
     ax.legend(fontsize="x-small", ncol=3)
     ax.set_title("Memory per LM iteration")
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def varpro_explorer(runs: Mapping[str, VarProRun], inexact: Mapping[int, VarProRun], problem: SuperResolutionProblem,
@@ -511,7 +481,6 @@ def varpro_explorer(runs: Mapping[str, VarProRun], inexact: Mapping[int, VarProR
     motion, computed on demand and cached; for the projections (``runs``) and the inexact projections. Returns the
     widget."""
     import ipywidgets as widgets
-    import matplotlib.pyplot as plt
 
     R, grid = problem.reference, problem.grid
     explore_runs = {**{METHOD_LABELS[k]: (r, varpro_variant(problem, variant=variant)) for k, r in runs.items()},
@@ -537,18 +506,15 @@ def varpro_explorer(runs: Mapping[str, VarProRun], inexact: Mapping[int, VarProR
 def lm_player(runs: Mapping[str, VarProRun], problem: SuperResolutionProblem, variant: str = "as_coded") -> str:
     """Diff All against No Diff along their LM points as a player without a kernel: the accurate reconstruction at
     each point's motion (top) and its difference from the truth (bottom)."""
-    import matplotlib.pyplot as plt
-
     R, grid = problem.reference, problem.grid
     vp = varpro_variant(problem, variant=variant)
     paths = run_jobs({k: functools.partial(reconstruction_path, runs[k], problem, vp) for k in ("diff_all", "no_diff")},
                      cpu=problem.device.type == "cpu")  # the two paths side by side where workers are
     n_frames = min(len(p) for p in paths.values())
     fig, axes = plt.subplots(2, 2, figsize=(5.6, 4.8), dpi=72)
-    ims = {}
-    for j, k in enumerate(paths):
-        ims[k] = (show_image(axes[0, j], paths[k][0], grid, METHOD_LABELS[k], cmap="Greys_r", vmin=0, vmax=250),
-                  show_image(axes[1, j], paths[k][0] - R, grid, cmap="Greys_r", vmin=-50, vmax=50))
+    ims = {k: (show_image(axes[0, j], paths[k][0], grid, METHOD_LABELS[k], cmap="Greys_r", vmin=0, vmax=250),
+               show_image(axes[1, j], paths[k][0] - R, grid, cmap="Greys_r", vmin=-50, vmax=50))
+           for j, k in enumerate(paths)}
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     axes[0, 0].set_ylabel("Reconstruction")
@@ -568,8 +534,6 @@ def lm_player(runs: Mapping[str, VarProRun], problem: SuperResolutionProblem, va
 def inexact_player(inexact: Mapping[int, VarProRun], reference: torch.Tensor, grid: Grid) -> str:
     """The final reconstructions of the inexact projections over their number of CG iterations as a player
     without a kernel, with their difference from the truth and their relative error."""
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 2, figsize=(5.6, 2.9), dpi=72)
     counts = list(inexact)
     top = show_image(axes[0], inexact[counts[0]].reconstruction, grid, "reconstruction", cmap="Greys_r", vmin=0,
@@ -593,8 +557,6 @@ def inexact_player(inexact: Mapping[int, VarProRun], reference: torch.Tensor, gr
 def plot_ensembles(ensembles: Mapping[str, Mapping[str, Ensemble]]) -> Figure:
     """The final relative error of every round-off ensemble: each member (ticks), the range (bar) and median
     (dot), beside the paper's value (open square) where it has one."""
-    import matplotlib.pyplot as plt
-
     rows = [(ensemble_label(f, k), paper_value(f, k), e) for f, runs in ensembles.items() for k, e in runs.items()]
     fig, ax = plt.subplots(figsize=(8, 0.42 * len(rows) + 1.2))
     for i, (_, ref, e) in enumerate(rows):
@@ -613,5 +575,4 @@ def plot_ensembles(ensembles: Mapping[str, Mapping[str, Ensemble]]) -> Figure:
     ax.grid(axis="x", which="both", alpha=0.3)
     ax.legend(fontsize="small", loc="lower right")
     ax.set_title("Final relative errors under round-off: each run repeated on data moved by a few ulps")
-    fig.tight_layout()
-    return fig
+    return _finish(fig)

@@ -39,10 +39,6 @@ __all__ = ["FullScaleProblem", "FullScaleResults", "FullScaleRun", "FullScaleSet
            "run_full_scale"]
 
 
-def _set(obj: object, name: str, value: object) -> None:
-    object.__setattr__(obj, name, value)
-
-
 @dataclass(frozen=True)
 class FullScaleSettings(Record):
     """Settings of :func:`run_full_scale` (defaults: the authors' HEAD scripts; ``params/full.yaml``), checked once
@@ -70,15 +66,13 @@ class FullScaleSettings(Record):
     reference_path: str | None = None
 
     def __post_init__(self) -> None:
-        _checks.integer("m", self.m, 4)
-        _checks.integer("factor", self.factor, 1)
-        _checks.integer("n_templates", self.n_templates, 2, allowed="an integer >= 2")
-        _set(self, "lam", _checks.positive_number("lam", self.lam, allow_zero=True))
-        _checks.integer("cg_iters", self.cg_iters, 1)
-        _set(self, "cg_tol", _checks.positive_number("cg_tol", self.cg_tol, allow_zero=True))
-        _checks.integer("gn_iters", self.gn_iters, 1)
-        _set(self, "gtol", _checks.positive_number("gtol", self.gtol, allow_zero=True))
-        _set(self, "methods", tuple(self.methods))
+        for name, minimum in (("m", 4), ("factor", 1), ("n_templates", 2), ("lam", None), ("cg_iters", 1),
+                              ("cg_tol", None), ("gn_iters", 1), ("gtol", None)):  # None: a number >= 0
+            if minimum is None:
+                self._set(name, _checks.positive_number(name, getattr(self, name), allow_zero=True))
+            else:
+                _checks.integer(name, getattr(self, name), minimum)
+        self._set("methods", tuple(self.methods))
         allowed = f"a non-empty list of {', '.join(map(repr, VARPRO_METHODS))}"
         if not self.methods:
             raise ValueError(f"methods must be {allowed}, got []")
@@ -148,14 +142,10 @@ class FullScaleResults(Record):
     settings: FullScaleSettings
     problem: FullScaleProblem
     start: FullScaleStart
-    #: ``{method: FullScaleRun}`` in the order of ``settings.methods``.
-    runs: Mapping[str, FullScaleRun]
-    #: Relative error of the accurate reconstruction at the true motion.
-    floor: float
-    #: Peak resident memory of the process.
-    peak_memory_mb: float
-    #: Wall time of the whole run.
-    seconds: float
+    runs: Mapping[str, FullScaleRun]  #: ``{method: FullScaleRun}`` in the order of ``settings.methods``.
+    floor: float  #: Relative error of the accurate reconstruction at the true motion.
+    peak_memory_mb: float  #: Peak resident memory of the process.
+    seconds: float  #: Wall time of the whole run.
     machine: Mapping[str, Any]
 
 

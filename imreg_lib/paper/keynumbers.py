@@ -20,7 +20,6 @@ from .. import _checks
 from ..data import ImagePair
 from ..derivatives import taylor_test
 from ..objective import SSDObjective
-from ..spline import SplineImage
 from .results import DataResults
 
 __all__ = ["key_numbers"]
@@ -53,7 +52,7 @@ def key_numbers(pair: ImagePair, theta: float = 1e-3, *,
     """
     _checks.positive_number("theta", theta, allow_zero=True)
     grid = pair.grid
-    objective = SSDObjective(SplineImage(pair.template, grid), SplineImage(pair.reference, grid))
+    objective = SSDObjective.from_pair(pair)
     scale = objective.at_scale(theta)
     w_id = objective.identity()
     J, dJ, H = scale.derivatives(w_id)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,14 +36,13 @@ from ..grid import Grid
 from ..interop import affine_from_itk, to_sitk_image
 from ..multiscale import predictor_corrector, single_scale, theta_schedule, traditional
 from ..objective import SSDObjective
-from ..spline import SplineImage
-from ..transformations import Affine, affine
+from ..transformations import affine
 from ._schema import INLINE, Record
 
 __all__ = ["CAPTURE_ANGLES", "FROM_TRUTH", "IMAGE_METHODS", "METHODS_2D", "METHODS_3D", "SITK_OPTIMIZERS",
            "SUCCESS_CELLS", "CaptureSweep", "CaptureSweep3D", "PeerResult", "PeerRun", "PeerScore",
            "PeersResults", "PeersSettings", "RegisterOptions", "SimpleITKSettings", "capture_range", "capture_range_3d",
-           "capture_table", "capture_verdict", "motion_error", "pair_objective",
+           "capture_table", "capture_verdict", "motion_error",
            "peer_comparison", "register", "runs_table", "sample_image_capture", "simpleitk_register",
            ]
 
@@ -60,10 +59,6 @@ METHODS_3D = ("simpleitk", "single_scale", "traditional", "predictor_corrector",
 FROM_TRUTH = "newton_from_truth"
 #: The optimizers of SimpleITK's affine pyramid (:class:`SimpleITKSettings`).
 SITK_OPTIMIZERS = ("regular_step", "lbfgsb")
-
-def _set(obj: object, name: str, value: object) -> None:
-    object.__setattr__(obj, name, value)
-
 
 def _angles(name: str, angles: object, length: int | None = None) -> tuple[float, ...]:
     """A non-empty list of angles in degrees (``length`` of them if given), each a finite number."""
@@ -98,20 +93,19 @@ class SimpleITKSettings(Record):
 
     def __post_init__(self) -> None:
         shrink = _checks.sequence("shrink_factors", self.shrink_factors, "a non-empty sequence of integers >= 1")
-        _set(self, "shrink_factors", tuple(_checks.integer(f"shrink_factors[{i}]", s) for i, s in enumerate(shrink)))
+        self._set("shrink_factors", tuple(_checks.integer(f"shrink_factors[{i}]", s) for i, s in enumerate(shrink)))
         sigmas = _checks.sequence("smoothing_sigmas", self.smoothing_sigmas,
                                   f"one number >= 0 per pyramid level ({len(shrink)})", len(shrink))
-        _set(self, "smoothing_sigmas", tuple(_checks.positive_number(f"smoothing_sigmas[{i}]", s, allow_zero=True)
+        self._set("smoothing_sigmas", tuple(_checks.positive_number(f"smoothing_sigmas[{i}]", s, allow_zero=True)
                                              for i, s in enumerate(sigmas)))
         _checks.one_of("optimizer", self.optimizer, SITK_OPTIMIZERS, words=True)
         for name in ("learning_rate", "min_step", "gradient_tolerance"):
-            _set(self, name, _checks.positive_number(name, getattr(self, name)))
-        _set(self, "search_sigma", _checks.positive_number("search_sigma", self.search_sigma, allow_zero=True))
+            self._set(name, _checks.positive_number(name, getattr(self, name)))
+        self._set("search_sigma", _checks.positive_number("search_sigma", self.search_sigma, allow_zero=True))
         for name in ("iterations", "threads", "search_shrink"):
             _checks.integer(name, getattr(self, name))
         if self.rotation_search_steps is not None:
-            _checks.integer("rotation_search_steps", self.rotation_search_steps,
-                            allowed="None or a positive integer")
+            _checks.integer("rotation_search_steps", self.rotation_search_steps, allowed="None or a positive integer")
 
 
 @dataclass(frozen=True)
@@ -131,7 +125,7 @@ class RegisterOptions(Record):
 
     def __post_init__(self) -> None:
         for name in ("theta_max", "theta_min", "gtol", "gtol_single"):
-            _set(self, name, _checks.positive_number(name, getattr(self, name)))
+            self._set(name, _checks.positive_number(name, getattr(self, name)))
         theta_schedule(self.theta_max, self.theta_min, self.n_scales)
 
     @property
@@ -175,20 +169,20 @@ class PeersSettings(Record):
         _checks.one_of("sitk_optimizer", self.sitk_optimizer, SITK_OPTIMIZERS, words=True)
         options = self.options  # checks the schedule, the tolerances and SimpleITK's set-up
         for name in ("theta_max", "theta_min", "gtol", "gtol_single"):
-            _set(self, name, getattr(options, name))
-        _set(self, "shrink_factors", options.settings.shrink_factors)
-        _set(self, "smoothing_sigmas", options.settings.smoothing_sigmas)
-        _set(self, "capture_angles", _angles("capture_angles", self.capture_angles))
+            self._set(name, getattr(options, name))
+        self._set("shrink_factors", options.settings.shrink_factors)
+        self._set("smoothing_sigmas", options.settings.smoothing_sigmas)
+        self._set("capture_angles", _angles("capture_angles", self.capture_angles))
         _checks.integer("capture_m", self.capture_m, 8)
         _checks.integer("m_3d", self.m_3d, 6)
-        _set(self, "angles_3d", _angles("angles_3d", self.angles_3d, 2))
+        self._set("angles_3d", _angles("angles_3d", self.angles_3d, 2))
         names = _checks.sequence("capture_images", self.capture_images,
                                  f"a list of names among {list(SAMPLE_IMAGES)} (or [])", empty=True)
-        _set(self, "capture_images", tuple(_checks.one_of(f"capture_images[{i}]", n, SAMPLE_IMAGES, words=True)
+        self._set("capture_images", tuple(_checks.one_of(f"capture_images[{i}]", n, SAMPLE_IMAGES, words=True)
                                            for i, n in enumerate(names)))
         rotations = _checks.sequence("rotations_3d", self.rotations_3d, "a list of [about z, about x] pairs in degrees",
                                      empty=True)
-        _set(self, "rotations_3d", tuple(_angles(f"rotations_3d[{i}]", r, 2) for i, r in enumerate(rotations)))
+        self._set("rotations_3d", tuple(_angles(f"rotations_3d[{i}]", r, 2) for i, r in enumerate(rotations)))
 
     @property
     def simpleitk(self) -> SimpleITKSettings:
@@ -241,12 +235,6 @@ def motion_error(w: torch.Tensor, w_true: torch.Tensor | None, grid: Grid) -> fl
     return float(torch.linalg.vector_norm(d, dim=1).max())
 
 
-def pair_objective(pair: ImagePair) -> SSDObjective:
-    """Our SSD objective of ``pair`` with the affine model of its dimension (the score of every method)."""
-    return SSDObjective(SplineImage(pair.template, pair.grid), SplineImage(pair.reference, pair.grid),
-                        Affine(pair.grid.dim))
-
-
 def _score(method: str, w: torch.Tensor, pair: ImagePair, objective: SSDObjective, theta_min: float, seconds: float,
            iterations: int, stop: str, extra: dict | None = None) -> PeerRun:
     w = torch.as_tensor(w, dtype=objective.reference.dtype, device=objective.reference.device)
@@ -255,7 +243,8 @@ def _score(method: str, w: torch.Tensor, pair: ImagePair, objective: SSDObjectiv
                    None if err is None else err < SUCCESS_CELLS, seconds, int(iterations), stop, extra or {})
 
 
-def _sitk_method(settings: SimpleITKSettings):
+def _sitk_method(settings: SimpleITKSettings, shrink: Sequence[int], sigmas: Sequence[float]):
+    """SimpleITK's registration method as its users set it up (module notes), pyramid sigmas in cells."""
     import SimpleITK as sitk
 
     reg = sitk.ImageRegistrationMethod()
@@ -263,66 +252,44 @@ def _sitk_method(settings: SimpleITKSettings):
     reg.SetMetricSamplingStrategy(reg.NONE)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetNumberOfThreads(settings.threads)
-    return reg
-
-
-def _rotation_search(fixed, moving, settings: SimpleITKSettings):
-    """Scan the rotation about the geometric centre; returns the best ``Euler2DTransform`` and the metric calls."""
-    import SimpleITK as sitk
-
-    n = settings.rotation_search_steps
-    init = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler2DTransform(),
-                                             sitk.CenteredTransformInitializerFilter.GEOMETRY)
-    reg = _sitk_method(settings)
-    reg.SetOptimizerAsExhaustive(numberOfSteps=[n, 0, 0], stepLength=math.pi / n)
-    reg.SetOptimizerScales([1.0, 1.0, 1.0])
-    reg.SetShrinkFactorsPerLevel([settings.search_shrink])
-    reg.SetSmoothingSigmasPerLevel([settings.search_sigma])
+    reg.SetShrinkFactorsPerLevel(list(shrink))
+    reg.SetSmoothingSigmasPerLevel(list(sigmas))
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
-    reg.SetInitialTransform(init, inPlace=True)
-    reg.Execute(fixed, moving)
-    return init, 2 * n + 1
+    return reg
 
 
 def simpleitk_register(pair: ImagePair, settings: SimpleITKSettings | None = None, *, theta_min: float = 1e-3,
                        objective: SSDObjective | None = None, method: str | None = None) -> PeerRun:
-    """Register ``pair`` with SimpleITK (reference = fixed image, template = moving image) and score it.
+    """Register ``pair`` (2D or 3D) with SimpleITK (reference = fixed image, template = moving image) and score it
+    by our objective at ``theta_min`` (``objective``: built if ``None``; pass it to reuse its caches).
 
-    Parameters
-    ----------
-    pair
-        The images on their grid (2D or 3D).
-    settings
-        The SimpleITK set-up (default: :class:`SimpleITKSettings`).
-    theta_min
-        The scale of our objective that scores the result.
-    objective
-        Our objective of ``pair`` (built if ``None``; pass it to reuse its caches).
-    method
-        The name recorded (default ``"simpleitk"``, or ``"simpleitk_search"`` with a rotation search).
+    ``settings`` defaults to :class:`SimpleITKSettings`; ``method`` is the name recorded (default ``"simpleitk"``,
+    or ``"simpleitk_search"`` with a rotation search).
     """
     import SimpleITK as sitk
 
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK's warnings would go to the terminal, not the caller
     settings = SimpleITKSettings() if settings is None else settings
-    dim = pair.grid.dim
-    if settings.rotation_search_steps is not None and dim != 2:
+    dim, n = pair.grid.dim, settings.rotation_search_steps
+    if n is not None and dim != 2:
         raise ValueError("settings.rotation_search_steps: the rotation search is 2D only; set it to None in 3D")
-    objective = pair_objective(pair) if objective is None else objective
+    objective = SSDObjective.from_pair(pair) if objective is None else objective
     fixed, moving = to_sitk_image(pair.reference, pair.grid), to_sitk_image(pair.template, pair.grid)
+    geometry = sitk.CenteredTransformInitializerFilter.GEOMETRY
     t0 = time.perf_counter()
-    extra, iterations = {}, 0
-    if settings.rotation_search_steps is None:
-        initial = sitk.CenteredTransformInitializer(fixed, moving, sitk.AffineTransform(dim),
-                                                    sitk.CenteredTransformInitializerFilter.GEOMETRY)
-    else:
-        euler, calls = _rotation_search(fixed, moving, settings)
-        initial = sitk.AffineTransform(2)
-        initial.SetCenter(euler.GetCenter())
-        initial.SetMatrix(euler.GetMatrix())
-        initial.SetTranslation(euler.GetTranslation())
-        extra = {"search_angle_deg": math.degrees(euler.GetAngle()), "search_evaluations": calls}
-    reg = _sitk_method(settings)
+    extra = {}
+    if n is None:
+        initial = sitk.CenteredTransformInitializer(fixed, moving, sitk.AffineTransform(dim), geometry)
+    else:  # scan the rotation about the geometric centre, translation fixed, and start the pyramid at the best angle
+        euler = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler2DTransform(), geometry)
+        search = _sitk_method(settings, [settings.search_shrink], [settings.search_sigma])
+        search.SetOptimizerAsExhaustive(numberOfSteps=[n, 0, 0], stepLength=math.pi / n)
+        search.SetOptimizerScales([1.0, 1.0, 1.0])
+        search.SetInitialTransform(euler, inPlace=True)
+        search.Execute(fixed, moving)
+        initial = sitk.AffineTransform(euler.GetMatrix(), euler.GetTranslation(), euler.GetCenter())
+        extra = {"search_angle_deg": math.degrees(euler.GetAngle()), "search_evaluations": 2 * n + 1}
+    reg = _sitk_method(settings, settings.shrink_factors, settings.smoothing_sigmas)
     if settings.optimizer == "regular_step":
         reg.SetOptimizerAsRegularStepGradientDescent(learningRate=settings.learning_rate, minStep=settings.min_step,
                                                      numberOfIterations=settings.iterations,
@@ -331,21 +298,16 @@ def simpleitk_register(pair: ImagePair, settings: SimpleITKSettings | None = Non
     else:  # L-BFGS-B ignores optimizer scales
         reg.SetOptimizerAsLBFGSB(gradientConvergenceTolerance=settings.gradient_tolerance,
                                  numberOfIterations=settings.iterations)
-    reg.SetShrinkFactorsPerLevel(list(settings.shrink_factors))
-    reg.SetSmoothingSigmasPerLevel(list(settings.smoothing_sigmas))
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     reg.SetInitialTransform(initial, inPlace=False)
-    counter = {"n": 0}
-    reg.AddCommand(sitk.sitkIterationEvent, lambda: counter.__setitem__("n", counter["n"] + 1))
+    ticks = []
+    reg.AddCommand(sitk.sitkIterationEvent, lambda: ticks.append(None))
     result = reg.Execute(fixed, moving)
     seconds = time.perf_counter() - t0
-    iterations = counter["n"]
-    tr = result.GetNthTransform(0) if isinstance(result, sitk.CompositeTransform) else result
-    tr = sitk.AffineTransform(tr)
+    tr = sitk.AffineTransform(result.GetNthTransform(0) if isinstance(result, sitk.CompositeTransform) else result)
     w = affine_from_itk(tr.GetMatrix(), tr.GetTranslation(), tr.GetCenter())
-    name = method or ("simpleitk" if settings.rotation_search_steps is None else "simpleitk_search")
-    return _score(name, w, pair, objective, theta_min, seconds, iterations,
-                  reg.GetOptimizerStopConditionDescription(), extra)
+    name = method or ("simpleitk" if n is None else "simpleitk_search")
+    return _score(name, w, pair, objective, theta_min, seconds, len(ticks), reg.GetOptimizerStopConditionDescription(),
+                  extra)
 
 
 def register(pair: ImagePair, method: str, *, theta_max: float = 1e3, theta_min: float = 1e-3, n_scales: int = 30,
@@ -366,50 +328,45 @@ def register(pair: ImagePair, method: str, *, theta_max: float = 1e3, theta_min:
     if method == FROM_TRUTH:
         if pair.w_true is None:
             raise ValueError(f"method {FROM_TRUTH!r} needs a pair with a known motion (w_true)")
-        objective = pair_objective(pair) if objective is None else objective
-        t0 = time.perf_counter()
-        res = newton_exact(objective.at_scale(theta_min).derivatives, pair.w_true, gtol=gtol)
-        return _score(method, res.w, pair, objective, theta_min, time.perf_counter() - t0, res.iterations,
-                      "Newton (exact, trust region) from the true motion", {"n_hessians": res.n_evaluations})
-    if method not in methods:
+    elif method not in methods:
         raise ValueError(f"method must be one of {methods} for a {pair.grid.dim}D pair, got {method!r}")
-    thetas = theta_schedule(theta_max, theta_min, n_scales)
-    objective = pair_objective(pair) if objective is None else objective
+    else:
+        thetas = theta_schedule(theta_max, theta_min, n_scales)
+    objective = SSDObjective.from_pair(pair) if objective is None else objective
     if method.startswith("simpleitk"):
         settings = SimpleITKSettings() if settings is None else settings
-        if method == "simpleitk_search" and settings.rotation_search_steps is None:
-            settings = dataclasses.replace(settings, rotation_search_steps=18)
-        if method == "simpleitk" and settings.rotation_search_steps is not None:
-            settings = dataclasses.replace(settings, rotation_search_steps=None)
-        return simpleitk_register(pair, settings, theta_min=theta_min, objective=objective, method=method)
+        steps = (settings.rotation_search_steps or 18) if method == "simpleitk_search" else None
+        return simpleitk_register(pair, dataclasses.replace(settings, rotation_search_steps=steps),
+                                  theta_min=theta_min, objective=objective, method=method)
     t0 = time.perf_counter()
-    if method == "global":
-        found = global_register(objective.with_overlap(), theta_min=theta_min, gtol=gtol)
-        seconds = time.perf_counter() - t0
-        d = pair.grid.dim
-        start = found.start[: d * d].reshape(d, d).cpu()
-        return _score(method, found.w, pair, objective, theta_min, seconds, found.iterations,
-                      f"search, then Newton (exact, trust region) over {len(found.scales)} scales",
-                      {"final_grad_norm": found.scales[-1].grad_norm, "n_hessians": found.n_evaluations,
-                       "search_angle_deg": math.degrees(math.atan2(float(start[1, 0]), float(start[0, 0])))})
-    if method == "single_scale":
+    if method == FROM_TRUTH:
+        run = newton_exact(objective.at_scale(theta_min).derivatives, pair.w_true, gtol=gtol)
+    elif method == "global":
+        run = global_register(objective.with_overlap(), theta_min=theta_min, gtol=gtol)
+    elif method == "single_scale":
         run = single_scale(objective, theta_min, gtol=gtol_single)
-    elif method == "traditional":
-        run = traditional(objective, thetas, gtol=gtol)
     else:
-        run = predictor_corrector(objective, thetas, gtol=gtol)
+        run = (traditional if method == "traditional" else predictor_corrector)(objective, thetas, gtol=gtol)
     seconds = time.perf_counter() - t0
-    last = run.history[-1]
-    return _score(method, run.w, pair, objective, theta_min, seconds, run.iterations,
-                  f"Newton (trust-exact) over {len(run.history)} scale(s)",
-                  {"final_grad_norm": last.final_grad_norm, "n_hessians": run.n_hessians})
+    if method == FROM_TRUTH:
+        stop, extra = "Newton (exact, trust region) from the true motion", {"n_hessians": run.n_evaluations}
+    elif method == "global":
+        d = pair.grid.dim
+        start = run.start[: d * d].reshape(d, d).cpu()
+        stop = f"search, then Newton (exact, trust region) over {len(run.scales)} scales"
+        extra = {"final_grad_norm": run.scales[-1].grad_norm, "n_hessians": run.n_evaluations,
+                 "search_angle_deg": math.degrees(math.atan2(float(start[1, 0]), float(start[0, 0])))}
+    else:
+        stop = f"Newton (trust-exact) over {len(run.history)} scale(s)"
+        extra = {"final_grad_norm": run.history[-1].final_grad_norm, "n_hessians": run.n_hessians}
+    return _score(method, run.w, pair, objective, theta_min, seconds, run.iterations, stop, extra)
 
 
 def peer_comparison(pair: ImagePair, methods: Sequence[str] | None = None, *, objective: SSDObjective | None = None,
                     **options) -> dict[str, PeerRun]:
     """Every method on one pair (:func:`register` options), sharing one objective (built if ``None``)."""
     methods = tuple(METHODS_2D if pair.grid.dim == 2 else METHODS_3D) if methods is None else tuple(methods)
-    objective = pair_objective(pair) if objective is None else objective
+    objective = SSDObjective.from_pair(pair) if objective is None else objective
     return {m: register(pair, m, objective=objective, **options) for m in methods}
 
 
@@ -422,7 +379,7 @@ def _sweep(pairs, methods: Sequence[str], allowed: Sequence[str], from_truth: bo
         raise ValueError(f"methods must be among {allowed}, got {bad}")
     runs: dict[str, list[PeerRun]] = {m_: [] for m_ in tuple(methods) + ((FROM_TRUTH,) if from_truth else ())}
     for pair in pairs:
-        objective = pair_objective(pair)
+        objective = SSDObjective.from_pair(pair)
         for name, run in peer_comparison(pair, methods, objective=objective, **options).items():
             runs[name].append(run)
         if from_truth:
@@ -461,8 +418,7 @@ def sample_image_capture(name: str, angles: Sequence[float] = CAPTURE_ANGLES, m:
     image = sample_image(name, device="cpu")
     omega = (0.0, 20.0, 0.0, 20.0 * image.shape[1] / image.shape[0])
     source = {"mri": "MRI slice (matplotlib's s1045)", "grace_hopper": "photograph (matplotlib's Grace Hopper)"}[name]
-    return source, capture_range(angles, m, methods, image=image, omega=omega, source=source, device=device,
-                                 **options)
+    return source, capture_range(angles, m, methods, image=image, omega=omega, source=source, device=device, **options)
 
 
 def capture_range_3d(rotations: Sequence[Sequence[float]], m: int = 16,
@@ -644,9 +600,8 @@ def capture_verdict(capture: dict[str, list[PeerRun]], angles: Sequence[float], 
                         f"{_angles_text(worse)}.")
     if "simpleitk_search" in ok:
         miss = [a for a, s in zip(angles, ok["simpleitk_search"], strict=True) if not s]
-        out["search"] = ("With the exhaustive rotation search first, SimpleITK recovers the motion at every angle."
-                         if not miss else f"With the exhaustive rotation search first, SimpleITK misses "
-                         f"{_angles_text(miss)}.")
+        out["search"] = "With the exhaustive rotation search first, SimpleITK " + (
+            f"misses {_angles_text(miss)}." if miss else "recovers the motion at every angle.")
     if FROM_TRUTH in ok:
         off = [(a, r.param_error) for a, r in zip(angles, capture[FROM_TRUTH], strict=True) if not r.success]
         out["truth"] = (f"Newton on the SSD started at the true motion stays within {SUCCESS_CELLS:g} cells of it at "
@@ -659,12 +614,12 @@ def capture_verdict(capture: dict[str, list[PeerRun]], angles: Sequence[float], 
         possible = ok.get(FROM_TRUTH, [True] * n)
         missed = [a for a, g in zip(angles, ok["global"], strict=True) if not g]
         beyond = [a for a, g, p in zip(angles, ok["global"], possible, strict=True) if g and not p]
-        out["global"] = (f"The global driver, on the mean squares over the overlap, recovers {sum(ok['global'])} of "
-                         f"{n}" + (": every angle" if not missed else f"; it misses {_angles_text(missed)}")
-                         + (f", {_angles_text(beyond)} among them, where the SSD's minimum is not the motion"
-                            if beyond and not missed else
-                            f"; it recovers {_angles_text(beyond)}, where the SSD's minimum is not the motion"
-                            if beyond else "") + ".")
+        text = f"The global driver, on the mean squares over the overlap, recovers {sum(ok['global'])} of {n}"
+        text += f"; it misses {_angles_text(missed)}" if missed else ": every angle"
+        if beyond:
+            text += f"; it recovers {_angles_text(beyond)}" if missed else f", {_angles_text(beyond)} among them"
+            text += ", where the SSD's minimum is not the motion"
+        out["global"] = text + "."
     med = {k: float(np.median([r.seconds for r in rs])) for k, rs in capture.items() if k != FROM_TRUTH}
     out["time"] = "Median time per registration: " + "; ".join(
         f"{k.replace('_', ' ')} {v:.2f} s" for k, v in med.items()) + "."
@@ -675,16 +630,19 @@ def capture_verdict(capture: dict[str, list[PeerRun]], angles: Sequence[float], 
     return out
 
 
+def _markdown(head: Sequence[str], rows: Iterable[Sequence[str]], rule: str = "---") -> str:
+    """A Markdown table: the header, a ``rule`` (the alignment) per column, then one line per row of cells."""
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + f"{rule}|" * len(head)]
+                     + ["| " + " | ".join(cells) + " |" for cells in rows])
+
+
 def capture_table(capture: dict[str, list[PeerRun]], angles: Sequence[float]) -> str:
     """Markdown: one row per angle, one column per method; the motion error in cells and ✓ where the motion was
     recovered, ✗ where not (the error of a failed run is left out: where a failed optimizer stops is not
     reproducible to the digit across machines; the results JSON has it)."""
-    head = "| angle | " + " | ".join(k.replace("_", " ") for k in capture) + " |"
-    rows = [head, "|---:|" + "---:|" * len(capture)]
-    for i, a in enumerate(angles):
-        cells = [_error_cell(rs[i]) for rs in capture.values()]
-        rows.append(f"| {a:g}° | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+    return _markdown(["angle", *(k.replace("_", " ") for k in capture)],
+                     ([f"{a:g}°", *(_error_cell(rs[i]) for rs in capture.values())] for i, a in enumerate(angles)),
+                     "---:")
 
 
 def _error_cell(run: PeerRun) -> str:
@@ -700,17 +658,12 @@ def runs_table(runs: dict[str, PeerRun], initial_loss: float, *, details: bool =
     ``details=True`` shows every number, and iterations, the stop condition and the time (which vary between
     machines).
     """
-    cols = ["method", "J / J(identity)", "motion error (cells)", "recovered"]
-    if details:
-        cols += ["iterations", "stop", "time (s)"]
-    rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    rows = []
     for k, r in runs.items():
         shown = details or r.success is not False
-        loss = f"{r.final_loss / initial_loss:.3g}" if shown else "✗"
-        err = ("—" if r.param_error is None else f"{r.param_error:.2f}") if shown else "✗"
-        ok = "—" if r.success is None else ("yes" if r.success else "no")
-        cells = [k.replace("_", " "), loss, err, ok]
-        if details:
-            cells += [str(r.iterations), r.stop, f"{r.seconds:.2f}"]
-        rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+        rows.append([k.replace("_", " "), f"{r.final_loss / initial_loss:.3g}" if shown else "✗",
+                     ("—" if r.param_error is None else f"{r.param_error:.2f}") if shown else "✗",
+                     "—" if r.success is None else ("yes" if r.success else "no"),
+                     *([str(r.iterations), r.stop, f"{r.seconds:.2f}"] if details else [])])
+    return _markdown(["method", "J / J(identity)", "motion error (cells)", "recovered",
+                      *(["iterations", "stop", "time (s)"] if details else [])], rows)

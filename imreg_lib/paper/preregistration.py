@@ -52,8 +52,7 @@ from ._jobs import run_jobs
 __all__ = ["PREREGISTRATIONS", "PREREG_THETAS", "PreregistrationResult", "PreregistrationScale", "prereg_objective",
            "preregister", "preregistration_starts"]
 
-#: The authors' scales, ``logspace(2, -3, 6)``.
-PREREG_THETAS: tuple[float, ...] = (1e2, 1e1, 1.0, 1e-1, 1e-2, 1e-3)
+PREREG_THETAS: tuple[float, ...] = (1e2, 1e1, 1.0, 1e-1, 1e-2, 1e-3)  #: The authors' scales, ``logspace(2, -3, 6)``.
 #: The LM starts of the super-resolution page: the fix (warm-started continuation) and the authors' restarts.
 PREREGISTRATIONS: tuple[str, ...] = ("continuation", "as_coded")
 
@@ -84,17 +83,16 @@ def prereg_objective(problem: SuperResolutionProblem, theta: float, *, loss: Los
     image = SplineImage(problem.data[0], grid)
     coef = image.coefficients(float(theta))
     xT = grid.cell_centers(problem.device, problem.dtype)
-    Q = Affine().jacobian(problem.identity()[:6], xT)  # (n, 2, 6), the same for every template
+    identity = problem.identity()[:6]
+    Q = Affine().jacobian(identity, xT)  # (n, 2, 6), the same for every template
     if blur_data:
         d = torch.stack([SplineImage(dj, grid).on_grid(float(theta)).reshape(-1) for dj in problem.data])
     else:
         d = problem.data.reshape(problem.n_templates, -1)
     q, n = problem.n_templates, xT.shape[0]
-    identity = problem.identity()[:6]
 
     def derivatives(w: torch.Tensor):
-        W = torch.cat([identity, w]) if fix_first else w
-        W = W.reshape(q, 6)
+        W = (torch.cat([identity, w]) if fix_first else w).reshape(q, 6)
         y = torch.einsum("nd,jkd->jnk", xT, W[:, :4].reshape(q, 2, 2)) + W[:, None, 4:]
         T, dT, d2T = spline_derivatives(coef, y.reshape(-1, 2), grid, orders=(0, 1, 2))
         r = T.reshape(q, n) - d
@@ -157,7 +155,8 @@ def preregister(problem: SuperResolutionProblem, *, thetas: Sequence[float] = PR
                 continuation: bool = False, optimizer: Literal["newton-cg", "trust-exact"] | None = None,
                 maxiter: int = 50, xtol: float = 1e-5, gtol: float = 1e-6,
                 variant: str = "as_coded", blur_data: bool | None = None) -> PreregistrationResult:
-    r"""Multi-scale pre-registration of the templates to template 0.
+    r"""Multi-scale pre-registration of the templates to template 0; its ``w`` is the variant's parameter vector
+    (the LM start).
 
     Parameters
     ----------
@@ -179,11 +178,6 @@ def preregister(problem: SuperResolutionProblem, *, thetas: Sequence[float] = PR
     blur_data
         Blur the data at each scale like the model (:func:`prereg_objective`); default: with continuation
         (a scale-space continuation compares like with like), not without (the authors' code).
-
-    Returns
-    -------
-    PreregistrationResult
-        ``w`` is the variant's parameter vector (the LM start).
     """
     thetas = tuple(float(t) for t in thetas)
     if not thetas or not all(math.isfinite(t) and t >= 0 for t in thetas):

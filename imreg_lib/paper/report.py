@@ -17,6 +17,8 @@ judged on each with its own status (:func:`claims_by_data`); :func:`report_recor
 
 from __future__ import annotations
 
+import collections
+import functools
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -53,19 +55,18 @@ RECORDS: dict[str, type[Record]] = {"00_data": DataResults, "01_ad_costs": ADCos
                                     "05_peers": PeersResults, "full_scale": FullScaleResults}
 #: The notebooks whose peak memory the 60 GB claim compares (every section notebook that records one).
 MEMORY_NOTEBOOKS: tuple[str, ...] = ("00_data", "01_ad_costs", "02_multiscale", "03_superresolution")
-
-#: Tolerance of a timing factor against the paper's (different machines): a ratio within [1/1.5, 1.5].
-FACTOR_TOLERANCE = 1.5
-#: Tolerance of a reconstruction error against the paper's: within 20 % (relative).
-ERROR_TOLERANCE = 0.2
-#: Fig 2: a registration is "found" when every matrix entry is within this of the truth ...
-MATRIX_TOLERANCE = 0.01
-#: ... and the translation within this many cells.
-SHIFT_TOLERANCE_CELLS = 0.1
-#: The README's memory figure for running the authors' experiments, in GB.
-AUTHORS_MEMORY_GB = 60.0
-#: The fractions of Fig. 8 that the paper reports.
-PAPER_FRACTIONS: tuple[float, ...] = (0.7, 0.9, 0.95, 1.0)
+FACTOR_TOLERANCE = 1.5  #: A timing factor against the paper's (other machines): a ratio within [1/1.5, 1.5].
+ERROR_TOLERANCE = 0.2  #: A reconstruction error against the paper's: within 20 % (relative).
+MATRIX_TOLERANCE = 0.01  #: Fig 2: "found" when every matrix entry is within this of the truth ...
+SHIFT_TOLERANCE_CELLS = 0.1  #: ... and the translation within this many cells.
+AUTHORS_MEMORY_GB = 60.0  #: The README's memory figure for running the authors' experiments, in GB.
+PAPER_FRACTIONS: tuple[float, ...] = (0.7, 0.9, 0.95, 1.0)  #: The fractions of Fig. 8 that the paper reports.
+FLAT_MEMORY = 0.05  #: Resident memory that rises by less than this fraction after the second LM point is flat.
+#: Without a known motion, a method "fails" when its final loss is more than this factor above the
+#: predictor-corrector's: a distinct, worse local minimum (round-off or a slightly different stop never qualifies).
+WORSE_LOSS_FACTOR = 2.0
+AUTHORS_FULL_SIZE = {"m": 128, "factor": 4, "n_templates": 16}  #: The size of the authors' HEAD scripts (README).
+_WITHIN = f"{100 * ERROR_TOLERANCE:.0f} %"
 
 
 # ---- loading ----------------------------------------------------------------------------------------------
@@ -73,12 +74,7 @@ PAPER_FRACTIONS: tuple[float, ...] = (0.7, 0.9, 0.95, 1.0)
 def load_results(directory: str | Path, notebooks: Sequence[str] = NOTEBOOKS, *,
                  optional: Sequence[str] = ("00_data", "05_peers")) -> dict[str, Record]:
     """Read ``<directory>/<notebook>.json`` for every notebook (and for each ``optional`` one that exists) as its
-    record of :data:`RECORDS`.
-
-    Returns
-    -------
-    dict
-        ``{notebook: record}``, the notebooks first, then the optional ones found.
+    record of :data:`RECORDS`: ``{notebook: record}``, the notebooks first, then the optional ones found.
 
     Raises
     ------
@@ -100,7 +96,8 @@ def load_results(directory: str | Path, notebooks: Sequence[str] = NOTEBOOKS, *,
 
 def claims_by_data(folders: Mapping[str, str | Path | None], data: str, *,
                    full_scale: bool = False) -> dict[str, list[Claim]]:
-    """The claims of every data set whose results exist, for the report page.
+    """The claims of every data set whose results exist, for the report page: ``{data set: claims}`` in the order
+    of ``folders``.
 
     Parameters
     ----------
@@ -113,11 +110,6 @@ def claims_by_data(folders: Mapping[str, str | Path | None], data: str, *,
     full_scale : bool
         Also read ``full_scale.json`` (``make full-scale``: the authors' full size) where a folder has it; off by
         default, so that the committed report does not depend on what a machine ran besides the notebooks.
-
-    Returns
-    -------
-    dict
-        ``{data set: claims}`` in the order of ``folders``.
     """
     _checks.one_of("data", data, list(DATA_SETS))
     by_data = {}
@@ -189,10 +181,10 @@ def _judged_error(sr: SuperresolutionResults, family: str, key: str | float | in
     e = sr.ensembles.get(family, key)
     if e is None:
         return (error_status(run.rel_error, ref), _pct(run.rel_error), run.rel_error,
-                f"within {100 * ERROR_TOLERANCE:.0f} % (relative, either side) of the paper's")
+                f"within {_WITHIN} (relative, either side) of the paper's")
     return (ensemble_status(e.min, e.max, ref),
             f"{_pct(e.median)} (range {_pct(e.min)}–{_pct(e.max)}, {e.members} members)",
-            e.median, f"the paper's value within the members' range widened by {100 * ERROR_TOLERANCE:.0f} %")
+            e.median, f"the paper's value within the members' range widened by {_WITHIN}")
 
 
 def taylor_accuracy_step(curves: Mapping[str, Sequence[float]], h: Sequence[float], *,
@@ -223,9 +215,7 @@ _RATIO_NAMES = {"gradient": "gradient / loss", "hessian": "Hessian / loss", "jac
 def _table1_claims(ad: ADCostsResults) -> list[Claim]:
     """Table 1's factors under the authors' protocol (judged) and the cached protocol (beside the paper); a
     protocol the page's settings left out gives "not run" rows (authors') or none (cached)."""
-    data = ad.settings.source
-    machine = _machine(ad.machine)
-    ran = ad.settings.protocols
+    data, machine, ran = ad.settings.source, _machine(ad.machine), ad.settings.protocols
     rows = []
     for model, name in _MODEL_NAMES.items():
         ours = {prot: ad.table[prot][model] for prot in ("paper", "cached") if prot in ran}
@@ -236,18 +226,16 @@ def _table1_claims(ad: ADCostsResults) -> list[Claim]:
             if "paper" not in ours:
                 rows.append(_not_run(cid, "Table 1", claim, paper, "the authors' timing protocol", data))
             else:
-                costs = ours["paper"]
-                ours_p = costs.factors[fn]
-                status = factor_status(ours_p, paper_entry)
-                ratio = ours_p / paper_entry
-                why = {Status.DIFFERS: f"{ratio:.1f}× the paper's factor; generic torch.func (vmap over "
-                                       f"{50 if model == 'neural_ode' else 6} tangents) on {machine}",
+                ours_p = ours["paper"].factors[fn]
+                status, ratio = factor_status(ours_p, paper_entry), ours_p / paper_entry
+                ours_ms, paper_ms = getattr(ours["paper"], f"{fn}_ms"), PAPER_TABLE1[model][fn][0]
+                tangents = 50 if model == "neural_ode" else 6
+                why = {Status.DIFFERS: f"{ratio:.1f}× the paper's factor; generic torch.func (vmap over {tangents} "
+                                       f"tangents) on {machine}",
                        Status.IMPROVED: f"{1 / ratio:.1f}× below the paper's factor under the same protocol, on "
                                         f"{machine}",
                        Status.REPRODUCED: f"on {machine}; the paper's machine is not stated"}[status]
-                ours_ms, paper_ms = getattr(costs, f"{fn}_ms"), PAPER_TABLE1[model][fn][0]
-                if status == Status.IMPROVED and not ours_ms < paper_ms:
-                    # a lower factor from a slower function is no cheaper derivative
+                if status == Status.IMPROVED and not ours_ms < paper_ms:  # a slower function, no cheaper derivative
                     status = Status.REPRODUCED
                     why = (f"{1 / ratio:.1f}× below the paper's factor, but the derivative itself is not cheaper "
                            f"({ours_ms:.3g} ms against the paper's {paper_ms:.3g} ms; on {machine}): the function is "
@@ -285,9 +273,7 @@ def fig2_claims(ms: MultiscaleResults) -> list[Claim]:
 def _fig2_work_claims(ms: MultiscaleResults) -> list[Claim]:
     """With exact Hessians the predictor should save Newton work over the traditional method on the same schedule
     (the abstract's "benefits over a traditional multi-scale method"); whether it also saves time is ours."""
-    pc, trad = ms.predictor_corrector, ms.traditional
-    h_pc, h_t = pc.n_hessians, trad.n_hessians
-    s_pc, s_t = pc.seconds, trad.seconds
+    (h_pc, s_pc), (h_t, s_t) = ((r.n_hessians, r.seconds) for r in (ms.predictor_corrector, ms.traditional))
     pays = s_pc < s_t
     return [Claim("fig2.predictor_saves_hessians", "Abstract / Fig 2",
                   "with exact Hessians the predictor saves Newton work over the traditional multi-scale method",
@@ -305,16 +291,13 @@ def _fig2_work_claims(ms: MultiscaleResults) -> list[Claim]:
 def _fig2_registration_claims(ms: MultiscaleResults) -> list[Claim]:
     single, pc, trad = ms.single_scale, ms.predictor_corrector, ms.traditional
     if ms.w_true is not None:
-        w_true = ms.w_true
         tol_b = SHIFT_TOLERANCE_CELLS * min(ms.h)
 
         def found(run: RegistrationRun) -> tuple[bool, float, float]:
-            e_a, e_b = _registration_error(run.w, w_true)
+            e_a, e_b = _registration_error(run.w, ms.w_true)
             return e_a <= MATRIX_TOLERANCE and e_b <= tol_b, e_a, e_b
 
-        ok_pc, a_pc, b_pc = found(pc)
-        ok_single, a_s, b_s = found(single)
-        ok_trad, a_t, b_t = found(trad)
+        (ok_pc, a_pc, b_pc), (ok_single, a_s, b_s), (ok_trad, a_t, b_t) = map(found, (pc, single, trad))
         registers, fails = ok_pc and not ok_single, not ok_trad
         rule = (f"against the known motion: found when every matrix entry is within {MATRIX_TOLERANCE} and the "
                 f"translation within {SHIFT_TOLERANCE_CELLS} cell ({tol_b:.3g}); predictor-corrector found, single "
@@ -364,18 +347,17 @@ def fig3_claims(ms: MultiscaleResults) -> list[Claim]:
         return [_not_run("fig3.exact_helps", "Fig 3", "exact vs Gauss-Newton predictor", "—", "Fig 3", data)]
     note = _corrector_note(pred)
     rows = []
-    exact, coded, gn = (pred.curves[k] for k in ("exact", "gauss_newton_as_coded", "gauss_newton"))
-    exact_l, exact_g = _finite(exact.rel_loss_diff), _finite(exact.rel_grad_diff)
+    (exact_l, exact_g), (coded_l, coded_g), (gn_l, gn_g) = (
+        (_finite(pred.curves[k].rel_loss_diff), _finite(pred.curves[k].rel_grad_diff))
+        for k in ("exact", "gauss_newton_as_coded", "gauss_newton"))
     if exact_l and exact_g:
-        share_l = sum(v >= 0 for v in exact_l) / len(exact_l)
-        share_g = sum(v >= 0 for v in exact_g) / len(exact_g)
+        share_l, share_g = (sum(v >= 0 for v in x) / len(x) for x in (exact_l, exact_g))
         rows.append(Claim(
             "fig3.exact_helps", "Fig 3", "exact-Hessian prediction decreases the loss and the gradient norm",
             "differences ≥ 0 (one gradient outlier)",
             f"loss ≥ 0 at {100 * share_l:.0f} %, gradient ≥ 0 at {100 * share_g:.0f} % of {len(exact_l)} scales",
             Status.REPRODUCED if share_l >= 0.9 and share_g >= 0.9 else Status.DIFFERS,
             "at least 90 % of the scales improve, in loss and in gradient norm", note, data=data))
-    coded_g, coded_l = _finite(coded.rel_grad_diff), _finite(coded.rel_loss_diff)
     if coded_g and coded_l:
         below = pred.coded_below_minus_31000
         rows.append(Claim(
@@ -392,7 +374,6 @@ def fig3_claims(ms: MultiscaleResults) -> list[Claim]:
             f"as coded: loss difference < 0 at {100 * neg:.0f} % of {len(coded_l)} scales",
             Status.REPRODUCED if neg >= 0.5 else Status.DIFFERS, "most scales negative under the authors' metric",
             note, data=data))
-    gn_l, gn_g = _finite(gn.rel_loss_diff), _finite(gn.rel_grad_diff)
     if gn_l and gn_g and exact_l:
         helped_gn, helped_ex, n = sum(v > 0 for v in gn_l), sum(v > 0 for v in exact_l), len(gn_l)
         med_gn, med_ex = median(gn_g), median(exact_g)
@@ -444,14 +425,14 @@ def _sr_claims(sr: SuperresolutionResults) -> list[Claim]:
     if e is None:
         ratio = nd.rel_error / da.rel_error
         ours, holds = f"{ratio:.2f}", ratio > 1 and _within(ratio, p_ratio, ERROR_TOLERANCE)
-        rule = f"ratio > 1 and within {100 * ERROR_TOLERANCE:.0f} % of the paper's"
+        rule = f"ratio > 1 and within {_WITHIN} of the paper's"
     else:
         ratios = sorted(nd.rel_error / x for x in e.rel_errors)
         ratio = nd.rel_error / e.median
         ours = f"{ratio:.2f} (members {ratios[0]:.2f}–{ratios[-1]:.2f})"
         holds = ratios[0] > 1 and ensemble_status(ratios[0], ratios[-1], p_ratio) == Status.REPRODUCED
         rule = (f"ratio > 1 for every Diff All member, and the paper's ratio within the members' range widened by "
-                f"{100 * ERROR_TOLERANCE:.0f} %")
+                f"{_WITHIN}")
     rows.append(Claim(
         "sr.ratio", "§4.3 / Fig 5-6", "Diff All beats No Diff (ratio of the errors)", f"{p_ratio:.2f}", ours,
         Status.REPRODUCED if holds else Status.DIFFERS, rule,
@@ -486,7 +467,6 @@ def _authors_start_claim(sr: SuperresolutionResults, da: VarProSummary, p_da: fl
 
 def _fig7_claims(sr: SuperresolutionResults) -> list[Claim]:
     data, taylor = sr.data, sr.taylor
-    rows = []
 
     def judge(cid, claim, labels, holds, describe, rule):
         if not all(k in taylor for k in labels):  # the page's fractions left a curve out
@@ -506,13 +486,13 @@ def _fig7_claims(sr: SuperresolutionResults) -> list[Claim]:
 
     step_rule = ("Taylor error at the smallest step where every compared curve is 10× above the noise floor "
                  "(not the largest step)")
-    rows.append(judge("fig7.70_worse_than_0", "differentiating the last 70 % is worse than not differentiating at all",
-                      ("70%", "0%"), lambda e: e["70%"] > e["0%"],
-                      lambda e: f"70 % {e['70%']:.3g}, 0 % {e['0%']:.3g}", "larger error for 70 %; " + step_rule))
-    rows.append(judge("fig7.100_beats_90_95", "differentiating 100 % converges better than 90 % and 95 %",
-                      ("100%", "95%", "90%"), lambda e: e["100%"] < min(e["90%"], e["95%"]),
-                      lambda e: f"100 % {e['100%']:.3g}, 95 % {e['95%']:.3g}, 90 % {e['90%']:.3g}",
-                      "smallest error for 100 %; " + step_rule))
+    rows = [judge("fig7.70_worse_than_0", "differentiating the last 70 % is worse than not differentiating at all",
+                  ("70%", "0%"), lambda e: e["70%"] > e["0%"],
+                  lambda e: f"70 % {e['70%']:.3g}, 0 % {e['0%']:.3g}", "larger error for 70 %; " + step_rule),
+            judge("fig7.100_beats_90_95", "differentiating 100 % converges better than 90 % and 95 %",
+                  ("100%", "95%", "90%"), lambda e: e["100%"] < min(e["90%"], e["95%"]),
+                  lambda e: f"100 % {e['100%']:.3g}, 95 % {e['95%']:.3g}, 90 % {e['90%']:.3g}",
+                  "smallest error for 100 %; " + step_rule)]
     floor = [min(v.errors) for k, v in taylor.items() if "continued" not in k]
     if floor:
         rows.append(Claim("fig7.floor", "Fig 7", "errors level off at about 1e-2 for small h", "≈ 1e-2",
@@ -546,8 +526,7 @@ def _partial_claims(sr: SuperresolutionResults) -> list[Claim]:
         ens = {p: sr.ensembles.get("partial", p) for p in PAPER_FRACTIONS}
         err = {p: (e.median if e else part[p].rel_error) for p, e in ens.items()}
         # on ensembles: every 70 % member more than twice every 100 % member; medians for "little difference"
-        low70 = ens[0.7].min if ens[0.7] else err[0.7]
-        high100 = ens[1.0].max if ens[1.0] else err[1.0]
+        low70, high100 = (ens[0.7].min if ens[0.7] else err[0.7]), (ens[1.0].max if ens[1.0] else err[1.0])
         ok = low70 > 2 * high100 and all(_within(err[p], err[1.0], 0.2) for p in (0.9, 0.95))
         rows.append(Claim(
             "fig8.more_than_70", "§4.3.1 / Fig 8", "more than 70 % must be differentiated; little difference after "
@@ -595,10 +574,6 @@ def _inexact_claims(sr: SuperresolutionResults) -> list[Claim]:
     return rows
 
 
-#: Resident memory that rises by less than this fraction after the second LM point is flat.
-FLAT_MEMORY = 0.05
-
-
 def memory_verdict(growth: float, rss_per_run: Mapping[str, Sequence[float]] | None) -> Status:
     """The verdict on "memory grows with the optimisation steps": ``"improved"`` where every run stays flat (less
     than :data:`FLAT_MEMORY` above its first two points); ``"reproduced"`` where a run still grows at its last
@@ -621,34 +596,22 @@ def _memory_growth_claims(sr: SuperresolutionResults) -> list[Claim]:
         "no graph is kept between LM points (torch.func, no retained autograd state)", stable=False, data=sr.data)]
 
 
-#: Without a known motion, a method "fails" when its final loss is more than this factor above the
-#: predictor-corrector's: a distinct, worse local minimum (round-off or a slightly different stop never qualifies).
-WORSE_LOSS_FACTOR = 2.0
-
-#: The size of the authors' HEAD scripts, to which their README's memory figure refers.
-AUTHORS_FULL_SIZE = {"m": 128, "factor": 4, "n_templates": 16}
-
-
-def _full_size(fs: FullScaleResults) -> bool:
-    return all(getattr(fs.problem, k) == v for k, v in AUTHORS_FULL_SIZE.items())
-
-
 def _memory_claim(results: Mapping[str, Record]) -> list[Claim]:
     """The README's 60 GB against our peak: on the same size where ``make full-scale`` ran (``full_scale``), else
     beside the peak of every section notebook of this build (another size, so never "improved")."""
-    cid, claim = "readme.60gb", "at least 60 GB are needed to run all experiments"
+    row = functools.partial(Claim, "readme.60gb", "README", "at least 60 GB are needed to run all experiments",
+                            stable=False)
     paper = "≥ 60 GB (m = 128, factor 4, 16 templates)"
     fs = results.get("full_scale")  # optional: written by make full-scale only
-    if fs is not None and _full_size(fs):
+    if fs is not None and all(getattr(fs.problem, k) == v for k, v in AUTHORS_FULL_SIZE.items()):
         gb = fs.peak_memory_mb / 1024
         methods = ", ".join(METHOD_LABELS.get(k, k) for k in fs.runs)
-        return [Claim(cid, "README", claim, paper,
-                      f"peak {gb:.2f} GB on the same size ({methods}, {fs.settings.gn_iters} LM points each)",
-                      Status.IMPROVED if gb < AUTHORS_MEMORY_GB else Status.REPRODUCED,
-                      f"the same size (m = 128, factor 4, 16 templates): a peak below {AUTHORS_MEMORY_GB:.0f} GB is "
-                      "improved, at or above it reproduced",
-                      "forward mode through CG on the assembled operator, float64, nothing retained between "
-                      "evaluations (make full-scale)", stable=False)]
+        return [row(paper, f"peak {gb:.2f} GB on the same size ({methods}, {fs.settings.gn_iters} LM points each)",
+                    Status.IMPROVED if gb < AUTHORS_MEMORY_GB else Status.REPRODUCED,
+                    f"the same size (m = 128, factor 4, 16 templates): a peak below {AUTHORS_MEMORY_GB:.0f} GB is "
+                    "improved, at or above it reproduced",
+                    "forward mode through CG on the assembled operator, float64, nothing retained between "
+                    "evaluations (make full-scale)")]
     peaks = {nb: results[nb].peak_memory_mb for nb in MEMORY_NOTEBOOKS if nb in results}
     if not peaks:
         return []
@@ -656,20 +619,17 @@ def _memory_claim(results: Mapping[str, Record]) -> list[Claim]:
               "size, and this row then compares the same size")
     missing = [nb for nb, v in peaks.items() if v is None]  # a page that has not recorded its peak yet
     if missing:
-        return [Claim(cid, "README", claim, "≥ 60 GB", "—", Status.NOT_RUN,
-                      f"peak memory of every notebook; {', '.join(missing)} recorded none", covers, stable=False)]
+        return [row("≥ 60 GB", "—", Status.NOT_RUN, f"peak memory of every notebook; {', '.join(missing)} recorded "
+                    "none", covers)]
     top = max(peaks, key=peaks.get)
     gb = peaks[top] / 1024
-    # without the full-size results, the book's notebooks run the paper's m = 20 problem, so a smaller peak is a
-    # measurement beside theirs, not an improvement on the same size (it can still fail: a peak of 60 GB or more
-    # on the smaller problem differs)
-    return [Claim(cid, "README", claim, paper,
-                  f"largest peak {gb:.2f} GB ({top}, of {len(peaks)} notebooks; m = 20, 4 templates)",
-                  Status.DIFFERS if gb >= AUTHORS_MEMORY_GB else Status.BEYOND,
-                  f"a peak of {AUTHORS_MEMORY_GB:.0f} GB or more on the smaller problem differs; below it the sizes "
-                  "differ, so it is not counted as improved",
-                  "forward mode through CG, float64, nothing retained between evaluations; " + covers,
-                  stable=False)]
+    # without the full-size results the notebooks run the paper's m = 20 problem: a smaller peak is a measurement
+    # beside theirs, not an improvement on the same size (a peak of 60 GB or more there still differs)
+    return [row(paper, f"largest peak {gb:.2f} GB ({top}, of {len(peaks)} notebooks; m = 20, 4 templates)",
+                Status.DIFFERS if gb >= AUTHORS_MEMORY_GB else Status.BEYOND,
+                f"a peak of {AUTHORS_MEMORY_GB:.0f} GB or more on the smaller problem differs; below it the sizes "
+                "differ, so it is not counted as improved",
+                "forward mode through CG, float64, nothing retained between evaluations; " + covers)]
 
 
 def _full_scale_claims(fs: FullScaleResults) -> list[Claim]:
@@ -711,16 +671,21 @@ def _peer_outcome(run: PeerResult, identity_loss: float | None) -> str:
     return f"recovered (motion error {run.param_error:.2f} cells{ratio})"
 
 
+def _recovered(points: Sequence, runs: Sequence[PeerResult], fmt: Callable[..., str], unit: str = "") -> str:
+    """``"<k> of <n><unit> (<each recovered point, by fmt>)"``."""
+    hits = [fmt(p) for p, r in zip(points, runs, strict=True) if r.success]
+    return f"{len(hits)} of {len(points)}{unit} ({', '.join(hits) or 'none'})"
+
+
 def peers_claims(pe: PeersResults) -> list[Claim]:
     """Rows "beyond the paper" for the comparison with SimpleITK (:class:`~imreg_lib.paper.peers.PeersResults`):
     each method on the default pair, its capture range over rotations, the 3D pair, and the time per registration
     (not judged: the paper makes no such claim). The parts the page did not run (``None``) give no rows."""
     rows: list[Claim] = []
     paper = "not compared"
-    for key, section, data, identity, runs in (
-            ("peers", "Peers", pe.data or "", pe.identity_loss, pe.peers),
-            ("peers_3d", "Peers 3D", pe.data_3d or "", pe.identity_loss_3d, pe.peers_3d or {})):
-        what = "the 3D pair" if key == "peers_3d" else "the pair"
+    for key, section, what, data, identity, runs in (
+            ("peers", "Peers", "the pair", pe.data or "", pe.identity_loss, pe.peers),
+            ("peers_3d", "Peers 3D", "the 3D pair", pe.data_3d or "", pe.identity_loss_3d, pe.peers_3d or {})):
         for method, run in runs.items():
             rows.append(Claim(f"{key}.{method}", section, f"{_PEER_LABELS.get(method, method)} registers {what}",
                               paper, _peer_outcome(run, identity), Status.BEYOND, _PEER_RULE,
@@ -730,11 +695,9 @@ def peers_claims(pe: PeersResults) -> list[Claim]:
     for prefix, sweep, source in sweeps:
         angles = sweep.angles
         for method, runs in sweep.runs.items():
-            hits = [a for a, r in zip(angles, runs, strict=True) if r.success]
-            where = ", ".join(f"{a:g}°" for a in hits) or "none"
             rows.append(Claim(f"{prefix}.{method}", "Capture range", f"{_PEER_LABELS.get(method, method)} recovers "
                               f"the motion of {source} over rotations of {angles[0]:g}–{angles[-1]:g}°", paper,
-                              f"{len(hits)} of {len(angles)} angles ({where})", Status.BEYOND, _PEER_RULE,
+                              _recovered(angles, runs, lambda a: f"{a:g}°", " angles"), Status.BEYOND, _PEER_RULE,
                               f"{source} moved by the synthetic hand's scaling and shift, rotated", data=source))
         if angles:
             times = {m: median([r.seconds for r in rs]) for m, rs in sweep.runs.items() if m != FROM_TRUTH}
@@ -746,10 +709,9 @@ def peers_claims(pe: PeersResults) -> list[Claim]:
     if pe.capture_3d is not None:
         rotations = pe.capture_3d.rotations
         for method, runs in pe.capture_3d.runs.items():
-            hits = [f"{r[0]:g}°/{r[1]:g}°" for r, run in zip(rotations, runs, strict=True) if run.success]
             rows.append(Claim(f"capture_3d.{method}", "Peers 3D", f"{_PEER_LABELS.get(method, method)} recovers the "
                               "volume's motion under rotations about z / x", paper,
-                              f"{len(hits)} of {len(rotations)} ({', '.join(hits) or 'none'})", Status.BEYOND,
+                              _recovered(rotations, runs, lambda r: f"{r[0]:g}°/{r[1]:g}°"), Status.BEYOND,
                               _PEER_RULE, "the synthetic volume with its default scaling and shift, rotated",
                               data=pe.data_3d or ""))
     return rows
@@ -793,10 +755,7 @@ def reading(claims: Sequence[Claim], data: str) -> str:
     parts = [f"{counts[s]} {s}" for s in (Status.REPRODUCED, Status.DIFFERS, Status.IMPROVED) if counts[s]]
     text = (f"On {data}, {len(judged)} claims were judged: " + ", ".join(parts) + "."
             if judged else f"On {data}, no claim was judged.")
-    differ: dict[str, int] = {}
-    for c in claims:
-        if c.status == Status.DIFFERS:
-            differ[c.section] = differ.get(c.section, 0) + 1
+    differ = collections.Counter(c.section for c in claims if c.status == Status.DIFFERS)
     if differ:
         text += " Differing, by section: " + ", ".join(f"{s} ({n})" for s, n in differ.items()) + "."
     if counts[Status.NOT_RUN]:

@@ -25,10 +25,6 @@ VARPRO_VARIANTS: tuple[str, ...] = ("as_coded", "paper")
 NEWTON_METHODS: tuple[str, ...] = ("trust-exact", "trust-ncg")
 
 
-def _set(obj: object, name: str, value: object) -> None:
-    object.__setattr__(obj, name, value)
-
-
 @dataclass(frozen=True)
 class DataSettings(Record):
     r"""The data page (``00_data``): the scale :math:`\theta \ge 0` at which the key numbers are computed."""
@@ -36,7 +32,7 @@ class DataSettings(Record):
     theta: float
 
     def __post_init__(self) -> None:
-        _set(self, "theta", _checks.positive_number("theta", self.theta, allow_zero=True))
+        self._set("theta", _checks.positive_number("theta", self.theta, allow_zero=True))
 
 
 @dataclass(frozen=True)
@@ -58,12 +54,12 @@ class ADCostsSettings(Record):
 
     def __post_init__(self) -> None:
         _checks.integer("m", self.m, 4)
-        _set(self, "theta", _checks.positive_number("theta", self.theta, allow_zero=True))
+        self._set("theta", _checks.positive_number("theta", self.theta, allow_zero=True))
         _checks.integer("n_runs", self.n_runs, 2)
         if self.time_budget_s is not None:
-            _set(self, "time_budget_s", _checks.positive_number("time_budget_s", self.time_budget_s,
+            self._set("time_budget_s", _checks.positive_number("time_budget_s", self.time_budget_s,
                                                                 allowed="None or a positive finite number"))
-        _set(self, "protocols", tuple(self.protocols))
+        self._set("protocols", tuple(self.protocols))
         for p in self.protocols:
             _checks.one_of("protocols", p, PROTOCOLS)
 
@@ -100,9 +96,9 @@ class MultiscaleSettings(Record):
         theta_schedule(self.theta_max, self.theta_min, self.n_scales)
         _checks.integer("n_scales_prediction", self.n_scales_prediction, 2)
         for name in ("gtol", "gtol_single", "gtol_prediction", "gtol_gn", "gtol_gn_first"):
-            _set(self, name, _checks.positive_number(name, getattr(self, name)))
+            self._set(name, _checks.positive_number(name, getattr(self, name)))
         _checks.one_of("newton_method", self.newton_method, NEWTON_METHODS, words=True)
-        _set(self, "scale_space_thetas", tuple(_checks.positive_number("scale_space_thetas", t)
+        self._set("scale_space_thetas", tuple(_checks.positive_number("scale_space_thetas", t)
                                                for t in self.scale_space_thetas))
         if self.m_scale_space is not None:
             _checks.integer("m_scale_space", self.m_scale_space, 4, allowed="an integer >= 4 (cells per dimension)")
@@ -151,30 +147,28 @@ class SuperresolutionSettings(Record):
         _checks.integer("m", self.m, 2)
         _checks.integer("factor", self.factor, 1)  # that it divides m: the problem's own check
         _checks.integer("n_templates", self.n_templates, 1)
-        _set(self, "lam", _checks.positive_number("lam", self.lam, allow_zero=True))
+        self._set("lam", _checks.positive_number("lam", self.lam, allow_zero=True))
         _checks.one_of("variant", self.variant, VARPRO_VARIANTS)
         for name, low in (("gn_iters", 2), ("cg_iters", 1), ("cg_iters_partial", 1), ("taylor_cg_iters", 1),
                           ("ensemble_members", 1)):
             _checks.integer(name, getattr(self, name), low)
         for name in ("cg_tol", "gtol"):
-            _set(self, name, _checks.positive_number(name, getattr(self, name), allow_zero=True))
+            self._set(name, _checks.positive_number(name, getattr(self, name), allow_zero=True))
         _checks.one_of("preregistration", self.preregistration, PREREGISTRATIONS)
-        _set(self, "fractions", check_fractions(self.fractions))
-        _set(self, "cg_counts", check_counts(self.cg_counts))
+        self._set("fractions", check_fractions(self.fractions))
+        self._set("cg_counts", check_counts(self.cg_counts))
         _checks.one_of("corrections", self.corrections, (True, False))
 
 
 def check_fractions(fractions) -> tuple[float, ...]:
     """``fractions`` as a non-empty tuple of floats in [0, 1], or a ``ValueError`` naming ``fractions``."""
-    values = tuple(fractions) if not isinstance(fractions, (str, bytes)) else ()
-    if not values:
-        raise ValueError(f"fractions must be a non-empty list of numbers in [0, 1], got {fractions!r}")
-    return tuple(_checks.fraction("fractions", p, allowed="a non-empty list of numbers in [0, 1]") for p in values)
+    what = "a non-empty list of numbers in [0, 1]"
+    return tuple(_checks.fraction("fractions", p, allowed=what) for p in _checks.sequence("fractions", fractions,
+                                                                                          what))
 
 
 def check_counts(cg_counts) -> tuple[int, ...]:
     """``cg_counts`` as a non-empty tuple of integers >= 1, or a ``ValueError`` naming ``cg_counts``."""
-    values = tuple(cg_counts) if not isinstance(cg_counts, (str, bytes)) else ()
-    if not values:
-        raise ValueError(f"cg_counts must be a non-empty list of integers >= 1, got {cg_counts!r}")
-    return tuple(_checks.integer("cg_counts", n, 1, allowed="a non-empty list of integers >= 1") for n in values)
+    what = "a non-empty list of integers >= 1"
+    counts = _checks.sequence("cg_counts", cg_counts, what)
+    return tuple(_checks.integer("cg_counts", n, 1, allowed=what) for n in counts)

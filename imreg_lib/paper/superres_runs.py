@@ -33,11 +33,10 @@ from .preregistration import PreregistrationResult, preregister
 from .recorded import FIG7_STEPS
 from .settings import VARPRO_VARIANTS, check_counts, check_fractions
 
-__all__ = ["METHOD_LABELS", "VARPRO_VARIANTS", "ProjectionCost", "compare_projections", "correction_runs",
-           "cost_label", "cost_varpros",
-           "inexact_projections", "labelled_runs", "memory_growth", "own_residual_varpros", "parameter_error",
-           "partial_differentiation", "partial_runs", "percent_label", "projection_costs", "projection_taylor",
-           "reconstruction_path", "varpro_taylor", "varpro_variant"]
+__all__ = ["METHOD_LABELS", "VARPRO_VARIANTS", "ProjectionCost", "compare_projections", "correction_runs", "cost_label",
+           "cost_varpros", "inexact_projections", "labelled_runs", "memory_growth", "own_residual_varpros",
+           "parameter_error", "partial_differentiation", "partial_runs", "percent_label", "projection_costs",
+           "projection_taylor", "reconstruction_path", "varpro_taylor", "varpro_variant"]
 
 #: The legend labels of the Jacobian methods of :func:`compare_projections`.
 METHOD_LABELS: dict[str, str] = {"diff_all": "Diff All", "no_diff": "No Diff", "implicit": "Implicit"}
@@ -45,16 +44,10 @@ _VARPRO_CLASSES: dict[str, type[VarPro]] = {"as_coded": AsCodedVarPro, "paper": 
 
 
 def varpro_variant(problem: SuperResolutionProblem, variant: str = "as_coded", **options) -> VarPro:
-    """The variable projection of one of :data:`VARPRO_VARIANTS` for ``problem``.
-
-    Parameters
-    ----------
-    variant : str
-        ``"as_coded"``: :class:`~imreg_lib.paper.defects.AsCodedVarPro` (all :math:`6q` parameters, data misfit;
-        the authors' script); ``"paper"``: :class:`~imreg_lib.varpro.VarPro` (template 0 fixed, eq. 7).
-    **options
-        The settings of :class:`~imreg_lib.varpro.VarPro` (``method``, ``cg_iters``, ``tol``, ...).
-    """
+    """The variable projection of one of :data:`VARPRO_VARIANTS` for ``problem``, with the settings ``options`` of
+    :class:`~imreg_lib.varpro.VarPro` (``method``, ``cg_iters``, ``tol``, ...): ``"as_coded"`` is
+    :class:`~imreg_lib.paper.defects.AsCodedVarPro` (all :math:`6q` parameters, data misfit; the authors' script),
+    ``"paper"`` :class:`~imreg_lib.varpro.VarPro` (template 0 fixed, eq. 7)."""
     _checks.one_of("variant", variant, VARPRO_VARIANTS)
     return _VARPRO_CLASSES[variant](problem, **options)
 
@@ -132,12 +125,9 @@ def correction_runs(problem: SuperResolutionProblem, starts: Mapping[tuple[str, 
     cg_iters, tol, gn_iters, gtol, variant
         As :func:`compare_projections`.
 
-    Returns
-    -------
-    dict
-        ``"<method>, <other> start"`` for both methods, and, when ``variant="as_coded"`` with at least two
-        templates, ``"<method>, paper's model (eq. 7)"``: the runs of ``variant="paper"`` from its own
-        pre-registration (template 0 fixed, 18 parameters for 4 templates).
+    The runs are keyed ``"<method>, <other> start"`` for both methods, and, when ``variant="as_coded"`` with at
+    least two templates, ``"<method>, paper's model (eq. 7)"``: the runs of ``variant="paper"`` from its own
+    pre-registration (template 0 fixed, 18 parameters for 4 templates).
     """
     other = "as_coded" if continuation else "continuation"
     make = functools.partial(varpro_variant, problem, cg_iters=cg_iters, tol=tol)
@@ -199,12 +189,9 @@ def projection_taylor(problem: SuperResolutionProblem, w0: torch.Tensor, fractio
     about 1e-2 under perturbations of 1e-11), which is the error floor of the paper's figure; see
     :func:`varpro_taylor` for a test of each Jacobian against its own residual.
 
-    Returns
-    -------
-    dict
-        ``"<p>%"`` (restarted, the authors' curves), ``"<p>% continued"`` (if ``continued``; not for 0 and
-        100 %, where both agree) and ``"implicit"``, each a :class:`~imreg_lib.derivatives.TaylorResult`
-        whose ``errors[1]`` is :math:`E_p`.
+    Keys: ``"<p>%"`` (restarted, the authors' curves), ``"<p>% continued"`` (if ``continued``; not for 0 and 100 %,
+    where both agree) and ``"implicit"``, each a :class:`~imreg_lib.derivatives.TaylorResult` whose ``errors[1]``
+    is :math:`E_p`.
     """
     fractions = check_fractions(fractions)
     steps = _steps(h)
@@ -265,8 +252,7 @@ def varpro_taylor(varpros: Mapping[str, VarPro], w0: torch.Tensor, *,
         vp.full_parameters(w0)
     w0 = w0.detach()
     if direction is None:
-        first = next(iter(varpros.values()))
-        r0, J = first.residual_and_jacobian(w0)
+        r0, J = next(iter(varpros.values())).residual_and_jacobian(w0)
         direction = J.detach().T @ r0.detach()
     v = direction / torch.linalg.vector_norm(direction)
     out = {}
@@ -322,11 +308,9 @@ def projection_costs(varpros: Mapping[str, VarPro], w0: torch.Tensor, *, n_runs:
     for name, vp in varpros.items():
         vp.full_parameters(w0)
         proj = vp.projection(w0)
-        dev = w0.device
-        res = time_function(lambda vp=vp: vp.residual(w0), n_runs, warmup, dev)
-        jac = time_function(lambda vp=vp, f=proj.x: vp.jacobian(w0, f), n_runs, warmup, dev)
-        out[name] = ProjectionCost(res.median_ms, jac.median_ms, proj.iterations, vp.cg_iters,
-                                   cost_label(name, vp))
+        res = time_function(lambda vp=vp: vp.residual(w0), n_runs, warmup, w0.device)
+        jac = time_function(lambda vp=vp, f=proj.x: vp.jacobian(w0, f), n_runs, warmup, w0.device)
+        out[name] = ProjectionCost(res.median_ms, jac.median_ms, proj.iterations, vp.cg_iters, cost_label(name, vp))
     return out
 
 
