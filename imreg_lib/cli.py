@@ -214,7 +214,7 @@ def register_files(reference: FileImage, template: FileImage, *, method: str = "
         elif method == "traditional":
             run = traditional(objective, thetas, gtol=gtol, callback=each)
         else:
-            run = predictor_corrector(objective, thetas, gtol=gtol, callback=each)
+            run = predictor_corrector(objective, thetas, gtol=gtol, callback=each, record_start=False)
         w = run.w
     seconds = time.perf_counter() - t0
     loss = float(objective.loss(w, theta_min))

@@ -60,7 +60,8 @@ class ScaleRecord:
         The scale.
     w_start, start_loss, start_grad_norm
         The warm start (previous minimiser, or the initial guess at the first scale) and :math:`J`,
-        :math:`\\|\nabla_w J\\|` there at this θ: the traditional method's starting values.
+        :math:`\\|\nabla_w J\\|` there at this θ: the traditional method's starting values (``None`` for a
+        predicted scale run with ``record_start=False``).
     w_predicted, predicted_loss, predicted_grad_norm
         The predictor's point and the values there at this θ (``None`` without a prediction).
     w, final_loss, final_grad_norm
@@ -68,14 +69,15 @@ class ScaleRecord:
     iterations, n_hessians
         Corrector iterations and Hessian (Newton) or Jacobian (Gauss-Newton) evaluations.
     seconds
-        Wall time of predictor and corrector. The values above come from their own evaluations (Newton's first
-        and last, the predictor's gather); for Levenberg-Marquardt they are evaluated after the clock stops.
+        Wall time of predictor and corrector. The values above come from Newton's own evaluations (its first
+        and last); the start values of a predicted scale, and for Levenberg-Marquardt all of them, are evaluated
+        after the clock stops.
     """
 
     theta: float
     w_start: torch.Tensor
-    start_loss: float
-    start_grad_norm: float
+    start_loss: float | None
+    start_grad_norm: float | None
     w_predicted: torch.Tensor | None
     predicted_loss: float | None
     predicted_grad_norm: float | None
@@ -189,7 +191,8 @@ def predictor_corrector(objective: SSDObjective, thetas: Sequence[float], w0: to
                         hessian: PredictorHessian = "exact", newton_method: TrustMethod = "trust-exact",
                         max_iter: int | None = None,
                         predictor_hessian: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                        callback: Callable[[ScaleRecord], None] | None = None) -> MultiscaleResult:
+                        callback: Callable[[ScaleRecord], None] | None = None,
+                        record_start: bool = True) -> MultiscaleResult:
     r"""Multi-scale minimisation over a decreasing θ schedule with the Euler predictor.
 
     Parameters
@@ -217,8 +220,13 @@ def predictor_corrector(objective: SSDObjective, thetas: Sequence[float], w0: to
         the same shape. Default: :math:`H_n` itself (the Euler step). Not called without ``predict``.
     callback
         Called with each scale's :class:`ScaleRecord` when it is done (progress reports).
+    record_start
+        Record :math:`J` and :math:`\|\nabla_w J\|` at the warm start of each predicted scale (the traditional
+        method's starting values, against which Fig. 3 measures the prediction). They are not part of the method:
+        one evaluation per scale, made after the scale's clock stops; ``False`` skips it and leaves them ``None``.
     """
     thetas = check_schedule(thetas)
+    _checks.boolean("record_start", record_start)
     _check_options(gtol, hessian, newton_method)
     first_gtol = gtol if first_gtol is None else first_gtol
     _check_options(first_gtol, hessian, newton_method)
@@ -229,10 +237,11 @@ def predictor_corrector(objective: SSDObjective, thetas: Sequence[float], w0: to
     history, H = [], None
     for n, theta in enumerate(thetas):
         t0 = time.perf_counter()
-        w_start, w_pred, start = w, None, None
-        if n > 0 and predict:  # one gather at y(w) gives the right-hand side and the start's values at theta
-            rhs, J, dJ = objective.at_scale(thetas[n - 1]).continuation(w, theta)
-            start = (float(J), float(torch.linalg.vector_norm(dJ)))
+        w_start, w_pred = w, None
+        if n > 0 and predict:  # at the corrector's accepted iterate: its points and values are reused
+            if n == 1:
+                objective.theta_tangents(thetas[:-1])  # the closed-form θ-derivatives of every scale left, at once
+            rhs = objective.at_scale(thetas[n - 1]).theta_derivative_of_gradient(w)
             M = H if predictor_hessian is None else predictor_hessian(H)
             driver = "gelsd" if M.device.type == "cpu" else None
             velocity = -torch.linalg.lstsq(M, rhs.unsqueeze(-1), driver=driver).solution.squeeze(-1)
@@ -242,7 +251,8 @@ def predictor_corrector(objective: SSDObjective, thetas: Sequence[float], w0: to
         seconds = time.perf_counter() - t0
         first = first or _loss_and_grad_norm(objective, w_start if w_pred is None else w_pred, theta)
         predicted = (None, None) if w_pred is None else first
-        start = start or (first if w_pred is None else _loss_and_grad_norm(objective, w_start, theta))
+        start = first if w_pred is None else (_loss_and_grad_norm(objective, w_start, theta) if record_start
+                                              else (None, None))
         final = final or _loss_and_grad_norm(objective, w, theta)
         history.append(ScaleRecord(theta, w_start, *start, w_pred, *predicted, w, *final, iters, n_h, seconds))
         if callback is not None:

@@ -39,18 +39,18 @@ of view can still be the minimiser. Its exact derivatives compose the same block
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
 import torch
-from torch.func import grad, hessian, jacfwd, vmap
+from torch.func import grad, hessian, jacfwd
 
 from . import _checks
 from ._torch import is_traced, untraced
 from .distances import OVERLAP_RAMP_CELLS, overlap_block, overlap_ssd, overlap_ssd_block, ssd, ssd_block
-from .spline import SplineImage, spline_derivatives, spline_evaluate, spline_gradients
+from .spline import SplineImage, _derivatives_at, _gradients_at, _Points, _points, spline_derivatives, spline_evaluate
 from .transformations import Affine, Linearization, Transformation, check_transformation
 
 __all__ = ["SSDObjective", "ScaleObjective"]
@@ -86,6 +86,7 @@ class SSDObjective:
     regularizer: Callable[[torch.Tensor], torch.Tensor] | None = None
     overlap: bool = False
     _scales: dict = field(default_factory=dict, repr=False, compare=False)
+    _tangents: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_transformation(self.transformation)
@@ -160,6 +161,24 @@ class SSDObjective:
             self._scales[key] = ScaleObjective(self, key, coef, ref)
         return self._scales[key]
 
+    def theta_tangents(self, thetas: Sequence[float]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        r""":math:`(dc_T/d\theta, dR_\theta(x_c)/d\theta)` at each of ``thetas``: the exact θ-derivatives of the
+        template's coefficients and of the reference's values at the cell centres (flattened), which the predictor
+        needs at every scale it leaves. Those not cached yet are computed together, in closed form
+        (:meth:`~imreg_lib.SplineImage.theta_derivatives`, in batches of at most :math:`2^{20}` values per image),
+        and cached; a driver that knows its schedule asks for all of them once."""
+        thetas = [float(t) for t in thetas]
+        missing = list(dict.fromkeys(t for t in thetas if t not in self._tangents))
+        batch = max(1, 2**20 // math.prod(self.grid.m))
+        for i in range(0, len(missing), batch):
+            part = missing[i:i + batch]
+            dc = self.template.theta_derivatives(part)
+            dR = self.reference.theta_derivatives(part, at="centres").reshape(len(part), -1)
+            if len(self._tangents) + len(part) > 256:
+                self._tangents.clear()
+            self._tangents.update({t: (dc[k], dR[k]) for k, t in enumerate(part)})
+        return [self._tangents[t] for t in thetas]
+
     def residual(self, w: torch.Tensor, theta: float | torch.Tensor) -> torch.Tensor:
         r"""``sqrt(prod h) * (T_θ(y(w, x_c)) - R_θ(x_c))``, so that ``||r||² = J`` (without regularizer)."""
         self._no_overlap("residual")
@@ -209,8 +228,9 @@ class ScaleObjective:
     theta: float
     template_coefficients: torch.Tensor
     reference_values: torch.Tensor  # R_θ(x_c), shape (N,)
-    #: The spline values at the last point :meth:`derivatives` saw, ``(w, version, y, T, ∇T)``: the predictor's
-    #: right-hand side at a corrector's accepted iterate reuses them (only the gather of dc/dθ is new).
+    #: What :meth:`derivatives` with a Hessian computed at the last point it saw, ``(w, version, y, T, ∇T,
+    #: points)`` with the points located on the template's grid and weighed: the predictor's right-hand side at a
+    #: corrector's accepted iterate reuses them (only the gather of dc/dθ is new).
     _last: list = field(default_factory=list, repr=False, compare=False)
 
     @property
@@ -227,12 +247,21 @@ class ScaleObjective:
 
     @cached_property
     def _theta_tangents(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(dc_T/dθ, dR_θ(x_c)/dθ)``: exact θ-derivatives of the template coefficients and reference values."""
-        pb = self.problem
-        with untraced():  # closed forms (SplineImage), equal to jvp to round-off; dR without an evaluation
-            dc = pb.template.coefficients_theta_derivative(self.theta)
-            dR = pb.reference.values_theta_derivative(self.theta).reshape(-1)
-        return dc, dR
+        """``(dc_T/dθ, dR_θ(x_c)/dθ)`` (:meth:`SSDObjective.theta_tangents`)."""
+        return self.problem.theta_tangents((self.theta,))[0]
+
+    def _at(self, w: torch.Tensor) -> tuple[Linearization, torch.Tensor, torch.Tensor, _Points]:
+        """``(linearization, T, ∇T, points)`` at ``w``: those :meth:`derivatives` computed if it last saw this very
+        tensor, unchanged (a corrector's accepted iterate), else computed here."""
+        last, pb = self._last, self.problem
+        if last and last[0] is w and last[1] == w._version:
+            lin = pb._fixed_linearization if pb.transformation.is_linear else pb.transformation.linearize(w, self.x)
+            return lin, *last[3:]
+        y, lin = self._linearize(w)
+        tmpl = pb.template
+        points = _points(y, tmpl.grid, tmpl.window, 1)
+        T, dT = _derivatives_at(self.template_coefficients, points, (0, 1))
+        return lin, T, dT, points
 
     def theta_derivative_of_gradient(self, w: torch.Tensor) -> torch.Tensor:
         r""":math:`\partial_\theta \nabla_w J` at fixed ``w`` (the predictor's right-hand side), one vjp of the
@@ -245,52 +274,18 @@ class ScaleObjective:
             \partial_\theta \nabla_w J = \sum_n Q_n^\top \dot\lambda_n, \qquad
             \dot\lambda_n = \frac{\partial D}{\partial r_n} \nabla T_{\dot c}(y_n) + c\, \dot r_n \nabla T(y_n).
 
-        The regularizer does not depend on θ.
+        The regularizer does not depend on θ. At the tensor :meth:`derivatives` last saw with a Hessian (a
+        corrector's accepted iterate) its points, :math:`T` and :math:`\nabla T` are reused, so that a predictor step
+        costs one gather of :math:`\dot c` and the closed-form tangents of the scale.
         """
         pb = self.problem
         pb._no_overlap("the structured θ-derivative")
-        tmpl = pb.template
         dc, dR = self._theta_tangents
-        last = self._last
-        if last and last[0] is w and last[1] == w._version:  # the corrector's last point: T, ∇T known there
-            _, _, y, T, dT = last
-            lin = self._linearize(w)[1]
-            Tc, dTc = spline_derivatives(dc, y, tmpl.grid, orders=(0, 1), window=tmpl.window)
-        else:
-            y, lin = self._linearize(w)
-            both = torch.stack([self.template_coefficients, dc])  # one gather at y for c and dc/dθ
-            (T, Tc), (dT, dTc) = vmap(lambda c: spline_derivatives(c, y, tmpl.grid, orders=(0, 1),
-                                                                   window=tmpl.window))(both)
-        _, dD, d2D = ssd_block(T - self.reference_values, pb.grid.cell_volume)
-        return lin.vjp(dD[:, None] * dTc + (d2D * (Tc - dR))[:, None] * dT)
-
-    def continuation(self, w: torch.Tensor, theta_next: float,
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        r"""What a predictor step from this scale to ``theta_next`` needs at ``w``, from one gather:
-        ``(∂θ∇J(w; θ), J(w; θ_next), ∇J(w; θ_next))``.
-
-        The three splines the step reads at the same points :math:`y(w, x_c)` -- the template at :math:`\theta`
-        and at :math:`\theta_{next}` and :math:`\dot c = dc/d\theta` -- are weighted by one set of per-point
-        weights (:func:`~imreg_lib.spline.spline_gradients`); the right-hand side is that of
-        :meth:`theta_derivative_of_gradient`, the loss and gradient those of :meth:`derivatives` at
-        ``theta_next`` (equal to round-off), the regularizer included. Not differentiable (no AD through it).
-        """
-        pb = self.problem
-        pb._no_overlap("continuation")
-        tmpl = pb.template
-        after = pb.at_scale(theta_next)
-        dc, dR = self._theta_tangents
-        y, lin = self._linearize(w)
-        stack = torch.stack([self.template_coefficients, dc, after.template_coefficients])
-        (T, Tc, T_next), (dT, dTc, dT_next) = spline_gradients(stack, y, tmpl.grid, window=tmpl.window)
-        _, dD, d2D = ssd_block(T - self.reference_values, pb.grid.cell_volume)
-        J, dD_next, _ = ssd_block(T_next - after.reference_values, pb.grid.cell_volume)
-        rhs = lin.vjp(dD[:, None] * dTc + (d2D * (Tc - dR))[:, None] * dT)
-        dJ = lin.vjp(dD_next[:, None] * dT_next)
-        reg = pb.regularizer
-        if reg is not None:
-            J, dJ = J + reg(w), dJ + grad(reg)(w)
-        return rhs, J, dJ
+        lin, T, dT, points = self._at(w)
+        (Tc,), (dTc,) = _gradients_at(dc[None], points)
+        d2D = 2.0 * pb.grid.cell_volume  # ssd_block's derivatives (its value is not needed here)
+        dD = d2D * (T - self.reference_values)
+        return lin.vjp(torch.addcmul(dD[:, None] * dTc, (Tc - dR)[:, None], dT, value=d2D))
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         """The transformed template :math:`T_\\theta(y(w, x_c))`, shape (N,)."""
@@ -362,10 +357,11 @@ class ScaleObjective:
         tmpl = pb.template
         exact = hessian_kind == "exact"
         y, lin = self._linearize(w)  # the transformation block
-        T, dT, *d2T = spline_derivatives(self.template_coefficients, y, tmpl.grid,  # the image model at y
-                                         orders=(0, 1, 2) if exact else (0, 1), window=tmpl.window)
-        if not is_traced(w):
-            self._last[:] = (w, w._version, y, T, dT)
+        orders = (0, 1, 2) if exact else (0, 1)
+        points = _points(y, tmpl.grid, tmpl.window, orders[-1])  # the image model at y
+        T, dT, *d2T = _derivatives_at(self.template_coefficients, points, orders)
+        if hessian_kind != "none" and not is_traced(w):  # a corrector's iterate (not a diagnostic's value)
+            self._last[:] = (w, w._version, y, T, dT, points)
         J, dD, d2D = ssd_block(T - self.reference_values, pb.grid.cell_volume)  # the distance block
         lam = dD[:, None] * dT  # dJ/dy
         if hessian_kind == "none":  # reverse mode: no transformation Jacobian needed

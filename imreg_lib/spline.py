@@ -61,9 +61,11 @@ import functools
 import itertools
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import torch
 
 from . import _checks
@@ -156,18 +158,33 @@ def _from_spectral(X: torch.Tensor, theta) -> torch.Tensor:
     return X
 
 
-def _from_spectral_dtheta(X: torch.Tensor, theta: float) -> torch.Tensor:
-    r""":math:`dc/d\theta` in closed form: with :math:`f_d = 1/(1+\theta\lambda_d)`,
-    :math:`\frac{d}{d\theta}\prod_d f_d = \prod_d f_d \sum_d \big(-\lambda_d f_d\big)`, so
-    :math:`dc/d\theta = \big(\hat t \odot \otimes_d f_d \odot \textstyle\sum_d (-\lambda_d f_d)\big) \times_d U_d`
-    (one pass of mode products, as for :math:`c` itself)."""
-    rate = torch.zeros_like(X)
-    for axis, m in enumerate(X.shape):
-        _, _, lam = _basis_1d(m, str(X.device), X.dtype)
-        shape = [1] * X.dim()
-        shape[axis] = m
-        rate = rate + (-lam / (1.0 + theta * lam)).reshape(shape)
-    return _from_spectral(X * rate, theta)
+def _theta_rates(m: tuple[int, ...], thetas: tuple[float, ...], device: str, dtype: torch.dtype) -> torch.Tensor:
+    r"""The θ-derivative of the spectral filter at each θ, shape ``(K,) + m``: with :math:`f_d = 1/(1+\theta
+    \lambda_d)`, :math:`\frac{d}{d\theta}\prod_d f_d = \prod_d f_d \sum_d \big(-\lambda_d f_d\big)`. The outer
+    products of these short vectors are formed in NumPy (float64) and moved once."""
+    th = np.asarray(thetas, dtype=np.float64)[:, None]
+    filt = rate = np.zeros((len(thetas),) + (1,) * len(m))
+    for axis, k in enumerate(m):
+        lam = _basis_1d(k, "cpu", torch.float64)[2].numpy()
+        f = 1.0 / (1.0 + th * lam)  # (K, m_axis)
+        shape = (len(thetas),) + tuple(k if a == axis else 1 for a in range(len(m)))
+        filt = f.reshape(shape) if axis == 0 else filt * f.reshape(shape)
+        rate = rate - (lam * f).reshape(shape)
+    return torch.as_tensor(filt * rate, dtype=dtype, device=device)
+
+
+def _theta_derivatives(X: torch.Tensor, thetas: tuple[float, ...], basis: int) -> torch.Tensor:
+    r"""``(t̂ ⊙ d/dθ ⊗_d f_d) ×_d M_d`` at each θ, shape ``(K,) + m``, with :math:`M_d = U_d` (``basis=0``:
+    :math:`dc/d\theta`) or :math:`M_d = W_d = B_d U_d` (``basis=1``: the θ-derivative of the values at the cell
+    centres): one product with the rates (:func:`_theta_rates`) and one pass of mode products, as for :math:`c`."""
+    device = str(X.device)
+    mats = [_basis_1d(k, device, X.dtype)[basis] for k in X.shape]
+    Y = X * _theta_rates(tuple(X.shape), thetas, device, X.dtype)
+    if X.dim() == 2:
+        return mats[0] @ Y @ mats[1].T
+    for axis, M in enumerate(mats):
+        Y = _mode_product(Y, M, axis + 1)
+    return Y
 
 
 def spline_coefficients(data: torch.Tensor, theta: float | torch.Tensor = 0.0) -> torch.Tensor:
@@ -220,23 +237,20 @@ def _selection(dim: int, order: int, table: int, device: str, dtype: torch.dtype
     return S.to(device)
 
 
-def _kernel(G: torch.Tensor, t: torch.Tensor, orders: tuple[int, ...]) -> list[torch.Tensor]:
-    """Derivatives in index units of the spline from gathered coefficients ``G`` (N, 4^d).
+def _kernel(G: torch.Tensor, W: torch.Tensor, orders: tuple[int, ...]) -> list[torch.Tensor]:
+    """Derivatives in index units of the spline from gathered coefficients ``G`` (N, 4^d) and the per-axis
+    weights ``W`` (N, d, K, 4) of :class:`_Points`, ``K = max(orders) + 1``.
 
     Returns one tensor per requested order k, of shape ``(N,) + (d,) * k``.
     """
-    n, d = t.shape
-    K = max(orders) + 1
-    C = _piece_derivatives(K - 1, str(t.device), t.dtype)
-    tpow = torch.stack([torch.ones_like(t), t, t * t, t * t * t], dim=-1)  # (N, d, 4)
-    W = torch.einsum("njq,paq->njpa", tpow, C)  # (N, d, K, 4): p-th derivative of neighbour a's weight
+    n, d, K = W.shape[:3]
     D = G.reshape((n,) + (4,) * d)
     for j in range(d):  # contract the leading neighbour axis, append the derivative-order axis
         D = torch.einsum("na...,npa->n...p", D, W[:, j])
     D = D.reshape(n, K**d)
     if orders == (0,):
         return [D[:, 0]]
-    return [(D @ _selection(d, k, K, str(t.device), t.dtype)).reshape((n,) + (d,) * k) for k in orders]
+    return [(D @ _selection(d, k, K, str(W.device), W.dtype)).reshape((n,) + (d,) * k) for k in orders]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -277,28 +291,55 @@ def _locate(x: torch.Tensor, grid: Grid, window: str):
     return lay, valid, t, index
 
 
-def _evaluate(coefficients: torch.Tensor, x: torch.Tensor, grid: Grid, orders: tuple[int, ...],
-              window: str) -> list[torch.Tensor]:
+@dataclass(frozen=True, eq=False)
+class _Points:
+    """Points located among a grid's cells with their per-axis kernel weights: all that evaluations of any
+    coefficients at the same points share (:func:`_points`)."""
+
+    grid: Grid
+    mask: torch.Tensor  #: (N,): 1 inside the valid window, 0 outside
+    index: torch.Tensor  #: (N, 4^d): the neighbours in the flattened coefficients padded by (3, 2) per axis
+    weights: torch.Tensor  #: (N, d, K, 4): the p-th derivative (p < K) of neighbour a's weight along axis j
+    h: torch.Tensor  #: (d,) cell widths, for derivatives in physical units
+
+
+def _points(x: torch.Tensor, grid: Grid, window: str, max_order: int) -> _Points:
+    """Locate ``x`` (N, d) on ``grid`` and weigh its neighbours for derivatives up to ``max_order``."""
     _checks.one_of("window", window, WINDOWS)
     if x.dim() != 2 or x.shape[-1] != grid.dim:
         raise ValueError(f"x must have shape (N, {grid.dim}), got {tuple(x.shape)}")
+    lay, valid, t, index = _locate(x, grid, window)
+    C = _piece_derivatives(max_order, str(t.device), t.dtype)
+    tpow = torch.stack([torch.ones_like(t), t, t * t, t * t * t], dim=-1)  # (N, d, 4)
+    W = torch.einsum("njq,paq->njpa", tpow, C)  # (N, d, K, 4): p-th derivative of neighbour a's weight
+    return _Points(grid, valid.to(x.dtype), index, W, lay.h)
+
+
+def _derivatives_at(coefficients: torch.Tensor, points: _Points, orders: tuple[int, ...]) -> list[torch.Tensor]:
+    """:func:`spline_derivatives` at located points (``points.weights`` must reach ``max(orders)``)."""
+    grid = points.grid
     if tuple(coefficients.shape) != grid.m:
         raise ValueError(f"coefficients must have shape {grid.m}, got {tuple(coefficients.shape)}")
-    if not orders or any(not isinstance(k, int) or k < 0 for k in orders):
-        raise ValueError(f"order must be a non-negative integer (or a tuple of them), got {orders!r}")
-    lay, valid, t, index = _locate(x, grid, window)
     padded = torch.nn.functional.pad(coefficients, (3, 2) * grid.dim)
-    G = padded.reshape(-1)[index]  # (N, 4^d) neighbouring coefficients
-    mask = valid.to(x.dtype)
+    G = padded.reshape(-1)[points.index]  # (N, 4^d) neighbouring coefficients
+    W = points.weights
+    K = max(orders) + 1
     outs = []
-    for k, out in zip(orders, _kernel(G, t, orders), strict=True):
-        out = out * mask.reshape((-1,) + (1,) * k)
+    for k, out in zip(orders, _kernel(G, W if W.shape[2] == K else W[:, :, :K], orders), strict=True):
+        out = out * points.mask.reshape((-1,) + (1,) * k)
         for j in range(k):  # index units -> physical units: one factor 1/h per derivative axis
             shape = [1] * (k + 1)
             shape[j + 1] = grid.dim
-            out = out / lay.h.reshape(shape)
+            out = out / points.h.reshape(shape)
         outs.append(out)
     return outs
+
+
+def _evaluate(coefficients: torch.Tensor, x: torch.Tensor, grid: Grid, orders: tuple[int, ...],
+              window: str) -> list[torch.Tensor]:
+    if not orders or any(not isinstance(k, int) or k < 0 for k in orders):
+        raise ValueError(f"order must be a non-negative integer (or a tuple of them), got {orders!r}")
+    return _derivatives_at(coefficients, _points(x, grid, window, max(orders)), orders)
 
 
 def spline_evaluate(coefficients: torch.Tensor, x: torch.Tensor, grid: Grid, *, order: int = 0,
@@ -361,27 +402,41 @@ def spline_gradients(coefficients: torch.Tensor, x: torch.Tensor, grid: Grid, *,
     tuple
         Values ``(S, N)`` and gradients ``(S, N, d)`` (physical units).
     """
-    _checks.one_of("window", window, WINDOWS)
     if coefficients.dim() != grid.dim + 1 or tuple(coefficients.shape[1:]) != grid.m:
         raise ValueError(f"coefficients must have shape (S,) + {grid.m}, got {tuple(coefficients.shape)}")
-    if x.dim() != 2 or x.shape[-1] != grid.dim:
-        raise ValueError(f"x must have shape (N, {grid.dim}), got {tuple(x.shape)}")
-    lay, valid, t, index = _locate(x, grid, window)
-    n, d = t.shape
-    C = _piece_derivatives(1, str(t.device), t.dtype)  # C[p, a, q]
-    tpow = torch.stack([torch.ones_like(t), t, t * t, t * t * t], dim=-1)  # (N, d, 4)
-    Wd = (tpow @ C.permute(2, 0, 1).reshape(4, 8)).reshape(n, d, 2, 4)  # weights and derivatives per axis
-    channels = _gradient_channels(d, str(t.device))  # per axis: the derivative order of each output channel
-    weights = Wd[:, 0].index_select(1, channels[0])  # (N, 1 + d, 4): channel 0 the value, 1 + j d/dx_j
+    return _gradients_at(coefficients, _points(x, grid, window, 1))
+
+
+def _gradients_at(coefficients: torch.Tensor, points: _Points) -> tuple[torch.Tensor, torch.Tensor]:
+    r""":func:`spline_gradients` at located points: one gather of the ``S`` coefficient arrays and one
+    contraction with the value and gradient weights :math:`\omega_{nk}`, :math:`\nabla\omega_{nk}`."""
+    W, grid = points.weights, points.grid
+    n, d = W.shape[:2]
+    device = str(W.device)
+    channels = _gradient_channels(d, device)  # per axis: the derivative order of each output channel
+    weights = W[:, 0].index_select(1, channels[0])  # (N, 1 + d, 4): channel 0 the value, 1 + j d/dx_j
     for j in range(1, d):
-        weights = (weights[..., :, None] * Wd[:, j].index_select(1, channels[j])[..., None, :]).reshape(n, d + 1, -1)
-    scale = torch.cat([torch.ones(1, dtype=t.dtype, device=t.device), 1.0 / lay.h])
-    weights = weights * (valid.to(t.dtype)[:, None, None] * scale[:, None])
+        weights = (weights[..., :, None] * W[:, j].index_select(1, channels[j])[..., None, :]).reshape(n, d + 1, -1)
     S = coefficients.shape[0]
     padded = torch.nn.functional.pad(coefficients, (3, 2) * grid.dim).reshape(-1)
-    shift = (torch.arange(S, device=t.device) * (padded.numel() // S)).reshape(S, 1, 1)
-    out = (padded.take(index + shift)[:, :, None, :] * weights).sum(-1)  # (S, N, 1 + d)
-    return out[..., 0], out[..., 1:]
+    index = points.index[None] if S == 1 else points.index + _set_offsets(S, padded.numel() // S, device)
+    out = (padded.take(index).unsqueeze(2) * weights).sum(-1)
+    out = out * (points.mask[:, None] * _gradient_scale(grid, device, W.dtype))
+    return out[..., 0], out[..., 1:]  # (S, N), (S, N, d)
+
+
+@functools.lru_cache(maxsize=16)
+@untraced_function
+def _set_offsets(S: int, size: int, device: str) -> torch.Tensor:
+    """``(S, 1, 1)`` offsets of ``S`` stacked flattened arrays of ``size`` entries each."""
+    return (torch.arange(S, device=device) * size).reshape(S, 1, 1)
+
+
+@functools.lru_cache(maxsize=16)
+@untraced_function
+def _gradient_scale(grid: Grid, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """``(1, 1/h_0, ..., 1/h_{d-1})``: index units to physical units for a value and its gradient."""
+    return torch.tensor((1.0,) + tuple(1.0 / h for h in grid.h), device=device, dtype=dtype)
 
 
 @functools.lru_cache(maxsize=8)
@@ -445,38 +500,30 @@ class SplineImage:
 
     def coefficients_theta_derivative(self, theta: float) -> torch.Tensor:
         r""":math:`dc/d\theta` at a number ``theta``, in closed form (no AD transform; agrees with ``jvp`` of
-        :meth:`coefficients` to round-off, as a test asserts); cached like the coefficients."""
-        _check_theta(theta)
-        key = ("d/dtheta", float(theta))
-        if key not in self._cache:
-            if len(self._cache) >= 128:
-                self._cache.clear()
-            with untraced():
-                self._cache[key] = _from_spectral_dtheta(self.spectral, float(theta))
-        return self._cache[key]
+        :meth:`coefficients` to round-off, as a test asserts). Not cached; see :meth:`theta_derivatives`."""
+        return self.theta_derivatives((theta,))[0]
 
     def values_theta_derivative(self, theta: float) -> torch.Tensor:
         r""":math:`dT_\theta(x_c)/d\theta` at the image's own cell centres, shape ``grid.m``, in closed form.
 
         At a cell centre the spline is :math:`B` applied along every axis (the pieces at :math:`t = 0` are
         1, 4, 1), and :math:`B_d U_d = W_d`, so the values are :math:`(\hat t \odot \otimes_d f_d) \times_d W_d`
-        and their θ-derivative is :math:`(\hat t \odot \otimes_d f_d \odot \sum_d (-\lambda_d f_d)) \times_d W_d`
-        (see :func:`_from_spectral_dtheta`): two mode products, no evaluation at points. Not cached.
+        and their θ-derivative is :math:`(\hat t \odot \otimes_d f_d \odot \sum_d (-\lambda_d f_d)) \times_d W_d`:
+        mode products, no evaluation at points. Not cached; see :meth:`theta_derivatives`.
         """
-        _check_theta(theta)
-        X = self.spectral
-        rate = torch.zeros_like(X)
-        for axis, m in enumerate(X.shape):
-            _, W, lam = _basis_1d(m, str(X.device), X.dtype)
-            shape = [1] * X.dim()
-            shape[axis] = m
-            f = 1.0 / (1.0 + float(theta) * lam)
-            rate = rate + (-lam * f).reshape(shape)
-            X = X * f.reshape(shape)
-        X = X * rate
-        for axis, m in enumerate(X.shape):
-            X = _mode_product(X, _basis_1d(m, str(X.device), X.dtype)[1], axis)
-        return X
+        return self.theta_derivatives((theta,), at="centres")[0]
+
+    def theta_derivatives(self, thetas: Sequence[float], at: str = "coefficients") -> torch.Tensor:
+        r"""The θ-derivatives of the coefficients (``at="coefficients"``, :math:`dc/d\theta`) or of the values at
+        the cell centres (``at="centres"``) at several numbers ``thetas`` at once, shape ``(K,) + grid.m``: the
+        closed forms of :meth:`coefficients_theta_derivative` and :meth:`values_theta_derivative`, batched over
+        the scales (one elementwise product and one pass of mode products for all of them)."""
+        _checks.one_of("at", at, ("coefficients", "centres"))
+        thetas = tuple(float(t) for t in thetas)
+        for theta in thetas:
+            _check_theta(theta)
+        with untraced():
+            return _theta_derivatives(self.spectral, thetas, 0 if at == "coefficients" else 1)
 
     def __call__(self, x: torch.Tensor, theta: float | torch.Tensor = 0.0, order: int = 0) -> torch.Tensor:
         """Evaluate :math:`T_\\theta` (or its ``order``-th derivative) at points ``x`` of shape (N, d)."""

@@ -273,7 +273,7 @@ class AffineLinearization:
         if tuple(cotangent.shape) != tuple(self.y.shape):
             raise ValueError(f"cotangent must have shape {tuple(self.y.shape)}, got {tuple(cotangent.shape)}")
         v, perm = self._v
-        return (cotangent.T @ v).reshape(-1)[perm]
+        return (cotangent.T @ v).reshape(-1).index_select(0, perm)
 
     def jacobian(self) -> torch.Tensor:
         """``Q`` of shape (N, d, d² + d) (the same at every ``w``)."""

@@ -278,7 +278,7 @@ def test_overlap_objective_derivatives(hand32, tr):
     assert res.order(1) > 1.9 and res.order(2) > 2.9
     assert il.taylor_test(scale.loss, w, v, dJ @ v, 1.02 * (v @ H @ v), h=H_STEPS).order(2) < 2.5
     # what a least-squares or predictor method would need is refused, naming why
-    for call in (lambda: scale.residual(w), lambda: obj.residual(w, 1.0), lambda: scale.continuation(w, 0.5),
+    for call in (lambda: scale.residual(w), lambda: obj.residual(w, 1.0), lambda: scale.theta_derivative_of_gradient(w),
                  lambda: obj.theta_derivative_of_gradient(w, 1.0)):
         with pytest.raises(ValueError, match="overlap=True"):
             call()

@@ -1,10 +1,13 @@
 """The library's multi-scale solvers (imreg_lib.multiscale): the predictor step is the Euler step, the predictor's
 Hessian hook, the checks of schedules, options and starts, and the plotting helpers. The paper layer's Fig. 2 and
 Fig. 3 machinery is tested in test_paper_multiscale.py."""
+import time
+
 import pytest
 import torch
 
 import imreg_lib as il
+from imreg_lib import multiscale
 
 
 def test_predictor_step_is_the_euler_step(objective32):
@@ -16,6 +19,29 @@ def test_predictor_step_is_the_euler_step(objective32):
     rhs = objective32.theta_derivative_of_gradient(w_star, 100.0, method="ad")
     expected = w_star + (50.0 - 100.0) * (-torch.linalg.solve(H, rhs))
     torch.testing.assert_close(run.history[1].w_predicted, expected, rtol=1e-8, atol=1e-10)
+
+
+def test_start_values_are_diagnostics_outside_the_clock(objective32, monkeypatch):
+    """A predicted scale's start values (J, ‖∇J‖ at the warm start) are those of the objective there, evaluated after
+    the scale's clock stops; record_start=False skips them and leaves the method's run unchanged."""
+    thetas = [100.0, 50.0, 20.0]
+    run = il.predictor_corrector(objective32, thetas, gtol=1e-6)
+    bare = il.predictor_corrector(il.SSDObjective(objective32.template, objective32.reference), thetas, gtol=1e-6,
+                                  record_start=False)
+    for rec, plain in zip(run.history[1:], bare.history[1:], strict=True):
+        J, dJ, _ = objective32.at_scale(rec.theta).derivatives(rec.w_start, "none")
+        assert rec.start_loss == pytest.approx(float(J), rel=1e-13)
+        assert rec.start_grad_norm == pytest.approx(float(torch.linalg.vector_norm(dJ)), rel=1e-12)
+        assert plain.start_loss is None and plain.start_grad_norm is None
+        assert torch.equal(plain.w_predicted, rec.w_predicted) and torch.equal(plain.w, rec.w)
+    assert bare.history[0].start_loss == run.history[0].start_loss  # the first scale's start is Newton's own
+    # outside the clock: a slow diagnostic evaluation does not show in the scales' seconds
+    slow = multiscale._loss_and_grad_norm
+    monkeypatch.setattr(multiscale, "_loss_and_grad_norm", lambda *a: (time.sleep(0.2), slow(*a))[1])
+    timed = il.predictor_corrector(il.SSDObjective(objective32.template, objective32.reference), thetas, gtol=1e-6)
+    assert all(rec.seconds < 0.2 for rec in timed.history[1:])
+    with pytest.raises(ValueError, match="record_start"):
+        il.predictor_corrector(objective32, thetas, record_start=1)
 
 
 @pytest.mark.parametrize("kw, match", [({"gtol": 0.0}, "gtol"), ({"hessian": "bfgs"}, "hessian"),

@@ -119,16 +119,42 @@ def test_objective_bad_input(hand32):
         il.SSDObjective(T, il.SplineImage(hand32.reference, g)).at_scale(1.0).derivatives(W0, "bfgs")
 
 
-def test_continuation_gives_the_right_hand_side_and_the_next_scales_values_from_one_gather(objective32):
+def test_the_right_hand_side_reuses_the_correctors_last_evaluation_only(objective32):
+    """At the tensor the corrector last evaluated with its Hessian, the predictor's right-hand side reuses that
+    evaluation's points and values (one gather of dc/dθ); anywhere else, or after a change in place, it computes
+    them."""
     scale = objective32.at_scale(0.5)
-    rhs, J, dJ = scale.continuation(W0, 0.2)
-    assert _rel(rhs, objective32.theta_derivative_of_gradient(W0, 0.5, method="ad")) < 1e-10
-    J_next, dJ_next, _ = objective32.at_scale(0.2).derivatives(W0, "none")
-    assert float(J) == pytest.approx(float(J_next), rel=1e-13) and _rel(dJ, dJ_next) < 1e-12
-    reg = il.SSDObjective(objective32.template, objective32.reference, regularizer=lambda u: 3.0 * torch.sum(u ** 2))
-    _, J_reg, dJ_reg = reg.at_scale(0.5).continuation(W0, 0.2)
-    assert float(J_reg) == pytest.approx(float(J) + 3.0 * float(torch.sum(W0 ** 2)), rel=1e-13)
-    assert _rel(dJ_reg, dJ + 6.0 * W0) < 1e-12
+    ad = objective32.theta_derivative_of_gradient(W0, 0.5, method="ad")
+    w = W0.clone()
+    fresh = scale.theta_derivative_of_gradient(w)
+    assert _rel(fresh, ad) < 1e-10 and not scale._last
+    scale.derivatives(w)
+    assert scale._last[0] is w
+    reused = scale.theta_derivative_of_gradient(w)
+    assert _rel(reused, ad) < 1e-10 and _rel(reused, fresh) < 1e-13
+    scale.derivatives(W0 + 0.1, "none")  # a value without a Hessian (a diagnostic) leaves the record alone
+    assert scale._last[0] is w
+    # the reuse is real: stale values planted in the record move the result; a new tensor or one changed in place
+    # is not taken for the recorded one
+    planted = list(scale._last)
+    scale._last[3] = planted[3] + 1.0
+    assert _rel(scale.theta_derivative_of_gradient(w), ad) > 1e-3
+    assert _rel(scale.theta_derivative_of_gradient(w.clone()), ad) < 1e-10
+    w[4] += 0.0
+    assert _rel(scale.theta_derivative_of_gradient(w), ad) < 1e-10
+
+
+def test_theta_tangents_of_a_schedule_are_computed_once_and_equal_one_at_a_time(objective32):
+    obj = il.SSDObjective(objective32.template, objective32.reference)
+    thetas = [10.0, 1.0, 0.1, 1.0]
+    tangents = obj.theta_tangents(thetas)
+    assert len(obj._tangents) == 3 and tangents[1][0] is tangents[3][0]  # repeats and later calls hit the cache
+    assert obj.at_scale(0.1)._theta_tangents[0] is tangents[2][0]
+    for theta, (dc, dR) in zip(thetas, tangents, strict=True):
+        t = torch.tensor(theta, dtype=torch.float64)
+        dc_ad = jvp(obj.template.coefficients, (t,), (torch.ones_like(t),))[1]
+        dR_ad = jvp(obj.reference.on_grid, (t,), (torch.ones_like(t),))[1].reshape(-1)
+        assert _rel(dc, dc_ad) < 1e-12 and _rel(dR, dR_ad) < 1e-12
 
 
 def test_objective_of_a_pair():

@@ -227,6 +227,27 @@ def test_closed_form_theta_derivative_of_the_values_at_cell_centres(hand32):
         assert float((closed - ad).abs().max()) <= 1e-12 * float(ad.abs().max())
 
 
+@pytest.mark.parametrize("omega, m", [((0, 20, 0, 25), (8, 10)), ((0, 4, 0, 5, 0, 6), (5, 6, 7))])
+def test_theta_derivatives_of_several_scales_at_once_equal_the_derivative_at_each(omega, m, rng):
+    grid = il.Grid(omega, m)
+    image = il.SplineImage(torch.randn(m, dtype=F64, generator=rng), grid)
+    thetas = (1e-3, 0.5, 2.0, 1e3)
+    for at in ("coefficients", "centres"):
+        batch = image.theta_derivatives(thetas, at=at)
+        assert batch.shape == (len(thetas), *m)
+        for k, theta in enumerate(thetas):
+            t = torch.tensor(theta, dtype=F64)
+            f = image.coefficients if at == "coefficients" else image.on_grid
+            ad = jvp(f, (t,), (torch.ones_like(t),))[1]
+            assert float((batch[k] - ad).abs().max()) <= 1e-12 * float(ad.abs().max())
+    one = image.coefficients_theta_derivative(0.5)
+    torch.testing.assert_close(one, image.theta_derivatives(thetas)[1], rtol=0, atol=1e-13 * float(one.abs().max()))
+    with pytest.raises(ValueError, match="at must be"):
+        image.theta_derivatives(thetas, at="points")
+    with pytest.raises(ValueError, match="theta"):
+        image.theta_derivatives((1.0, -1.0))
+
+
 def test_sigma_for_theta_halves_the_same_frequency():
     for theta in (0.1, 1.0, 10.0, 1e3):
         sigma = spline.sigma_for_theta(theta)

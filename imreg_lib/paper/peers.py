@@ -346,7 +346,8 @@ def register(pair: ImagePair, method: str, *, theta_max: float = 1e3, theta_min:
     elif method == "single_scale":
         run = single_scale(objective, theta_min, gtol=gtol_single)
     else:
-        run = (traditional if method == "traditional" else predictor_corrector)(objective, thetas, gtol=gtol)
+        run = (traditional(objective, thetas, gtol=gtol) if method == "traditional"
+               else predictor_corrector(objective, thetas, gtol=gtol, record_start=False))
     seconds = time.perf_counter() - t0
     if method == FROM_TRUTH:
         stop, extra = "Newton (exact, trust region) from the true motion", {"n_hessians": run.n_evaluations}
