@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 
 from . import _checks
@@ -138,6 +139,16 @@ def theta_schedule(theta_max: float, theta_min: float, n_scales: int) -> tuple[f
     _checks.integer("n_scales", n_scales, 2)
     thetas = torch.logspace(math.log10(theta_max), math.log10(theta_min), n_scales, dtype=torch.float64)
     return tuple(thetas.tolist())
+
+
+def _least_squares(M: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The minimum-norm least-squares solution of ``M v = b`` (LAPACK ``gelsd``, singular values below machine
+    precision times the size ignored): on the CPU through NumPy, whose call costs a fraction of torch's for a
+    matrix this small; elsewhere torch's default driver."""
+    if M.device.type != "cpu":
+        return torch.linalg.lstsq(M, b.unsqueeze(-1)).solution.squeeze(-1)
+    v = np.linalg.lstsq(M.detach().numpy(), b.detach().numpy(), rcond=None)[0]
+    return torch.from_numpy(v).to(b.dtype)
 
 
 def _loss_and_grad_norm(objective: SSDObjective, w: torch.Tensor, theta: float) -> tuple[float, float]:
@@ -243,8 +254,7 @@ def predictor_corrector(objective: SSDObjective, thetas: Sequence[float], w0: to
                 objective.theta_tangents(thetas[:-1])  # the closed-form θ-derivatives of every scale left, at once
             rhs = objective.at_scale(thetas[n - 1]).theta_derivative_of_gradient(w)
             M = H if predictor_hessian is None else predictor_hessian(H)
-            driver = "gelsd" if M.device.type == "cpu" else None
-            velocity = -torch.linalg.lstsq(M, rhs.unsqueeze(-1), driver=driver).solution.squeeze(-1)
+            velocity = -_least_squares(M, rhs)
             w = w_pred = w + (theta - thetas[n - 1]) * velocity
         w, iters, n_h, H, first, final = _minimise(objective, theta, w, hessian, first_gtol if n == 0 else gtol,
                                                    newton_method, max_iter)

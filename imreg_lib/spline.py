@@ -381,12 +381,12 @@ def spline_gradients(coefficients: torch.Tensor, x: torch.Tensor, grid: Grid, *,
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Values and gradients of **several** splines on one grid at the same points, from one gather.
 
-    With the per-point weights :math:`\omega_{nk} = \prod_d \beta(\xi_{n,d} - k_d)` and their derivatives
-    :math:`\partial_j \omega_{nk}` built once for the points, every coefficient set :math:`c^{(s)}` costs one
-    gather and one contraction: :math:`T^{(s)}(x_n) = \sum_k \omega_{nk} c^{(s)}_k`,
-    :math:`\nabla T^{(s)}(x_n) = \sum_k \nabla\omega_{nk} c^{(s)}_k`. The continuation drivers use it for the
-    template at two scales and its :math:`\theta`-derivative at one set of points. Same window and values as
-    :func:`spline_derivatives` (to round-off: the sums run in another order).
+    With the per-axis weights :math:`\beta(\xi_{n,j} - a)` and their derivatives built once for the points, every
+    coefficient set :math:`c^{(s)}` costs one gather and one contraction per axis:
+    :math:`T^{(s)}(x_n) = \sum_k \omega_{nk} c^{(s)}_k` and :math:`\nabla T^{(s)}(x_n) = \sum_k \nabla\omega_{nk}
+    c^{(s)}_k` with :math:`\omega_{nk} = \prod_j \beta(\xi_{n,j} - k_j)`. The predictor's right-hand side uses it
+    for :math:`dc/d\theta` at the corrector's points. Same window and values as :func:`spline_derivatives` (to
+    round-off: the sums run in another order).
 
     Parameters
     ----------
@@ -408,19 +408,21 @@ def spline_gradients(coefficients: torch.Tensor, x: torch.Tensor, grid: Grid, *,
 
 
 def _gradients_at(coefficients: torch.Tensor, points: _Points) -> tuple[torch.Tensor, torch.Tensor]:
-    r""":func:`spline_gradients` at located points: one gather of the ``S`` coefficient arrays and one
-    contraction with the value and gradient weights :math:`\omega_{nk}`, :math:`\nabla\omega_{nk}`."""
+    r""":func:`spline_gradients` at located points: one gather of the ``S`` coefficient arrays, then the
+    neighbours' axes contracted one at a time, last axis first, each by a batched product with the value and
+    first-derivative weights along that axis: the :math:`2^d` mixed partials of order at most one per axis, of which
+    the value and the gradient are kept."""
     W, grid = points.weights, points.grid
     n, d = W.shape[:2]
-    device = str(W.device)
-    channels = _gradient_channels(d, device)  # per axis: the derivative order of each output channel
-    weights = W[:, 0].index_select(1, channels[0])  # (N, 1 + d, 4): channel 0 the value, 1 + j d/dx_j
-    for j in range(1, d):
-        weights = (weights[..., :, None] * W[:, j].index_select(1, channels[j])[..., None, :]).reshape(n, d + 1, -1)
     S = coefficients.shape[0]
+    device = str(W.device)
     padded = torch.nn.functional.pad(coefficients, (3, 2) * grid.dim).reshape(-1)
     index = points.index[None] if S == 1 else points.index + _set_offsets(S, padded.numel() // S, device)
-    out = (padded.take(index).unsqueeze(2) * weights).sum(-1)
+    D = padded.take(index)  # (S, N, 4^d)
+    W1 = W[:, :, None, :2]  # (N, d, 1, 2, 4): value and first derivative along each axis
+    for j in range(d - 1, -1, -1):  # (S, N, 4^j, 4, 2^(d-1-j)) -> (S, N, 4^j, 2, 2^(d-1-j))
+        D = torch.matmul(W1[:, j], D.reshape(S, n, 4**j, 4, 2 ** (d - 1 - j)))
+    out = D.reshape(S, n, 2**d).index_select(2, _gradient_channels(d, device))
     out = out * (points.mask[:, None] * _gradient_scale(grid, device, W.dtype))
     return out[..., 0], out[..., 1:]  # (S, N), (S, N, d)
 
@@ -440,9 +442,10 @@ def _gradient_scale(grid: Grid, device: str, dtype: torch.dtype) -> torch.Tensor
 
 
 @functools.lru_cache(maxsize=8)
-def _gradient_channels(d: int, device: str) -> tuple[torch.Tensor, ...]:
-    """Per axis ``j``: the derivative order (0 or 1) along ``j`` of the channels value, d/dx_0, ..., d/dx_{d-1}."""
-    return tuple(torch.tensor([int(c == j + 1) for c in range(d + 1)], device=device) for j in range(d))
+def _gradient_channels(d: int, device: str) -> torch.Tensor:
+    """Where the value and d/dx_0, ..., d/dx_{d-1} sit among the :math:`2^d` mixed partials (orders 0 or 1 per
+    axis, axis 0 the most significant) of :func:`_gradients_at`."""
+    return torch.tensor([0] + [2 ** (d - 1 - j) for j in range(d)], device=device)
 
 # ------------------------------------------------------------------------------------------------
 # The image model
