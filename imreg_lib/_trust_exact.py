@@ -21,6 +21,7 @@ Options are SciPy's defaults (initial trust radius 1, maximal radius 1000, accep
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ _POTRF, _POTRS, _TRTRS = get_lapack_funcs(("potrf", "potrs", "trtrs"), (_X, _X))
 _NRM2 = get_blas_funcs("nrm2", dtype=np.float64, ilp64="preferred")  # scipy.linalg.norm of a vector
 _LANGE = get_lapack_funcs("lange", dtype=np.float64, ilp64="preferred")  # and its 1- and inf-norms
 _EPS = float(np.finfo(float).eps)
+_add, _abs = np.add.reduce, np.abs
 
 #: SciPy's messages, by its ``warnflag``.
 MESSAGES = ("Optimization terminated successfully.", "Maximum number of iterations has been exceeded.",
@@ -104,7 +106,7 @@ def _smallest_singular_value(U: np.ndarray) -> tuple[float, np.ndarray]:
         wm = (-1 - p[k]) / Ut[k, k]
         pp = p[k + 1:] + Ut[k + 1:, k] * wp
         pm = p[k + 1:] + Ut[k + 1:, k] * wm
-        if abs(wp) + np.linalg.norm(pp, 1) >= abs(wm) + np.linalg.norm(pm, 1):
+        if abs(wp) + _add(_abs(pp)) >= abs(wm) + _add(_abs(pm)):  # 1-norms, as np.linalg.norm(., 1) sums them
             w[k] = wp
             p[k + 1:] = pp
         else:
@@ -113,6 +115,13 @@ def _smallest_singular_value(U: np.ndarray) -> tuple[float, np.ndarray]:
     v = _solve_triangular(U, w)
     v_norm = _norm(v)
     return _norm(w) / v_norm, v / v_norm
+
+
+@functools.lru_cache(maxsize=8)
+def _eye(n: int) -> np.ndarray:
+    eye = np.eye(n)
+    eye.flags.writeable = False
+    return eye
 
 
 def _boundaries(z: np.ndarray, d: np.ndarray, radius: float) -> list[float]:
@@ -129,7 +138,7 @@ class _Model:
     """The quadratic model at one point and the state SciPy's ``IterativeSubproblem`` keeps between solves."""
 
     __slots__ = ("x", "fun", "jac", "hess", "_jac_mag", "ready", "lb", "ub", "hess_inf", "hess_fro",
-                 "close_to_zero", "previous_tr_radius", "lambda_lb")
+                 "close_to_zero", "min_diag", "previous_tr_radius", "lambda_lb")
 
     def __init__(self, x: np.ndarray, fun: float, jac: np.ndarray, hess: np.ndarray) -> None:
         if not np.isfinite(hess).all():  # SciPy's checked norm of the Hessian, taken at every trial point
@@ -155,10 +164,12 @@ class _Model:
         diag = np.diag(H)
         diag_abs = np.abs(diag)
         row_sums = np.sum(np.abs(H), axis=1)
-        self.lb = np.min(diag + diag_abs - row_sums)
-        self.ub = np.max(diag - diag_abs + row_sums)
-        self.hess_inf = _norm_inf(H)
-        self.hess_fro = np.linalg.norm(H, "fro")
+        # Python floats from here on (the same doubles as NumPy's scalars, with cheaper arithmetic)
+        self.lb = float(np.min(diag + diag_abs - row_sums))
+        self.ub = float(np.max(diag - diag_abs + row_sums))
+        self.hess_inf = float(_norm_inf(H))
+        self.hess_fro = float(np.linalg.norm(H, "fro"))
+        self.min_diag = min(diag.tolist())
         self.close_to_zero = len(H) * _EPS * self.hess_inf
         self.ready = True
 
@@ -168,7 +179,7 @@ class _Model:
             self._prepare()
         hess, jac, jac_mag = self.hess, self.jac, self.jac_mag
         lambda_ub = max(0, jac_mag / tr_radius + min(-self.lb, self.hess_fro, self.hess_inf))
-        lambda_lb = max(0, -min(hess.diagonal()), jac_mag / tr_radius - min(self.ub, self.hess_fro, self.hess_inf))
+        lambda_lb = max(0, -self.min_diag, jac_mag / tr_radius - min(self.ub, self.hess_fro, self.hess_inf))
         if tr_radius < self.previous_tr_radius:
             lambda_lb = max(self.lambda_lb, lambda_lb)
         if lambda_lb == 0:
@@ -176,6 +187,7 @@ class _Model:
         else:
             lambda_current = max(np.sqrt(lambda_lb * lambda_ub), lambda_lb + UPDATE_COEFF * (lambda_ub - lambda_lb))
         n = len(hess)
+        eye = _eye(n)
         hits_boundary = True
         already_factorized = False
         niter = 0
@@ -183,7 +195,7 @@ class _Model:
             if already_factorized:
                 already_factorized = False
             else:
-                H = hess + lambda_current * np.eye(n)
+                H = hess + lambda_current * eye
                 U, info = _POTRF(H, lower=False, overwrite_a=False, clean=True)
             niter += 1
             if info == 0 and jac_mag > self.close_to_zero:
@@ -207,7 +219,7 @@ class _Model:
                         break
                     lambda_ub = lambda_current
                     lambda_lb = max(lambda_lb, lambda_current - s_min**2)
-                    H = hess + lambda_new * np.eye(n)
+                    H = hess + lambda_new * eye
                     c, info = _POTRF(H, lower=False, overwrite_a=False, clean=True)
                     if info == 0:
                         lambda_current = lambda_new

@@ -31,6 +31,7 @@ from these blocks without touching the driver; the corrector and its Hessian are
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import scipy.linalg
 import torch
 
 from . import _checks
@@ -46,6 +48,8 @@ from .optimizers import TrustMethod, levenberg_marquardt, newton_trust_region
 
 __all__ = ["MultiscaleResult", "ScaleRecord", "check_schedule", "predictor_corrector", "single_scale", "theta_schedule",
            "traditional"]
+
+_EPS = float(np.finfo(np.float64).eps)
 
 PredictorHessian = Literal["exact", "gauss_newton"]
 _HESSIANS = ("exact", "gauss_newton")
@@ -141,13 +145,28 @@ def theta_schedule(theta_max: float, theta_min: float, n_scales: int) -> tuple[f
     return tuple(thetas.tolist())
 
 
+@functools.lru_cache(maxsize=8)
+def _gelsd(n: int):
+    """LAPACK ``gelsd`` for an ``n × n`` system with one right-hand side and its workspace sizes."""
+    gelsd, gelsd_lwork = scipy.linalg.get_lapack_funcs(("gelsd", "gelsd_lwork"), (np.zeros((1, 1)),))
+    work, iwork, info = gelsd_lwork(n, n, 1, -1.0)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"gelsd's workspace query failed (info {info})")
+    return gelsd, int(np.real(work)), int(iwork)
+
+
 def _least_squares(M: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The minimum-norm least-squares solution of ``M v = b`` (LAPACK ``gelsd``, singular values below machine
-    precision times the size ignored): on the CPU through NumPy, whose call costs a fraction of torch's for a
-    matrix this small; elsewhere torch's default driver."""
+    """The minimum-norm least-squares solution of ``M v = b`` by LAPACK ``gelsd`` (singular values below machine
+    precision times the size ignored, as NumPy's and torch's default): on the CPU called directly with a cached
+    workspace (torch's call costs several times the solve of a matrix this small); elsewhere torch's default
+    driver."""
     if M.device.type != "cpu":
         return torch.linalg.lstsq(M, b.unsqueeze(-1)).solution.squeeze(-1)
-    v = np.linalg.lstsq(M.detach().numpy(), b.detach().numpy(), rcond=None)[0]
+    n = M.shape[-1]
+    gelsd, lwork, liwork = _gelsd(n)
+    v, _, _, info = gelsd(M.detach().numpy(), b.detach().numpy(), lwork, liwork, _EPS * n, False, False)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"the predictor's least-squares solve did not converge (gelsd info {info})")
     return torch.from_numpy(v).to(b.dtype)
 
 

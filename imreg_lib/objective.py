@@ -228,7 +228,7 @@ class ScaleObjective:
     theta: float
     template_coefficients: torch.Tensor
     reference_values: torch.Tensor  # R_θ(x_c), shape (N,)
-    #: What :meth:`derivatives` with a Hessian computed at the last point it saw, ``(w, version, y, T, ∇T,
+    #: What :meth:`derivatives` with a Hessian computed at the last point it saw, ``(w, version, ∂D/∂r, ∇T,
     #: points)`` with the points located on the template's grid and weighed: the predictor's right-hand side at a
     #: corrector's accepted iterate reuses them (only the gather of dc/dθ is new).
     _last: list = field(default_factory=list, repr=False, compare=False)
@@ -251,17 +251,17 @@ class ScaleObjective:
         return self.problem.theta_tangents((self.theta,))[0]
 
     def _at(self, w: torch.Tensor) -> tuple[Linearization, torch.Tensor, torch.Tensor, _Points]:
-        """``(linearization, T, ∇T, points)`` at ``w``: those :meth:`derivatives` computed if it last saw this very
-        tensor, unchanged (a corrector's accepted iterate), else computed here."""
+        """``(linearization, ∂D/∂r, ∇T, points)`` at ``w``: those :meth:`derivatives` computed if it last saw this
+        very tensor, unchanged (a corrector's accepted iterate), else computed here."""
         last, pb = self._last, self.problem
         if last and last[0] is w and last[1] == w._version:
             lin = pb._fixed_linearization if pb.transformation.is_linear else pb.transformation.linearize(w, self.x)
-            return lin, *last[3:]
+            return lin, *last[2:]
         y, lin = self._linearize(w)
         tmpl = pb.template
         points = _points(y, tmpl.grid, tmpl.window, 1)
         T, dT = _derivatives_at(self.template_coefficients, points, (0, 1))
-        return lin, T, dT, points
+        return lin, ssd_block(T - self.reference_values, pb.grid.cell_volume)[1], dT, points
 
     def theta_derivative_of_gradient(self, w: torch.Tensor) -> torch.Tensor:
         r""":math:`\partial_\theta \nabla_w J` at fixed ``w`` (the predictor's right-hand side), one vjp of the
@@ -281,10 +281,9 @@ class ScaleObjective:
         pb = self.problem
         pb._no_overlap("the structured θ-derivative")
         dc, dR = self._theta_tangents
-        lin, T, dT, points = self._at(w)
+        lin, dD, dT, points = self._at(w)
         (Tc,), (dTc,) = _gradients_at(dc[None], points)
-        d2D = 2.0 * pb.grid.cell_volume  # ssd_block's derivatives (its value is not needed here)
-        dD = d2D * (T - self.reference_values)
+        d2D = 2.0 * pb.grid.cell_volume  # ssd_block's second derivative
         return lin.vjp(torch.addcmul(dD[:, None] * dTc, (Tc - dR)[:, None], dT, value=d2D))
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
@@ -360,9 +359,9 @@ class ScaleObjective:
         orders = (0, 1, 2) if exact else (0, 1)
         points = _points(y, tmpl.grid, tmpl.window, orders[-1])  # the image model at y
         T, dT, *d2T = _derivatives_at(self.template_coefficients, points, orders)
-        if hessian_kind != "none" and not is_traced(w):  # a corrector's iterate (not a diagnostic's value)
-            self._last[:] = (w, w._version, y, T, dT, points)
         J, dD, d2D = ssd_block(T - self.reference_values, pb.grid.cell_volume)  # the distance block
+        if hessian_kind != "none" and not is_traced(w):  # a corrector's iterate (not a diagnostic's value)
+            self._last[:] = (w, w._version, dD, dT, points)
         lam = dD[:, None] * dT  # dJ/dy
         if hessian_kind == "none":  # reverse mode: no transformation Jacobian needed
             dJ, H = lin.vjp(lam), None

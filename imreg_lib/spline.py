@@ -418,10 +418,12 @@ def _gradients_at(coefficients: torch.Tensor, points: _Points) -> tuple[torch.Te
     device = str(W.device)
     padded = torch.nn.functional.pad(coefficients, (3, 2) * grid.dim).reshape(-1)
     index = points.index[None] if S == 1 else points.index + _set_offsets(S, padded.numel() // S, device)
-    D = padded.take(index)  # (S, N, 4^d)
-    W1 = W[:, :, None, :2]  # (N, d, 1, 2, 4): value and first derivative along each axis
-    for j in range(d - 1, -1, -1):  # (S, N, 4^j, 4, 2^(d-1-j)) -> (S, N, 4^j, 2, 2^(d-1-j))
-        D = torch.matmul(W1[:, j], D.reshape(S, n, 4**j, 4, 2 ** (d - 1 - j)))
+    W1 = W[:, :, :2]  # (N, d, 2, 4): value and first derivative of each neighbour's weight along each axis
+    D = padded.take(index).reshape(S, n, 4 ** (d - 1), 4)  # (S, N, neighbours a_0 .. a_{d-2}, a_{d-1})
+    D = torch.matmul(D, W1[:, d - 1].transpose(-1, -2))  # a_{d-1} -> order p_{d-1}: (S, N, 4^(d-1), 2)
+    for j in range(d - 2, 0, -1):  # a_j -> p_j: (S, N, 4^j, 4, 2^(d-1-j)) -> (S, N, 4^j, 2, 2^(d-1-j))
+        D = torch.matmul(W1[:, j, None], D.reshape(S, n, 4**j, 4, 2 ** (d - 1 - j)))
+    D = torch.matmul(W1[:, 0], D.reshape(S, n, 4, 2 ** (d - 1)))  # a_0 -> p_0: (S, N, 2, 2^(d-1))
     out = D.reshape(S, n, 2**d).index_select(2, _gradient_channels(d, device))
     out = out * (points.mask[:, None] * _gradient_scale(grid, device, W.dtype))
     return out[..., 0], out[..., 1:]  # (S, N), (S, N, d)

@@ -3,6 +3,7 @@ Hessian hook, the checks of schedules, options and starts, and the plotting help
 Fig. 3 machinery is tested in test_paper_multiscale.py."""
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,3 +83,16 @@ def test_plotting_helpers(hand32):
     assert len(ax.lines) - n_lines == 2 * (32 // 8 + 1)
     html = il.animation_html(fig, lambda k: im.set_data(hand32.reference.numpy().T * k), 2)
     assert "<script" in html and not plt.fignum_exists(fig.number)
+
+
+def test_the_predictor_solve_is_the_minimum_norm_least_squares_solution():
+    rng = np.random.default_rng(3)
+    V = np.linalg.qr(rng.normal(size=(6, 6)))[0]
+    for lam in ([3.0, 2.0, 1.0, 0.5, 0.1, 0.01], [3.0, -2.0, 1.0, -0.5, 0.0, 0.0], [1.0, 1e-17, 0, 0, 0, 0]):
+        M = torch.from_numpy(V @ np.diag(lam) @ V.T)
+        b = torch.from_numpy(rng.normal(size=6))
+        v = multiscale._least_squares(M, b)
+        pinv = torch.linalg.pinv(M, rtol=np.finfo(float).eps * 6) @ b  # the same cut of small singular values
+        torch.testing.assert_close(v, pinv, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(v, torch.linalg.lstsq(M, b[:, None], driver="gelsd").solution[:, 0],
+                                   rtol=1e-10, atol=1e-12)

@@ -137,7 +137,7 @@ def test_the_right_hand_side_reuses_the_correctors_last_evaluation_only(objectiv
     # the reuse is real: stale values planted in the record move the result; a new tensor or one changed in place
     # is not taken for the recorded one
     planted = list(scale._last)
-    scale._last[3] = planted[3] + 1.0
+    scale._last[2] = planted[2] + 1.0  # ∂D/∂r
     assert _rel(scale.theta_derivative_of_gradient(w), ad) > 1e-3
     assert _rel(scale.theta_derivative_of_gradient(w.clone()), ad) < 1e-10
     w[4] += 0.0

@@ -54,9 +54,8 @@ def _saddle(x):
     return float(f), g, H
 
 
-def _registration():
-    pair = il.synthetic_hand_pair(16, motion={"angle_deg": 40.0}, device="cpu")
-    scale = il.SSDObjective.from_pair(pair).at_scale(1e-2)
+def _registration(pair, theta):
+    scale = il.SSDObjective.from_pair(pair).at_scale(theta)
 
     def f(x):
         J, g, H = scale.derivatives(torch.from_numpy(x.copy()))
@@ -72,8 +71,11 @@ def _problems():
     for x0 in ([1.0, 0.0, 1.0], [3.0, 0.0, -2.0], [1e-3, 1e-9, 5.0], *(3.0 * rng.normal(size=(4, 3)))):
         yield _saddle, np.asarray(x0, dtype=float), {}
     yield _rosen, np.array([-1.2, 1.0, -1.2, 1.0]), {"maxiter": 3}  # stops on the iteration limit
-    reg = _registration()
-    yield reg, np.array([1.0, 0.0, 0.0, 1.0, 0.0, 0.0]), {"gtol": 1e-6}
+    hand = il.synthetic_hand_pair(16, motion={"angle_deg": 40.0}, device="cpu")
+    yield _registration(hand, 1e-2), np.array([1.0, 0.0, 0.0, 1.0, 0.0, 0.0]), {"gtol": 1e-6}
+    volume = il.data.synthetic_volume_motion_pair(8, motion={"angles_deg": [90.0, 30.0]}, device="cpu")
+    # twelve parameters: hard cases with longer vectors in the singular-value estimate
+    yield _registration(volume, 1.0), np.concatenate([np.eye(3).reshape(-1), np.zeros(3)]), {"gtol": 1e-6}
 
 
 @pytest.mark.skipif(not SAME_SCIPY, reason="the port follows SciPy 1.17 bit for bit")
