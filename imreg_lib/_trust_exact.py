@@ -17,6 +17,10 @@ subproblem's constants at a rejected trial point, which SciPy computes and never
 
 Options are SciPy's defaults (initial trust radius 1, maximal radius 1000, acceptance threshold
 :math:`\eta = 0.15`, at most 25 subproblem iterations).
+
+Because bit-identity needs SciPy's order of operations, this module follows the structure of SciPy's
+``scipy/optimize/_trustregion.py`` and ``_trustregion_exact.py`` (SciPy 1.17; BSD 3-Clause licence, copyright
+the SciPy Developers), rewritten here around one evaluation per point.
 """
 
 from __future__ import annotations
@@ -313,3 +317,37 @@ def minimize(evaluate: Evaluate, x0: np.ndarray, *, gtol: float = 1e-4, maxiter:
             warnflag = 1
             break
     return TrustExactResult(x, k, warnflag)
+
+
+# The structure of this module follows SciPy's, under SciPy's licence:
+#
+# Copyright (c) 2001-2002 Enthought, Inc. 2003, SciPy Developers.
+# All rights reserved.
+#
+# Redistribution and use in source and binary forms, with or without
+# modification, are permitted provided that the following conditions
+# are met:
+#
+# 1. Redistributions of source code must retain the above copyright
+#    notice, this list of conditions and the following disclaimer.
+#
+# 2. Redistributions in binary form must reproduce the above
+#    copyright notice, this list of conditions and the following
+#    disclaimer in the documentation and/or other materials provided
+#    with the distribution.
+#
+# 3. Neither the name of the copyright holder nor the names of its
+#    contributors may be used to endorse or promote products derived
+#    from this software without specific prior written permission.
+#
+# THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS
+# "AS IS" AND ANY EXPRESS OR IMPLIED WARRANTIES, INCLUDING, BUT NOT
+# LIMITED TO, THE IMPLIED WARRANTIES OF MERCHANTABILITY AND FITNESS FOR
+# A PARTICULAR PURPOSE ARE DISCLAIMED. IN NO EVENT SHALL THE COPYRIGHT
+# OWNER OR CONTRIBUTORS BE LIABLE FOR ANY DIRECT, INDIRECT, INCIDENTAL,
+# SPECIAL, EXEMPLARY, OR CONSEQUENTIAL DAMAGES (INCLUDING, BUT NOT
+# LIMITED TO, PROCUREMENT OF SUBSTITUTE GOODS OR SERVICES; LOSS OF USE,
+# DATA, OR PROFITS; OR BUSINESS INTERRUPTION) HOWEVER CAUSED AND ON ANY
+# THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY, OR TORT
+# (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE
+# OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
