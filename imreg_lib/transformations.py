@@ -290,7 +290,7 @@ class AffineLinearization:
         r"""Rows :math:`g_n^\top Q_n = g_n \otimes v_n` in the flat parameter order, shape (N, d² + d)."""
         v, perm = self._v
         n = g.shape[0]
-        return (g[:, :, None] * v[:, None, :]).reshape(n, -1)[:, perm]
+        return (g[:, :, None] * v[:, None, :]).reshape(n, -1).index_select(1, perm)
 
     def congruence(self, M: torch.Tensor) -> torch.Tensor:
         r""":math:`\sum_n Q_n^\top M_n Q_n` by one product with :math:`v \otimes v`, shape (d² + d, d² + d)."""
@@ -298,7 +298,7 @@ class AffineLinearization:
         n, d = self.x.shape
         S = (M.reshape(n, d * d).T @ self._vv).reshape(d, d, d + 1, d + 1)
         S = S.permute(0, 2, 1, 3).reshape(d * (d + 1), d * (d + 1))
-        return S[perm][:, perm]
+        return S.index_select(0, perm).index_select(1, perm)
 
 
 class AutodiffLinearization:
