@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -126,6 +127,9 @@ def main() -> None:
     result = {
         "benchmark": "registration",
         "machine": platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        # the numeric settings (``make bench`` exports the book's; Fig. 2's Hessian counts move with them)
+        "numerics": {k: os.environ.get(k) for k in ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "OPENBLAS_CORETYPE",
+                                                    "OMP_NUM_THREADS")},
         "repeats": args.repeats,
         "targets": {
             "global_2d_vs_simpleitk_search": _summary(rows2, "global", "simpleitk_search", strict=False),

@@ -591,3 +591,7 @@ def test_the_predictors_work_against_the_traditional_method():
     assert _status({"02_multiscale": ms}, "fig2.predictor_saves_hessians") == "differs"
     ms = _work(ms, "predictor_corrector", seconds=0.4)
     assert _by_id(report.build_claims({"02_multiscale": ms}))["fig2.predictor_pays_in_time"].ours.startswith("pays off")
+    for seconds in (0.48, 0.51):  # within the spread of single runs: no verdict either way
+        ms = _work(ms, "predictor_corrector", seconds=seconds)
+        ours = _by_id(report.build_claims({"02_multiscale": ms}))["fig2.predictor_pays_in_time"].ours
+        assert ours.startswith("breaks even (within 5%)"), ours

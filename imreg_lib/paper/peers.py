@@ -338,6 +338,9 @@ def register(pair: ImagePair, method: str, *, theta_max: float = 1e3, theta_min:
         steps = (settings.rotation_search_steps or 18) if method == "simpleitk_search" else None
         return simpleitk_register(pair, dataclasses.replace(settings, rotation_search_steps=steps),
                                   theta_min=theta_min, objective=objective, method=method)
+    if method in ("traditional", "predictor_corrector"):
+        for theta in thetas:  # the scales, before the clock: a method run after another on the same objective
+            objective.at_scale(theta)  # would otherwise find them built (page 05 shares one objective)
     t0 = time.perf_counter()
     if method == FROM_TRUTH:
         run = newton_exact(objective.at_scale(theta_min).derivatives, pair.w_true, gtol=gtol)

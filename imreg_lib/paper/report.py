@@ -264,6 +264,12 @@ def _registration_error(w: Sequence[float], w_true: Sequence[float]) -> tuple[fl
     return max(d[:4]), max(d[4:6])
 
 
+#: Fig. 2's single runs of the two methods differ by less than this fraction of the traditional method's time only
+#: within noise: ``benchmarks/registration.json`` measured the ratio of paired single runs on one pair with
+#: quartiles 0.945 and 1.019 one day and 1.008 and 1.042 another, a spread of 3-7 %.
+EVEN_WITHIN = 0.05
+
+
 def fig2_claims(ms: MultiscaleResults) -> list[Claim]:
     """The Fig 2 claim, the conclusions' claim on the traditional method and the predictor's work against the
     traditional method's, from 02's :class:`~imreg_lib.paper.results.MultiscaleResults` (Fig. 3 not needed)."""
@@ -274,7 +280,12 @@ def _fig2_work_claims(ms: MultiscaleResults) -> list[Claim]:
     """With exact Hessians the predictor should save Newton work over the traditional method on the same schedule
     (the abstract's "benefits over a traditional multi-scale method"); whether it also saves time is ours."""
     (h_pc, s_pc), (h_t, s_t) = ((r.n_hessians, r.seconds) for r in (ms.predictor_corrector, ms.traditional))
-    pays = s_pc < s_t
+    if s_pc < (1.0 - EVEN_WITHIN) * s_t:
+        pays = "pays off"
+    elif s_pc > (1.0 + EVEN_WITHIN) * s_t:
+        pays = "does not pay off"
+    else:
+        pays = f"breaks even (within {EVEN_WITHIN:.0%})"
     return [Claim("fig2.predictor_saves_hessians", "Abstract / Fig 2",
                   "with exact Hessians the predictor saves Newton work over the traditional multi-scale method",
                   "stated", f"Hessian evaluations: predictor-corrector {h_pc}, traditional {h_t}",
@@ -282,10 +293,10 @@ def _fig2_work_claims(ms: MultiscaleResults) -> list[Claim]:
                   "fewer Hessian evaluations than the traditional method on the same θ schedule", data=ms.data),
             Claim("fig2.predictor_pays_in_time", "Fig 2", "the predictor's saving shows in the time",
                   "— (no times reported)",
-                  f"{'pays off' if pays else 'does not pay off'}: predictor-corrector {s_pc:.2f} s, "
-                  f"traditional {s_t:.2f} s", Status.BEYOND,
-                  "not judged (the paper reports no times): pays off when the predictor-corrector's run "
-                  "takes less time than the traditional method's", stable=False, data=ms.data)]
+                  f"{pays}: predictor-corrector {s_pc:.2f} s, traditional {s_t:.2f} s", Status.BEYOND,
+                  f"not judged (the paper reports no times): pays off when the predictor-corrector's run takes "
+                  f"less time than the traditional method's by more than {EVEN_WITHIN:.0%} (the spread of single "
+                  f"runs), does not pay off when it takes that much more", stable=False, data=ms.data)]
 
 
 def _fig2_registration_claims(ms: MultiscaleResults) -> list[Claim]:
