@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import nbformat
 import pytest
@@ -86,6 +87,40 @@ def test_a_hung_cell_fails_with_the_notebook_and_cell_named(tmp_path):
     assert not (tmp_path / "out.ipynb").exists()  # nothing half-written where the result belongs
     with pytest.raises(ValueError, match="cell_timeout must be a positive number"):
         pipeline.execute_notebook(src, tmp_path / "out.ipynb", cell_timeout=0)
+
+
+def _idle_notebook(tmp_path, source: str):
+    nb = new_notebook(cells=[new_code_cell("x = 1", metadata={"tags": ["parameters"]}), new_code_cell(source),
+                             new_code_cell("print('after')")],
+                      metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    src = tmp_path / "idle.ipynb"
+    nbformat.write(nb, src)
+    return src
+
+
+def test_a_kernel_that_goes_idle_under_a_running_cell_is_killed_and_the_run_repeated_once(tmp_path, capsys):
+    # the lost-message hang: papermill waits for a cell while the kernel uses no CPU; a sleep is such a kernel
+    marker = tmp_path / "first-run"
+    src = _idle_notebook(tmp_path, f"import pathlib, time\nm = pathlib.Path({str(marker)!r})\n"
+                                   "if not m.exists():\n    m.touch()\n    time.sleep(120)")
+    pipeline.execute_notebook(src, tmp_path / "out.ipynb", cell_timeout=100, stall_timeout=3)
+    err = capsys.readouterr().err
+    assert re.search(r"idle.ipynb: the kernel used no CPU time for \d+ s while cell 1 \('import pathlib, time'\) ran",
+                     err)
+    assert "running the notebook once more" in err
+    outputs = [o.get("text", "") for c in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
+               if c.cell_type == "code" for o in c.outputs]
+    assert "after\n" in outputs  # the second run went through
+
+
+def test_a_kernel_idle_in_both_runs_stops_with_a_clear_error(tmp_path):
+    src = _idle_notebook(tmp_path, "import time\ntime.sleep(120)")
+    with pytest.raises(RuntimeError, match=r"idle.ipynb: the kernel used no CPU time for \d+ s while cell 1 "
+                                           r"\('import time'\) ran, in both runs: killed \(stall_timeout 3 s\)"):
+        pipeline.execute_notebook(src, tmp_path / "out.ipynb", cell_timeout=100, stall_timeout=3)
+    assert not (tmp_path / "out.ipynb").exists()
+    with pytest.raises(ValueError, match="stall_timeout must be a positive number of seconds or None"):
+        pipeline.execute_notebook(src, tmp_path / "out.ipynb", stall_timeout=-1)
 
 
 def test_a_sweep_run_that_hangs_is_a_failed_row(tiny_notebook, tmp_path):

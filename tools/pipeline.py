@@ -93,16 +93,14 @@ def _running_cell(path: Path) -> tuple[int, str]:
     return started[-1], (lines[0] if lines else "")
 
 
-def _kernel_manager_class():
-    """Kernels over Unix domain sockets where the platform has them.
+def _kernel_manager_class(started: list | None = None):
+    """Kernels over Unix domain sockets where the platform has them; each manager is appended to ``started``.
 
     Over TCP, jupyter_client picks five free ports, releases them and lets the kernel bind them; kernels that
     start at the same moment (parallel sweep workers, tests) can take each other's ports, and a client then
     waits forever for a reply that went elsewhere. A socket file with a unique name cannot collide, and nothing
-    listens on a network port at all. On Windows (no Unix sockets) the default TCP manager on 127.0.0.1 is kept.
+    listens on a network port at all. On Windows (no Unix sockets) the default TCP transport on 127.0.0.1 is kept.
     """
-    if os.name != "posix":
-        return None
     import uuid
 
     from jupyter_client.manager import AsyncKernelManager
@@ -110,17 +108,90 @@ def _kernel_manager_class():
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
-            runtime = jupyter_runtime_dir()
-            os.makedirs(runtime, exist_ok=True)
-            kwargs.setdefault("transport", "ipc")
-            kwargs.setdefault("ip", os.path.join(runtime, f"imreg-{uuid.uuid4().hex[:12]}-ipc"))
+            if os.name == "posix":
+                runtime = jupyter_runtime_dir()
+                os.makedirs(runtime, exist_ok=True)
+                kwargs.setdefault("transport", "ipc")
+                kwargs.setdefault("ip", os.path.join(runtime, f"imreg-{uuid.uuid4().hex[:12]}-ipc"))
             super().__init__(**kwargs)
+            if started is not None:
+                started.append(self)
 
     return IPCKernelManager
 
 
+#: How long (seconds) a kernel may use no CPU time at all, its own or its children's, while papermill waits on it,
+#: before :func:`execute_notebook` takes the run as lost and runs the notebook once more. Every cell of the book
+#: computes; an idle kernel under a cell that papermill still waits for is the lost-message hang between nbclient
+#: and ipykernel around widget cells (jupyter/nbclient#312), in which nbclient's own per-cell limit may never fire.
+STALL_TIMEOUT = 180.0
+
+
+class _Watchdog:
+    """Watches the CPU time of the kernel the current papermill run started (and of its child processes); kills
+    the kernel when that has not moved for ``stall_timeout`` seconds, so that nbclient, which polls the kernel
+    every second, stops with a dead-kernel error. If the run still has not returned 30 s later and runs in the
+    main thread, the main thread is interrupted as a last resort."""
+
+    def __init__(self, started: list, stall_timeout: float, poll: float = 1.0) -> None:
+        import threading
+
+        self.started, self.stall_timeout, self.poll = started, stall_timeout, poll
+        self.fired = False
+        self.idle_seconds = 0.0
+        self._done = threading.Event()
+        self._main = threading.current_thread() is threading.main_thread()
+        self._thread = threading.Thread(target=self._run, name="imreg-kernel-watchdog", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _cpu(pid: int) -> float | None:
+        import psutil
+
+        try:
+            proc = psutil.Process(pid)
+            total = sum(proc.cpu_times()[:2])
+            for child in proc.children(recursive=True):
+                try:
+                    total += sum(child.cpu_times()[:2])
+                except psutil.Error:
+                    pass
+            return total
+        except psutil.Error:
+            return None
+
+    def _run(self) -> None:
+        import time
+
+        last, since = None, time.monotonic()
+        while not self._done.wait(self.poll):
+            process = getattr(getattr(self.started[-1], "provisioner", None), "process", None) if self.started else None
+            cpu = None if process is None else self._cpu(process.pid)
+            now = time.monotonic()
+            if cpu is None or cpu != last:
+                last, since = cpu, now
+                continue
+            if now - since >= self.stall_timeout:
+                self.fired, self.idle_seconds = True, now - since
+                try:
+                    process.kill()
+                except OSError:
+                    pass
+                if not self._done.wait(30.0) and self._main:
+                    import _thread
+
+                    _thread.interrupt_main()
+                return
+
+    def stop(self) -> None:
+        """Stop watching (idempotent)."""
+        self._done.set()
+        self._thread.join()
+
+
 def execute_notebook(src: Path, dst: Path, params_file: str | Sequence[str] | None = None, in_place: bool = False,
-                     params: Mapping | None = None, cell_timeout: float | None = None) -> None:
+                     params: Mapping | None = None, cell_timeout: float | None = None,
+                     stall_timeout: float | None = STALL_TIMEOUT) -> None:
     """Run ``src`` with papermill into ``dst`` (cwd = the notebook's folder) and clean the result.
 
     The parameters are the entry for ``src`` in ``params_file`` (or in several files, later ones overriding
@@ -128,6 +199,10 @@ def execute_notebook(src: Path, dst: Path, params_file: str | Sequence[str] | No
     limits every cell: a cell that runs longer stops the run with a ``TimeoutError`` naming the notebook and the
     cell. The numeric settings of ``tools/numerics.mk`` are applied to the kernel's environment where the
     environment does not set them.
+
+    A kernel that uses no CPU time for ``stall_timeout`` seconds while papermill waits on it (:data:`STALL_TIMEOUT`;
+    ``None``: no watch) is killed and the notebook run once more from the start, with a warning on stderr; a second
+    stall stops with a ``RuntimeError`` naming the notebook and the cell.
     """
     import papermill as pm
 
@@ -136,6 +211,9 @@ def execute_notebook(src: Path, dst: Path, params_file: str | Sequence[str] | No
     if cell_timeout is not None and not (isinstance(cell_timeout, (int, float)) and not isinstance(cell_timeout, bool)
                                          and cell_timeout > 0):
         raise ValueError(f"cell_timeout must be a positive number of seconds or None, got {cell_timeout!r}")
+    if stall_timeout is not None and not (isinstance(stall_timeout, (int, float))
+                                          and not isinstance(stall_timeout, bool) and stall_timeout > 0):
+        raise ValueError(f"stall_timeout must be a positive number of seconds or None, got {stall_timeout!r}")
     apply_defaults()
     params = {**_load_params(params_file, src.stem), **(params or {})}
     if not in_place:
@@ -145,21 +223,40 @@ def execute_notebook(src: Path, dst: Path, params_file: str | Sequence[str] | No
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_suffix(".running.ipynb")
     record = None if in_place else dst.parent / STATUS_DIR / f"{src.stem}.json"
-    try:
-        manager = _kernel_manager_class()
-        pm.execute_notebook(str(src), str(tmp), parameters=params, cwd=str(src.parent), progress_bar=False,
-                            kernel_name="python3", execution_timeout=cell_timeout,
-                            **({"kernel_manager_class": manager} if manager is not None else {}))
-    except TimeoutError as exc:  # nbclient's CellTimeoutError
-        index, first = _running_cell(tmp) if tmp.is_file() else (-1, "")
-        if record is not None:
-            write_execution_record(tmp, src, params, record, status="timed out")
-        raise TimeoutError(f"{src}: cell {index} ({first!r}) ran longer than the per-cell limit of {cell_timeout} s "
-                           f"(CELL_TIMEOUT / --cell-timeout); partial output in {tmp}") from exc
-    except Exception:
-        if record is not None and tmp.is_file():
-            write_execution_record(tmp, src, params, record, status="failed")
-        raise
+    for attempt in (1, 2):
+        started: list = []
+        watchdog = None if stall_timeout is None else _Watchdog(started, float(stall_timeout))
+        try:
+            pm.execute_notebook(str(src), str(tmp), parameters=params, cwd=str(src.parent), progress_bar=False,
+                                kernel_name="python3", execution_timeout=cell_timeout,
+                                kernel_manager_class=_kernel_manager_class(started))
+            break
+        except BaseException as exc:
+            if watchdog is not None:
+                watchdog.stop()
+            if watchdog is None or not watchdog.fired:
+                if isinstance(exc, TimeoutError):  # nbclient's CellTimeoutError
+                    index, first = _running_cell(tmp) if tmp.is_file() else (-1, "")
+                    if record is not None:
+                        write_execution_record(tmp, src, params, record, status="timed out")
+                    raise TimeoutError(f"{src}: cell {index} ({first!r}) ran longer than the per-cell limit of "
+                                       f"{cell_timeout} s (CELL_TIMEOUT / --cell-timeout); partial output in {tmp}"
+                                       ) from exc
+                if record is not None and tmp.is_file() and isinstance(exc, Exception):
+                    write_execution_record(tmp, src, params, record, status="failed")
+                raise
+            index, first = _running_cell(tmp) if tmp.is_file() else (-1, "")
+            if record is not None and tmp.is_file():
+                write_execution_record(tmp, src, params, record, status="stalled")
+            where = (f"{src}: the kernel used no CPU time for {watchdog.idle_seconds:.0f} s while cell {index} "
+                     f"({first!r}) ran")
+            if attempt == 2:
+                raise RuntimeError(f"{where}, in both runs: killed (stall_timeout {stall_timeout} s)") from exc
+            print(f"warning: {where} (a message lost between papermill and the kernel): killed; running the "
+                  f"notebook once more", file=sys.stderr, flush=True)
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
     if record is not None:  # papermill's timings, before clean_notebook strips them from the notebook
         write_execution_record(tmp, src, params, record, status="completed")
     if in_place:  # keep the committed notebook free of an injected cell
