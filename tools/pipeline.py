@@ -124,7 +124,7 @@ def _kernel_manager_class(started: list | None = None):
 #: before :func:`execute_notebook` takes the run as lost and runs the notebook once more. Every cell of the book
 #: computes; an idle kernel under a cell that papermill still waits for is the lost-message hang between nbclient
 #: and ipykernel around widget cells (jupyter/nbclient#312), in which nbclient's own per-cell limit may never fire.
-STALL_TIMEOUT = 180.0
+STALL_TIMEOUT = 120.0
 
 
 class _Watchdog:
