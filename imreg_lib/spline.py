@@ -158,10 +158,12 @@ def _from_spectral(X: torch.Tensor, theta) -> torch.Tensor:
     return X
 
 
+@functools.lru_cache(maxsize=8)
 def _theta_rates(m: tuple[int, ...], thetas: tuple[float, ...], device: str, dtype: torch.dtype) -> torch.Tensor:
     r"""The θ-derivative of the spectral filter at each θ, shape ``(K,) + m``: with :math:`f_d = 1/(1+\theta
     \lambda_d)`, :math:`\frac{d}{d\theta}\prod_d f_d = \prod_d f_d \sum_d \big(-\lambda_d f_d\big)`. The outer
-    products of these short vectors are formed in NumPy (float64) and moved once."""
+    products of these short vectors are formed in NumPy (float64) and moved once, and kept for the next image
+    of the same shape and schedule (the reference's after the template's)."""
     th = np.asarray(thetas, dtype=np.float64)[:, None]
     filt = rate = np.zeros((len(thetas),) + (1,) * len(m))
     for axis, k in enumerate(m):
