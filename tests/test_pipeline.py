@@ -123,6 +123,42 @@ def test_a_kernel_idle_in_both_runs_stops_with_a_clear_error(tmp_path):
         pipeline.execute_notebook(src, tmp_path / "out.ipynb", stall_timeout=-1)
 
 
+def _watched(code: str, **options):
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    return proc, pipeline._Watchdog([SimpleNamespace(provisioner=SimpleNamespace(process=proc))], **options)
+
+
+def test_the_watch_leaves_a_computing_kernel_alone():
+    proc, dog = _watched("import time\nt = time.process_time()\nwhile time.process_time() - t < 4: pass",
+                         stall_timeout=1.0, poll=0.2)
+    try:
+        assert proc.wait(30) == 0  # four seconds of CPU, never idle for one: not killed
+        assert not dog.fired
+    finally:
+        dog.stop()
+        proc.kill()
+
+
+def test_the_watch_interrupts_the_main_thread_when_killing_the_kernel_frees_nothing():
+    import time
+
+    proc, dog = _watched("import time\ntime.sleep(60)", stall_timeout=1.0, poll=0.2, grace=0.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):  # a client that would wait for ever: the last resort reaches it
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert dog.fired and dog.idle_seconds >= 1.0
+        assert proc.wait(10) != 0  # the idle process was killed first
+    finally:
+        dog.stop()
+        proc.kill()
+
+
 def test_a_sweep_run_that_hangs_is_a_failed_row(tiny_notebook, tmp_path):
     nb = nbformat.read(tiny_notebook, as_version=4)
     nb.cells.append(new_code_cell("import time\nif a == 2:\n    time.sleep(60)"))

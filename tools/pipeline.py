@@ -130,13 +130,13 @@ STALL_TIMEOUT = 120.0
 class _Watchdog:
     """Watches the CPU time of the kernel the current papermill run started (and of its child processes); kills
     the kernel when that has not moved for ``stall_timeout`` seconds, so that nbclient, which polls the kernel
-    every second, stops with a dead-kernel error. If the run still has not returned 30 s later and runs in the
-    main thread, the main thread is interrupted as a last resort."""
+    every second, stops with a dead-kernel error. If the run still has not returned ``grace`` seconds later and
+    runs in the main thread, the main thread is interrupted (``KeyboardInterrupt``) as a last resort."""
 
-    def __init__(self, started: list, stall_timeout: float, poll: float = 1.0) -> None:
+    def __init__(self, started: list, stall_timeout: float, poll: float = 1.0, grace: float = 30.0) -> None:
         import threading
 
-        self.started, self.stall_timeout, self.poll = started, stall_timeout, poll
+        self.started, self.stall_timeout, self.poll, self.grace = started, stall_timeout, poll, grace
         self.fired = False
         self.idle_seconds = 0.0
         self._done = threading.Event()
@@ -177,7 +177,7 @@ class _Watchdog:
                     process.kill()
                 except OSError:
                     pass
-                if not self._done.wait(30.0) and self._main:
+                if not self._done.wait(self.grace) and self._main:
                     import _thread
 
                     _thread.interrupt_main()
