@@ -50,7 +50,16 @@ from torch.func import grad, hessian, jacfwd
 from . import _checks
 from ._torch import is_traced, untraced
 from .distances import OVERLAP_RAMP_CELLS, overlap_block, overlap_ssd, overlap_ssd_block, ssd, ssd_block
-from .spline import SplineImage, _derivatives_at, _gradients_at, _Points, _points, spline_derivatives, spline_evaluate
+from .spline import (
+    SplineImage,
+    _derivatives_at,
+    _pad,
+    _padded_gradients_at,
+    _Points,
+    _points,
+    spline_derivatives,
+    spline_evaluate,
+)
 from .transformations import Affine, Linearization, Transformation, check_transformation
 
 __all__ = ["SSDObjective", "ScaleObjective"]
@@ -167,6 +176,12 @@ class SSDObjective:
         needs at every scale it leaves. Those not cached yet are computed together, in closed form
         (:meth:`~imreg_lib.SplineImage.theta_derivatives`, in batches of at most :math:`2^{20}` values per image),
         and cached; a driver that knows its schedule asks for all of them once."""
+        return [self._tangent(float(t))[:2] for t in self._cache_tangents(thetas)]
+
+    def _cache_tangents(self, thetas: Sequence[float]) -> list[float]:
+        """Compute and cache the tangents of those ``thetas`` not cached yet (:meth:`theta_tangents`), each as
+        ``(dc_T/dθ, dR_θ(x_c)/dθ, dc_T/dθ padded and flattened)``: the predictor gathers the padded form (one pad
+        for the batch, none per step). Returns ``thetas`` as floats."""
         thetas = [float(t) for t in thetas]
         missing = list(dict.fromkeys(t for t in thetas if t not in self._tangents))
         batch = max(1, 2**20 // math.prod(self.grid.m))
@@ -174,10 +189,19 @@ class SSDObjective:
             part = missing[i:i + batch]
             dc = self.template.theta_derivatives(part)
             dR = self.reference.theta_derivatives(part, at="centres").reshape(len(part), -1)
+            padded = _pad(dc, self.grid.dim).reshape(len(part), -1)
             if len(self._tangents) + len(part) > 256:
                 self._tangents.clear()
-            self._tangents.update({t: (dc[k], dR[k]) for k, t in enumerate(part)})
-        return [self._tangents[t] for t in thetas]
+            self._tangents.update({t: (dc[k], dR[k], padded[k]) for k, t in enumerate(part)})
+        return thetas
+
+    def _tangent(self, theta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The cached tangents of one scale (:meth:`_cache_tangents`), computed if missing."""
+        tangent = self._tangents.get(theta)
+        if tangent is None:
+            self._cache_tangents((theta,))
+            tangent = self._tangents[theta]
+        return tangent
 
     def residual(self, w: torch.Tensor, theta: float | torch.Tensor) -> torch.Tensor:
         r"""``sqrt(prod h) * (T_θ(y(w, x_c)) - R_θ(x_c))``, so that ``||r||² = J`` (without regularizer)."""
@@ -245,10 +269,11 @@ class ScaleObjective:
         lin = pb.transformation.linearize(w, self.x)
         return lin.y, lin
 
-    @cached_property
-    def _theta_tangents(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(dc_T/dθ, dR_θ(x_c)/dθ)`` (:meth:`SSDObjective.theta_tangents`)."""
-        return self.problem.theta_tangents((self.theta,))[0]
+    @property
+    def _theta_tangents(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(dc_T/dθ, dR_θ(x_c)/dθ, dc_T/dθ padded)`` (:meth:`SSDObjective.theta_tangents`), from the problem's
+        cache (which a driver fills for its whole schedule at once)."""
+        return self.problem._tangent(self.theta)
 
     def _at(self, w: torch.Tensor) -> tuple[Linearization, torch.Tensor, torch.Tensor, _Points]:
         """``(linearization, ∂D/∂r, ∇T, points)`` at ``w``: those :meth:`derivatives` computed if it last saw this
@@ -280,9 +305,9 @@ class ScaleObjective:
         """
         pb = self.problem
         pb._no_overlap("the structured θ-derivative")
-        dc, dR = self._theta_tangents
+        _, dR, padded = self._theta_tangents
         lin, dD, dT, points = self._at(w)
-        (Tc,), (dTc,) = _gradients_at(dc[None], points)
+        (Tc,), (dTc,) = _padded_gradients_at(padded, 1, points)
         d2D = 2.0 * pb.grid.cell_volume  # ssd_block's second derivative
         return lin.vjp(torch.addcmul(dD[:, None] * dTc, (Tc - dR)[:, None], dT, value=d2D))
 

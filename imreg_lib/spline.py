@@ -414,11 +414,21 @@ def _gradients_at(coefficients: torch.Tensor, points: _Points) -> tuple[torch.Te
     neighbours' axes contracted one at a time, last axis first, each by a batched product with the value and
     first-derivative weights along that axis: the :math:`2^d` mixed partials of order at most one per axis, of which
     the value and the gradient are kept."""
+    return _padded_gradients_at(_pad(coefficients, points.grid.dim).reshape(-1), coefficients.shape[0], points)
+
+
+def _pad(coefficients: torch.Tensor, dim: int) -> torch.Tensor:
+    """Coefficients padded by (3, 2) zeros along each of their last ``dim`` axes: the layout that
+    :attr:`_Points.index` addresses."""
+    return torch.nn.functional.pad(coefficients, (3, 2) * dim)
+
+
+def _padded_gradients_at(padded: torch.Tensor, S: int, points: _Points) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_gradients_at` of ``S`` coefficient arrays already padded (:func:`_pad`) and flattened into one
+    vector ``padded``: a caller that evaluates the same coefficients often pads them once."""
     W, grid = points.weights, points.grid
     n, d = W.shape[:2]
-    S = coefficients.shape[0]
     device = str(W.device)
-    padded = torch.nn.functional.pad(coefficients, (3, 2) * grid.dim).reshape(-1)
     index = points.index[None] if S == 1 else points.index + _set_offsets(S, padded.numel() // S, device)
     W1 = W[:, :, :2]  # (N, d, 2, 4): value and first derivative of each neighbour's weight along each axis
     D = padded.take(index).reshape(S, n, 4 ** (d - 1), 4)  # (S, N, neighbours a_0 .. a_{d-2}, a_{d-1})

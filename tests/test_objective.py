@@ -155,6 +155,13 @@ def test_theta_tangents_of_a_schedule_are_computed_once_and_equal_one_at_a_time(
         dc_ad = jvp(obj.template.coefficients, (t,), (torch.ones_like(t),))[1]
         dR_ad = jvp(obj.reference.on_grid, (t,), (torch.ones_like(t),))[1].reshape(-1)
         assert _rel(dc, dc_ad) < 1e-12 and _rel(dR, dR_ad) < 1e-12
+    # the predictor's padded copy is the tangent padded once, and its gather the same numbers as from the tangent
+    from imreg_lib.spline import _gradients_at, _pad, _padded_gradients_at, _points
+    dc, _, padded = obj._tangent(0.1)
+    assert torch.equal(padded, _pad(dc, 2).reshape(-1))
+    points = _points(obj.x * 0.9 + 0.7, obj.grid, "paper", 1)
+    for a, b in zip(_padded_gradients_at(padded, 1, points), _gradients_at(dc[None], points), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_objective_of_a_pair():
