@@ -26,3 +26,26 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None], suffix:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def itk_header(path: str | os.PathLike, dim: int = 2,
+               ) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
+    """``(origin, spacing, direction)`` that ITK reads from the header of the image file at ``path`` (the pixel with
+    index ``n`` sits at ``origin + direction @ (spacing * n)``): for a PNG its ``sCAL`` chunk, for a JPEG its
+    resolution (72 dpi: a spacing of 25.4 / 72 mm). Read with SimpleITK (the header only); where SimpleITK is not
+    installed or cannot read the file, or the file is not ``dim``-dimensional, ITK's defaults for a file without a
+    header: origin 0, unit spacing, identity direction."""
+    default = ((0.0,) * dim, (1.0,) * dim, tuple(float(i == j) for i in range(dim) for j in range(dim)))
+    try:
+        import SimpleITK as sitk
+    except ImportError:  # pragma: no cover - SimpleITK is pinned in the lock file
+        return default
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(os.fspath(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return default
+    if reader.GetDimension() != dim:
+        return default
+    return tuple(reader.GetOrigin()), tuple(reader.GetSpacing()), tuple(reader.GetDirection())

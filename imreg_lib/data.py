@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from . import _checks
+from ._files import itk_header
 from .device import DEFAULT_DTYPE, resolve_device
 from .grid import PAPER_OMEGA, Grid
 from .transformations import affine, affine_from_geometry
@@ -182,13 +183,18 @@ class ImagePair:
 
 @dataclass(frozen=True)
 class FilePlacement:
-    """How an image file was laid on a grid: its path, its size in pixels ``(columns, rows)`` and the turn of
-    :data:`ORIENTATIONS` applied after loading. ITK reads a PNG/JPEG with unit spacing, origin 0, the first index
-    along the columns and the second down the rows; :func:`imreg_lib.interop.file_geometry` maps the grid there."""
+    """How an image file was laid on a grid: its path, its size in pixels ``(columns, rows)``, the turn of
+    :data:`ORIENTATIONS` applied after loading, and the geometry ITK reads from the file's header (the pixel with
+    index ``n``, first along the columns, second down the rows, sits at ``origin + direction @ (spacing * n)``; a
+    PNG without ``sCAL`` or a JPEG without a resolution: unit spacing, origin 0);
+    :func:`imreg_lib.interop.file_geometry` maps the grid there."""
 
     path: str
     size: tuple[int, int]
     orientation: str = "upright"
+    origin: tuple[float, float] = (0.0, 0.0)
+    spacing: tuple[float, float] = (1.0, 1.0)
+    direction: tuple[float, float, float, float] = (1.0, 0.0, 0.0, 1.0)
 
 
 def synthetic_hand_pair(m: int | Sequence[int] = 32, omega: Sequence[float] = PAPER_OMEGA, *,
@@ -399,9 +405,11 @@ def _file_size(path: str | os.PathLike) -> tuple[int, int]:
 
 
 def file_domain(path: str | os.PathLike, width: float = 20.0) -> tuple[float, float, float, float]:
-    """The domain ``(0, width, 0, width * rows / columns)`` that keeps an image file's aspect ratio."""
+    """The domain ``(0, width, 0, width * rows s_y / (columns s_x))`` that keeps an image file's aspect ratio, with
+    the pixel spacing ``(s_x, s_y)`` that ITK reads from its header (unit spacing without one)."""
     cols, rows = _file_size(path)
-    return (0.0, float(width), 0.0, float(width) * rows / cols)
+    _, (sx, sy), _ = itk_header(path, 2)
+    return (0.0, float(width), 0.0, float(width) * (rows * sy) / (cols * sx))
 
 
 def load_pair(reference_path: str | os.PathLike, template_path: str | os.PathLike,
@@ -431,8 +439,10 @@ def load_pair(reference_path: str | os.PathLike, template_path: str | os.PathLik
     names = f"{os.path.basename(os.fspath(reference_path))} / {os.path.basename(os.fspath(template_path))}"
     if template_orientation != "upright":
         names += f" ({template_orientation.replace('_', ' ')})"
-    files = (FilePlacement(os.fspath(reference_path), _file_size(reference_path)),
-             FilePlacement(os.fspath(template_path), _file_size(template_path), template_orientation))
+    files = (FilePlacement(os.fspath(reference_path), _file_size(reference_path), "upright",
+                           *itk_header(reference_path, 2)),
+             FilePlacement(os.fspath(template_path), _file_size(template_path), template_orientation,
+                           *itk_header(template_path, 2)))
     return ImagePair(T, R, Grid(omega, tuple(R.shape)), None, names, files)
 
 

@@ -29,6 +29,7 @@ matrix; the trust radius is carried from one scale to the next.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -40,9 +41,13 @@ import torch
 from . import _checks
 from .objective import SSDObjective
 from .spline import spline_evaluate
-from .transformations import Affine
+from .transformations import Affine, affine
 
-__all__ = ["GlobalResult", "GlobalScale", "NewtonExactResult", "global_register", "newton_exact", "rotation_starts"]
+__all__ = ["GlobalResult", "GlobalScale", "NewtonExactResult", "THETA_SEARCH", "global_register", "newton_exact",
+           "rotation_starts"]
+
+#: The default coarse scale of the search and the refinement (:func:`global_register`'s ``theta_search``).
+THETA_SEARCH = 10.0
 
 #: Cell centres (at most, about) on which the search ranks its starts: at the search's coarse scale every 2nd
 #: centre per axis of a 32 × 32 image ranks the starts of the book's 2D and 3D capture sweeps as all of them do.
@@ -100,6 +105,8 @@ def _trust_step(g: np.ndarray, H: np.ndarray, radius: float) -> np.ndarray:
         if nr2 < radius * radius:
             return V @ np.concatenate([[math.sqrt(radius * radius - nr2)], rest])
     mu = lo + 1e-10 * scale  # left of the root: Newton on the concave 1/||p(mu)|| rises to it monotonically
+    if not mu > lo:  # a negative eigenvalue far larger than the largest positive one: step off by its own size
+        mu = lo + 1e-10 * max(lo, scale)
     for _ in range(60):
         d = lam + mu
         q = gt / d
@@ -110,7 +117,12 @@ def _trust_step(g: np.ndarray, H: np.ndarray, radius: float) -> np.ndarray:
         dphi = float(q @ (q / d)) / nq**3  # d(1/||q||)/dmu
         step = phi / dphi
         mu_new = mu - step
-        mu = mu_new if mu_new > lo else 0.5 * (mu + lo)
+        if mu_new > lo:
+            mu = mu_new
+        elif 0.5 * (mu + lo) > lo:
+            mu = 0.5 * (mu + lo)
+        else:  # mu is next to lo in floating point: a step further would divide by zero
+            break
     return -V @ (gt / (lam + mu))
 
 
@@ -191,17 +203,29 @@ def _rotation(dim: int, angles: Sequence[float]) -> torch.Tensor:
     return Rz @ Rx @ Ry
 
 
+def _orientation(orientation: torch.Tensor | None, dim: int) -> torch.Tensor | None:
+    if orientation is None:
+        return None
+    O = torch.as_tensor(orientation, dtype=torch.float64).cpu()
+    if O.shape != (dim, dim) or not bool(torch.isfinite(O).all()) or abs(float(torch.linalg.det(O))) < 1e-12:
+        raise ValueError(f"orientation must be an invertible {dim} x {dim} matrix, got {orientation!r}")
+    return O
+
+
 def rotation_starts(objective: SSDObjective, n_angles: int = 12, tilts_deg: Sequence[float] = (30.0,),
-                    ) -> torch.Tensor:
+                    orientation: torch.Tensor | None = None) -> torch.Tensor:
     r"""Affine parameters of rotations that take the centre :math:`c_R` of the reference's domain to the centre
-    :math:`c_T` of the template's, :math:`y(x) = R(x - c_R) + c_T`, one per row (:math:`c_R = c_T` when both images
-    share a domain).
+    :math:`c_T` of the template's, :math:`y(x) = O R(x - c_R) + c_T`, one per row (:math:`c_R = c_T` when both
+    images share a domain).
 
     2D: the ``n_angles`` angles :math:`2\pi k / K`. 3D: the ``n_angles`` rotations about :math:`z`, each alone and
-    combined with a tilt of :math:`\pm` each of ``tilts_deg`` about :math:`x` and about :math:`y`.
+    combined with a tilt of :math:`\pm` each of ``tilts_deg`` about :math:`x` and about :math:`y`. ``orientation``
+    is :math:`O` (default the identity): the template's axes seen from the reference's where the two differ by
+    what no rotation reaches (image files whose direction matrices differ by a reflection).
     """
     _checks.integer("n_angles", n_angles, 1)
     dim = objective.grid.dim
+    O = _orientation(orientation, dim)
     c = torch.tensor(objective.grid.center(), dtype=torch.float64)
     c_t = torch.tensor(objective.template.grid.center(), dtype=torch.float64)
     turns = [2.0 * math.pi * k / n_angles for k in range(n_angles)]
@@ -215,7 +239,7 @@ def rotation_starts(objective: SSDObjective, n_angles: int = 12, tilts_deg: Sequ
         rotations = [(a, tx, ty) for a in turns for tx, ty in tilts]
     rows = []
     for angles in rotations:
-        R = _rotation(dim, angles)
+        R = _rotation(dim, angles) if O is None else O @ _rotation(dim, angles)
         rows.append(torch.cat([R.reshape(-1), c_t - R @ c]))
     ref = objective.reference
     return torch.stack(rows).to(device=ref.device, dtype=ref.dtype)
@@ -223,13 +247,15 @@ def rotation_starts(objective: SSDObjective, n_angles: int = 12, tilts_deg: Sequ
 
 @dataclass(frozen=True)
 class GlobalScale:
-    """One scale of :func:`global_register`'s continuation: θ, Newton iterations and evaluations, the result."""
+    """One scale of :func:`global_register`'s continuation: θ, Newton iterations and evaluations, the result, and
+    which continuation it belongs to (0 the first; more than one with ``select="final"``)."""
 
     theta: float
     iterations: int
     n_evaluations: int
     loss: float
     grad_norm: float
+    path: int = 0
 
 
 @dataclass(frozen=True)
@@ -241,12 +267,12 @@ class GlobalResult:
     w, final_loss
         The found parameters and :math:`J(w; \theta_{\min})`.
     start
-        The winning start of the search (a row of :func:`rotation_starts`).
+        The winning start: a row of :func:`rotation_starts`, or of ``extra_starts``.
     search_losses
         The search's :math:`J(w_k; \theta_s)` (on a subset of the cell centres, up to a common factor) at every
         start, in the order of :func:`rotation_starts`.
     refined_losses
-        The minimum at :math:`\theta_s` reached from each kept start (best first).
+        The minimum at :math:`\theta_s` reached from each kept start and each extra start (best first).
     scales
         The continuation, coarse to fine (the refinement at :math:`\theta_s` first).
     n_evaluations, iterations
@@ -265,6 +291,14 @@ class GlobalResult:
     n_evaluations: int
     iterations: int
     seconds: float
+
+
+def _same_motion(wa: torch.Tensor, wb: torch.Tensor, grid) -> bool:
+    """Whether two affine maps move every corner of ``grid``'s domain to within one cell of each other."""
+    corners = torch.tensor(list(itertools.product(*zip(grid.omega[0::2], grid.omega[1::2], strict=True))),
+                           dtype=wa.dtype, device=wa.device)
+    gap = (affine(wa, corners) - affine(wb, corners)).abs().max()
+    return bool(gap < max(grid.h))
 
 
 def _search_losses(objective: SSDObjective, theta: float, W: torch.Tensor, points: int | None = None) -> torch.Tensor:
@@ -292,9 +326,11 @@ def _search_losses(objective: SSDObjective, theta: float, W: torch.Tensor, point
     return torch.where(M > 0, torch.sum(m * r * r, dim=1) / torch.where(M > 0, M, 1.0), math.inf)
 
 
-def global_register(objective: SSDObjective, *, theta_search: float = 10.0, theta_min: float = 1e-3,
+def global_register(objective: SSDObjective, *, theta_search: float = THETA_SEARCH, theta_min: float = 1e-3,
                     n_scales: int = 5, n_angles: int = 12, tilts_deg: Sequence[float] = (30.0,), keep: int = 1,
                     gtol: float = 1e-4, gtol_path: float = 0.3, max_iter: int = 100,
+                    orientation: torch.Tensor | None = None, extra_starts: torch.Tensor | None = None,
+                    select: str = "refined", score: Callable[[torch.Tensor], float] | None = None,
                     callback: Callable[[GlobalScale], None] | None = None) -> GlobalResult:
     r"""Register globally: rotation search at ``theta_search``, exact Newton from the best starts, then
     continuation down to ``theta_min`` (see the module notes).
@@ -318,6 +354,21 @@ def global_register(objective: SSDObjective, *, theta_search: float = 10.0, thet
         intermediate scales: a coarse minimiser needs only to be in the right basin).
     max_iter
         Newton iterations per scale.
+    orientation
+        The starts' :math:`O` (:func:`rotation_starts`; default the identity).
+    extra_starts
+        Starts refined besides the search's best, whatever their search loss, one per row (or one vector): priors
+        the caller trusts (the command line passes the identity in the files' physical space, where ITK's
+        registrations start, and a similarity from the images' moments).
+    select
+        ``"refined"``: the lowest minimum at ``theta_search`` is continued alone. ``"final"``: every distinct
+        minimum at ``theta_search`` (refined points more than a cell apart somewhere in the domain) is continued,
+        and the lowest ``score`` wins; dearer where the starts disagree, safer where a coarse scale ranks
+        them wrongly (a template of another size).
+    score
+        How ``select="final"`` ranks the continuations' results ``w`` (lower is better); default
+        :math:`J(w; \theta_{\min})` of ``objective``. On the overlap a result that leaves almost no overlap can
+        score near zero; the command line ranks by the SSD with the template's zero extension instead.
     callback
         Called with each scale's :class:`GlobalScale` when it is done (progress reports).
     """
@@ -334,36 +385,61 @@ def global_register(objective: SSDObjective, *, theta_search: float = 10.0, thet
     _checks.integer("n_scales", n_scales, 2)
     _checks.integer("keep", keep, 1)
     _checks.integer("max_iter", max_iter, 1)
-    starts = rotation_starts(objective, n_angles, tilts_deg)
+    _checks.one_of("select", select, ("refined", "final"))
+    if score is not None and not callable(score):
+        raise ValueError(f"score must be None or a function of w, got {score!r}")
+    extra = [] if extra_starts is None else list(torch.atleast_2d(torch.as_tensor(extra_starts)))
+    for w in extra:
+        objective.transformation.check(w)
+    starts = rotation_starts(objective, n_angles, tilts_deg, orientation)
     losses = _search_losses(objective, theta_search, starts)
-    order = torch.argsort(losses)[:keep].tolist()
+    candidates = [starts[k] for k in torch.argsort(losses)[:keep].tolist()]
+    candidates += [w.to(device=starts.device, dtype=starts.dtype) for w in extra]
     coarse = objective.at_scale(theta_search)
-    best, n_eval, iters, refined = None, 0, 0, []
-    for k in order:
-        first = coarse.derivatives(starts[k], "exact")
+    n_eval, iters, runs = 0, 0, []
+    for start in candidates:
+        first = coarse.derivatives(start, "exact")
         tol = max(gtol, gtol_path * float(torch.linalg.vector_norm(first[1])))
-        res = newton_exact(coarse.derivatives, starts[k], gtol=tol, max_iter=max_iter, first=first)
+        res = newton_exact(coarse.derivatives, start, gtol=tol, max_iter=max_iter, first=first)
         n_eval, iters = n_eval + res.n_evaluations + 1, iters + res.iterations
-        refined.append((res.loss, k, res))
-        if best is None or res.loss < best[0]:
-            best = (res.loss, k, res)
-    refined.sort(key=lambda r: r[0])
-    _, k_best, res = best
-    scales = [GlobalScale(float(theta_search), res.iterations, res.n_evaluations, res.loss, res.grad_norm)]
-    if callback is not None:
-        callback(scales[0])
+        runs.append((res.loss, start, res))
+    runs.sort(key=lambda r: r[0])  # stable: among equal minima the first start wins
+    refined_losses = [r[0] for r in runs]
+    if select == "refined":
+        runs = runs[:1]
     thetas = torch.logspace(math.log10(theta_search), math.log10(theta_min), n_scales, dtype=torch.float64).tolist()
-    w, radius = res.w, res.radius
-    for n, theta in enumerate(thetas[1:], 1):
-        scale = objective.at_scale(theta)
-        first = scale.derivatives(w, "exact")
-        last = n == len(thetas) - 1
-        tol = gtol if last else max(gtol, gtol_path * float(torch.linalg.vector_norm(first[1])))
-        res = newton_exact(scale.derivatives, w, gtol=tol, max_iter=max_iter, radius=radius, first=first)
-        n_eval, iters = n_eval + res.n_evaluations + 1, iters + res.iterations
-        w, radius = res.w, max(res.radius, 1e-3)
-        scales.append(GlobalScale(float(theta), res.iterations, res.n_evaluations + 1, res.loss, res.grad_norm))
+    # the continuations advance together, one scale at a time; one that comes within a cell of another with a lower
+    # loss at the same scale has joined it and stops (select="final": start with one per distinct coarse minimum)
+    paths = []
+    for path, (_, start, res) in enumerate(runs):
+        paths.append({"start": start, "w": res.w, "radius": res.radius, "scales": [GlobalScale(
+            float(theta_search), res.iterations, res.n_evaluations, res.loss, res.grad_norm, path)]})
+    for n, theta in enumerate(thetas):
+        if n > 0:
+            scale = objective.at_scale(theta)
+            for p in paths:
+                first = scale.derivatives(p["w"], "exact")
+                last = n == len(thetas) - 1
+                tol = gtol if last else max(gtol, gtol_path * float(torch.linalg.vector_norm(first[1])))
+                res = newton_exact(scale.derivatives, p["w"], gtol=tol, max_iter=max_iter, radius=p["radius"],
+                                   first=first)
+                n_eval, iters = n_eval + res.n_evaluations + 1, iters + res.iterations
+                p["w"], p["radius"] = res.w, max(res.radius, 1e-3)
+                p["scales"].append(GlobalScale(float(theta), res.iterations, res.n_evaluations + 1, res.loss,
+                                               res.grad_norm, p["scales"][0].path))
+        kept = []
+        for p in sorted(paths, key=lambda p: p["scales"][-1].loss):
+            if not any(_same_motion(p["w"], q["w"], objective.grid) for q in kept):
+                kept.append(p)
+        paths = sorted(kept, key=lambda p: p["scales"][0].path)
         if callback is not None:
-            callback(scales[-1])
-    return GlobalResult(w, scales[-1].loss, starts[k_best], tuple(float(v) for v in losses),
-                        tuple(r[0] for r in refined), tuple(scales), n_eval, iters, time.perf_counter() - t0)
+            for p in paths:
+                callback(p["scales"][-1])
+    best = None
+    for p in paths:
+        value = p["scales"][-1].loss if score is None else float(score(p["w"]))
+        if best is None or value < best[0]:
+            best = (value, p["start"], p["w"], p["scales"])
+    _, start_best, w, scales = best
+    return GlobalResult(w, scales[-1].loss, start_best, tuple(float(v) for v in losses), tuple(refined_losses),
+                        tuple(scales), n_eval, iters, time.perf_counter() - t0)

@@ -232,7 +232,7 @@ def file_geometry(grid: Grid, placement) -> tuple[np.ndarray, np.ndarray]:
     upright (:math:`j` counted from the bottom row), then turned by ``placement.orientation``; so
     :math:`p_x = (u_x - \omega_0)\, columns / L_0 - \tfrac12` and
     :math:`p_y = rows - (u_y - \omega_2)\, rows / L_1 - \tfrac12` (:math:`L` the domain's lengths), after undoing
-    the turn.
+    the turn, in pixel indices; the header's spacing, direction and origin then give the physical point.
     """
     if grid.dim != 2:
         raise ValueError("file_geometry: image files are laid on 2D grids")
@@ -244,7 +244,15 @@ def file_geometry(grid: Grid, placement) -> tuple[np.ndarray, np.ndarray]:
     flip = {"upright": (1.0, 1.0), "rotate_180": (-1.0, -1.0), "mirror_x": (-1.0, 1.0)}[placement.orientation]
     F = np.diag(flip)  # the turn: u -> F u + f, about the domain's centre
     f = np.array([w0 + w1 if flip[0] < 0 else 0.0, w2 + w3 if flip[1] < 0 else 0.0])
-    return D @ F, D @ f + e
+    H, o = _header(placement)  # pixel index n -> physical point o + H n
+    return H @ D @ F, H @ (D @ f + e) + o
+
+
+def _header(placement) -> tuple[np.ndarray, np.ndarray]:
+    """``(direction @ diag(spacing), origin)`` of a :class:`~imreg_lib.data.FilePlacement`."""
+    direction = np.asarray(placement.direction, dtype=np.float64).reshape(2, 2)
+    return direction @ np.diag(np.asarray(placement.spacing, dtype=np.float64)), np.asarray(placement.origin,
+                                                                                              dtype=np.float64)
 
 
 def file_transform(w: torch.Tensor | Sequence[float], pair) -> tuple[torch.Tensor, tuple[float, ...]]:
@@ -254,7 +262,8 @@ def file_transform(w: torch.Tensor | Sequence[float], pair) -> tuple[torch.Tenso
         raise ValueError("file_transform: the pair was not read from files (pair.files is None)")
     ref, tmpl = (file_geometry(pair.grid, placement) for placement in pair.files)
     cols, rows = pair.files[0].size
-    return conjugate(w, ref, tmpl), (0.5 * (cols - 1), 0.5 * (rows - 1))
+    H, o = _header(pair.files[0])
+    return conjugate(w, ref, tmpl), tuple(float(v) for v in H @ np.array([0.5 * (cols - 1), 0.5 * (rows - 1)]) + o)
 
 
 def _number(v: float) -> str:

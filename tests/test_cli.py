@@ -30,6 +30,7 @@ def _mse_through(tfm, reference, template, margin):
     R = sitk.ReadImage(str(reference), sitk.sitkFloat64)
     T = sitk.ReadImage(str(template), sitk.sitkFloat64)
     W = sitk.Resample(T, R, sitk.ReadTransform(str(tfm)), sitk.sitkLinear, 0.0)
+    T = sitk.Resample(T, R, sitk.Transform(), sitk.sitkLinear, 0.0)  # T on R's pixels as it lies, without the map
     r, t, w = (sitk.GetArrayFromImage(x) for x in (R, T, W))
     inner = tuple(slice(margin, -margin) for _ in r.shape)
     return float(np.mean((t - r)[inner] ** 2)), float(np.mean((w - r)[inner] ** 2))
@@ -104,21 +105,124 @@ def test_the_transform_registers_3d_files_with_their_geometry(tmp_path):
     (["missing.png", "T.png"], "REFERENCE: file not found: 'missing.png'"),
     (["R.png", "notimage.png"], "TEMPLATE: could not read"),
     (["R.png", "T.png", "--m", "2"], "--m must be"),
-    (["R.png", "T.png", "--theta-min", "-1"], "theta_min"),
+    (["R.png", "T.png", "--theta-min", "-1"], "--theta-min must be a positive"),
+    (["R.png", "T.png", "--theta-min", "100"], "--theta-min must be below 10 with --method global"),
+    (["R.png", "T.png", "--n-scales", "1"], "--n-scales must be"),
+    (["R.png", "T.png", "--theta-max", "1e-4"], "--theta-max must be larger than --theta-min"),
     (["R.png", "T.png", "--gtol", "0"], "--gtol"),
     (["R.png", "T.png", "--out", "nowhere/out.tfm"], "--out: the folder 'nowhere' does not exist"),
     (["R.png", "V.mha"], "same dimension"),
+    ([".", "T.png"], "REFERENCE: '.' is a folder"),
+    (["R.png", "nan.mha"], "TEMPLATE: 'nan.mha' holds values that are not finite"),
+    (["R.png", "T.png", "--out", "x.h5"], "--out must end in .tfm or .txt"),
+    (["R.png", "T.png", "--out", "folder.tfm"], "--out: 'folder.tfm' is a folder"),
+    (["R.png", "T.png", "--warped", "nowhere/w.png"], "--warped: the folder 'nowhere' does not exist"),
+    (["R.png", "T.png", "--warped", "w.xyz"], "--warped: SimpleITK cannot write a 2D uint8 image as 'w.xyz'"),
+    (["V.mha", "V.mha", "--warped", "w.png"], "--warped: .png holds 2D images, but TEMPLATE is 3D"),
+    (["R.png", "F.mha", "--warped", "w.png"], "--warped: .png holds uint8 or uint16 pixels, but TEMPLATE's are "
+                                              "float32"),
+    (["R.png", "T.png", "--device", "nonsense"], "--device: device must be one of"),
 ])
 def test_bad_input_is_one_line_naming_what_is_wrong(png_pair, tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(png_pair)
     (png_pair / "notimage.png").write_text("not an image")
+    (png_pair / "folder.tfm").mkdir(exist_ok=True)
     if not (png_pair / "V.mha").exists():
         sitk.WriteImage(sitk.Image([6, 6, 6], sitk.sitkFloat32), str(png_pair / "V.mha"))
+        sitk.WriteImage(sitk.Image([8, 8], sitk.sitkFloat32) + 1.0, str(png_pair / "F.mha"))
+        nan = np.ones((8, 8), dtype=np.float32)
+        nan[3, 4] = np.nan
+        sitk.WriteImage(sitk.GetImageFromArray(nan), str(png_pair / "nan.mha"))
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("bad input must be refused before the registration starts")
+
+    monkeypatch.setattr(cli, "register_files", no_work)
     full = ["register"] + args[:2] + (["--out", str(tmp_path / "x.tfm")] if "--out" not in args else []) + args[2:]
     assert cli.main(full) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ") and message in err[-1], err
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not (tmp_path / "x.tfm").exists()
+    assert not [p for p in os.listdir(png_pair) if p.startswith(".")]  # no temporary file left behind
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_without_cuda_names_the_option(png_pair, tmp_path, capsys):
+    assert cli.main(["register", str(png_pair / "R.png"), str(png_pair / "T.png"), "--out", str(tmp_path / "x.tfm"),
+                     "--device", "cuda"]) == 2
+    assert "error: --device cuda: CUDA is not available" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_writes_nothing(png_pair, tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "register_files", interrupted)
+    out, warped = tmp_path / "x.tfm", tmp_path / "w.png"
+    assert cli.main(["register", str(png_pair / "R.png"), str(png_pair / "T.png"), "--out", str(out), "--warped",
+                     str(warped)]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted: nothing was written"
+    assert os.listdir(tmp_path) == []
+
+
+def _png_with_header(image, path):
+    """Write ``image`` as an 8-bit PNG with SimpleITK, which stores its spacing (``sCAL``)."""
+    sitk.WriteImage(sitk.Cast(sitk.Clamp(image, sitk.sitkFloat64, 0, 255), sitk.sitkUInt8), str(path))
+
+
+@pytest.mark.parametrize("case", ["png spacing", "jpeg resolution", "template resized", "reflected direction",
+                                  "16-bit"])
+def test_the_transform_registers_files_as_itk_reads_them(png_pair, tmp_path, case):
+    """Pairs whose geometry differs from the plain PNG pair: anisotropic pixels stored in the PNGs (sCAL), a JPEG's
+    72 dpi (a spacing of 0.353 mm), a template with fewer pixels than the reference (physically smaller), a
+    reference whose direction is a reflection of the template's, and 16-bit PNGs; each is registered through the
+    command line and checked by SimpleITK on the files."""
+    R0 = sitk.ReadImage(str(png_pair / "R.png"), sitk.sitkFloat64)
+    a = math.radians(20.0)
+    turn = (math.cos(a), -math.sin(a), math.sin(a), math.cos(a))
+    ext = ".png"
+    if case == "png spacing":
+        R0.SetSpacing((1.6, 1.28))
+        T0, _ = _moved(R0, turn, (3.0, -2.0), (47.5 * 1.6, 39.5 * 1.28))
+        _png_with_header(R0, tmp_path / "R.png")
+        _png_with_header(T0, tmp_path / "T.png")
+    elif case == "jpeg resolution":
+        ext = ".jpg"
+        T0, _ = _moved(R0, turn, (3.0, -2.0), (47.5, 39.5))
+        for name, image in (("R", R0), ("T", T0)):
+            values = np.clip(np.rint(sitk.GetArrayFromImage(image)), 0, 255).astype(np.uint8)
+            Image.fromarray(values).save(tmp_path / f"{name}.jpg", quality=95, dpi=(72, 72))
+        assert sitk.ReadImage(str(tmp_path / "R.jpg")).GetSpacing() == pytest.approx((25.4 / 72, 25.4 / 72))
+    elif case == "template resized":
+        _png_with_header(R0, tmp_path / "R.png")
+        Image.open(png_pair / "T.png").resize((60, 66), Image.BILINEAR).save(tmp_path / "T.png")
+    elif case == "reflected direction":  # R's rows run up (direction diag(1, -1)), T's down, in one physical space
+        ext = ".mha"
+        R0.SetDirection((1.0, 0.0, 0.0, -1.0))
+        R0.SetOrigin((0.0, 79.0))
+        T0, _ = _moved(R0, turn, (3.0, -2.0), (47.5, 39.5))
+        T1 = sitk.Resample(T0, sitk.Image(T0.GetSize(), sitk.sitkFloat64), sitk.Transform(), sitk.sitkLinear, 0.0)
+        sitk.WriteImage(R0, str(tmp_path / "R.mha"))
+        sitk.WriteImage(T1, str(tmp_path / "T.mha"))  # identity direction, origin 0: T resampled there
+    else:
+        T0, _ = _moved(R0, turn, (3.0, -2.0), (47.5, 39.5))
+        for name, image in (("R", R0), ("T", T0)):
+            values = np.clip(np.rint(250.0 * sitk.GetArrayFromImage(image)), 0, 65535).astype(np.uint16)
+            Image.fromarray(values).save(tmp_path / f"{name}.png")
+    ref, tmpl, out = tmp_path / f"R{ext}", tmp_path / f"T{ext}", tmp_path / "out.tfm"
+    warped = tmp_path / ("W.png" if case == "16-bit" else "W.mha")
+    assert cli.main(["register", str(ref), str(tmpl), "--out", str(out), "--quiet", "--warped", str(warped)]) == 0
+    before, after = _mse_through(out, ref, tmpl, 12)
+    assert after < 0.05 * before, (before, after)
+    # the warped file is SimpleITK's resampling of the template file, in the template's pixel type
+    W = sitk.ReadImage(str(warped))
+    mine = sitk.GetArrayFromImage(W).astype(np.float64)
+    theirs = sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(tmpl), sitk.sitkFloat64),
+                                                  sitk.ReadImage(str(ref)), sitk.ReadTransform(str(out)),
+                                                  sitk.sitkBSpline, 0.0))
+    inner = (slice(12, -12), slice(12, -12))
+    assert np.mean(np.abs(mine - theirs)[inner]) < 0.02 * np.mean(np.abs(theirs[inner]))
+    assert W.GetPixelID() == sitk.ReadImage(str(tmpl)).GetPixelID()
 
 
 def test_a_bad_method_is_refused_by_the_parser(png_pair, capsys):
@@ -138,3 +242,18 @@ def test_python_dash_m_runs_the_command_line(png_pair, tmp_path):
     assert done.stderr.count("θ =") == 8
     before, after = _mse_through(out, png_pair / "R.png", png_pair / "T.png", 12)
     assert after < 0.03 * before
+
+
+@pytest.mark.parametrize("mode", ["LA", "RGBA", "P", "1"])
+def test_greyscale_pngs_in_other_modes_are_read_as_their_grey_values(png_pair, tmp_path, mode):
+    grey = Image.open(png_pair / "R.png")
+    if mode == "1":
+        grey = grey.point(lambda v: 255 if v > 100 else 0)
+    grey.convert(mode).save(tmp_path / "X.png")
+    assert Image.open(tmp_path / "X.png").mode == mode
+    read = cli.read_image_file(tmp_path / "X.png", "REFERENCE")
+    assert torch.equal(read.values, torch.from_numpy(np.asarray(grey, dtype=np.float64).T))
+    assert read.dtype == "uint8"
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / "C.png")
+    with pytest.raises(ValueError, match="REFERENCE: .* is a colour image"):
+        cli.read_image_file(tmp_path / "C.png", "REFERENCE")

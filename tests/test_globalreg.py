@@ -36,6 +36,16 @@ def test_trust_step_satisfies_the_optimality_conditions(seed, radius):
     assert model(p) <= min(model(q) for q in trial) + 1e-9 * (1 + abs(model(p)))
 
 
+def test_trust_step_with_a_negative_eigenvalue_far_beyond_the_positive_ones_stays_finite():
+    # lambda = (-5e10, 1.4e4): the first shift past -lambda_min, 1e-10 of the largest positive eigenvalue, is below
+    # the spacing of floating-point numbers near 5e10; it used to divide by zero and return no step
+    g, H = np.array([1.0, 1.0]), np.diag([-5e10, 1.4e4])
+    with np.errstate(all="raise"):
+        p = _trust_step(g, H, 0.5)
+    assert np.linalg.norm(p) == pytest.approx(0.5, rel=1e-6)
+    assert g @ p + 0.5 * p @ H @ p == pytest.approx(-0.5 - 0.125 * 5e10, rel=1e-9)  # to the boundary along e_0
+
+
 def test_newton_exact_finds_scipys_minimiser():
     pair = il.synthetic_hand_pair(24, motion={"angle_deg": 15.0})
     objective = il.SSDObjective.from_pair(pair)
@@ -68,6 +78,55 @@ def test_rotation_starts_are_rotations_between_the_domain_centres():
         assert torch.allclose(il.affine(w, c[None])[0], c, atol=1e-12)
     volume = il.SSDObjective.from_pair(il.data.synthetic_volume_motion_pair(6))
     assert rotation_starts(volume, 12, (30.0,)).shape == (12 * 5, 12)
+    # an orientation is applied after each rotation, still about the centres: a reflection no rotation reaches
+    O = torch.tensor([[1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
+    for w, w_o in zip(W, rotation_starts(objective, 12, orientation=O), strict=True):
+        assert torch.allclose(w_o[:4].reshape(2, 2), O @ w[:4].reshape(2, 2), atol=1e-15)
+        assert torch.allclose(il.affine(w_o, c[None])[0], c, atol=1e-12)
+    with pytest.raises(ValueError, match="orientation must be an invertible 2 x 2"):
+        rotation_starts(objective, 12, orientation=torch.zeros(2, 2))
+
+
+def test_a_start_the_caller_trusts_is_refined_besides_the_search():
+    # the hand mirrored (y -> -y about the centre) and turned 10°: no rotation start reaches a reflection, the
+    # mirrored extra start does, and its refined minimum wins over the search's best
+    pair = il.synthetic_hand_pair(32, motion={"angle_deg": 10.0})
+    grid = pair.grid
+    c = torch.tensor(grid.center(), dtype=torch.float64)
+    O = torch.tensor([[1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
+    flip = torch.cat([O.reshape(-1), c - O @ c])
+    mirrored = il.affine(flip, grid.cell_centers(dtype=torch.float64))
+    T = il.SplineImage(pair.template, grid)(mirrored).reshape(grid.m)  # T(flip(x)): the template mirrored
+    objective = il.SSDObjective(il.SplineImage(T, grid), il.SplineImage(pair.reference, grid)).with_overlap()
+    A, b = pair.w_true[:4].reshape(2, 2), pair.w_true[4:]
+    w_true = torch.cat([(O @ A).reshape(-1), O @ b + c - O @ c])  # flip ∘ y_true: flip is its own inverse
+    alone = global_register(objective)
+    trusted = global_register(objective, extra_starts=flip)
+    assert len(trusted.refined_losses) == 2 and torch.equal(trusted.start, flip)
+    assert peers.motion_error(trusted.w, w_true, grid) < peers.SUCCESS_CELLS
+    assert peers.motion_error(alone.w, w_true, grid) > 10 * peers.SUCCESS_CELLS
+    assert trusted.final_loss < 0.1 * alone.final_loss
+    # select="final": both coarse minima are continued (they are far apart), the score picks the mirrored one
+    seen = []
+    final = global_register(objective, extra_starts=flip, select="final", callback=seen.append,
+                            score=lambda w: float(objective.loss(w, 1e-3)))
+    assert {s.path for s in seen if s.theta == 10.0} == {0, 1}
+    assert peers.motion_error(final.w, w_true, grid) < peers.SUCCESS_CELLS
+
+
+def test_continuations_that_meet_go_on_as_one():
+    # the search's best and two copies of it as extra starts reach the same coarse minimum: one continuation
+    objective = il.SSDObjective.from_pair(il.synthetic_hand_pair(24, motion={"angle_deg": 15.0}))
+    seen = []
+    one = global_register(objective)
+    found = global_register(objective, extra_starts=torch.stack([one.start, one.start]), select="final",
+                            callback=seen.append)
+    assert {s.path for s in seen} == {0} and len(found.refined_losses) == 3
+    assert torch.allclose(found.w, one.w, atol=1e-6)
+    with pytest.raises(ValueError, match="select"):
+        global_register(objective, select="best")
+    with pytest.raises(ValueError, match="score must be None or a function"):
+        global_register(objective, select="final", score=3.0)
 
 
 @pytest.mark.parametrize("angle", [135.0, 150.0])

@@ -183,6 +183,14 @@ def user_pngs(tmp_path_factory):
     T = np.clip(np.rint(sitk.GetArrayFromImage(sitk.Resample(R, R, tr.GetInverse(), sitk.sitkBSpline, 0.0))), 0, 255)
     Image.fromarray(T.astype(np.uint8)).save(folder / "T.png")
     Image.fromarray(T[::-1, ::-1].astype(np.uint8)).save(folder / "T180.png")
+    # the same pair with anisotropic pixels, turned 20° in physical space: SimpleITK stores the spacing in the PNGs
+    # (sCAL), and ITK's tools read it back
+    R.SetSpacing((1.6, 1.28))
+    tr.SetCenter((47.5 * 1.6, 39.5 * 1.28))
+    Ts = sitk.Resample(R, R, tr.GetInverse(), sitk.sitkBSpline, 0.0)
+    for name, image in (("R_sp.png", R), ("T_sp.png", Ts)):
+        sitk.WriteImage(sitk.Cast(sitk.Clamp(image, sitk.sitkFloat64, 0, 255), sitk.sitkUInt8), str(folder / name))
+        assert sitk.ReadImage(str(folder / name)).GetSpacing() == (1.6, 1.28)
     return folder
 
 
@@ -194,23 +202,25 @@ def _file_mse(tfm, reference, template):
     return float(np.mean((t - r) ** 2)), float(np.mean((w - r) ** 2))
 
 
-@pytest.mark.parametrize("template, orientation, domain", [("T.png", "upright", "file"),
-                                                           ("T180.png", "rotate_180", "file"),
-                                                           ("T.png", "upright", "paper")])
-def test_the_exported_transform_registers_the_users_files_in_simpleitk(user_pngs, tmp_path, template, orientation,
-                                                                       domain):
+@pytest.mark.parametrize("reference, template, orientation, domain", [("R.png", "T.png", "upright", "file"),
+                                                                      ("R.png", "T180.png", "rotate_180", "file"),
+                                                                      ("R.png", "T.png", "upright", "paper"),
+                                                                      ("R_sp.png", "T_sp.png", "upright", "file")])
+def test_the_exported_transform_registers_the_users_files_in_simpleitk(user_pngs, tmp_path, reference, template,
+                                                                       orientation, domain):
     from imreg_lib.globalreg import global_register
 
-    pair = il.load_pair(user_pngs / "R.png", user_pngs / template, 48, template_orientation=orientation,
+    pair = il.load_pair(user_pngs / reference, user_pngs / template, 48, template_orientation=orientation,
                         domain=domain)
     objective = il.SSDObjective(il.SplineImage(pair.template, pair.grid), il.SplineImage(pair.reference, pair.grid))
     w = global_register(objective).w
     w_file, center = interop.file_transform(w, pair)
     path = interop.write_itk_transform(tmp_path / "user.tfm", w_file, center)
-    before, after = _file_mse(path, user_pngs / "R.png", user_pngs / template)
+    before, after = _file_mse(path, user_pngs / reference, user_pngs / template)
     assert after < 0.05 * before
-    if domain == "file":  # the aspect ratio is kept: the map is a rotation by 20° (no shear) on the grid too
-        assert pair.grid.omega == (0.0, 20.0, 0.0, 20.0 * 80 / 96)
+    if domain == "file":  # the aspect ratio is kept (pixels' spacing included): a rotation by 20° on the grid too
+        spacing = (1.0, 1.0) if reference == "R.png" else (1.6, 1.28)
+        assert pair.grid.omega == pytest.approx((0.0, 20.0, 0.0, 20.0 * 80 * spacing[1] / (96 * spacing[0])))
         A = w[:4].reshape(2, 2)
         a = math.radians(-20.0)  # y down in the file, up on the grid: the turn changes sign
         turn = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=torch.float64)
