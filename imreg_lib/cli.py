@@ -49,6 +49,9 @@ __all__ = ["FileImage", "METHODS", "main", "physical_identity", "physical_transf
 #: The methods of ``--method``: the global driver (default) and the paper's three.
 METHODS = ("global", "predictor_corrector", "traditional", "single_scale")
 _PILLOW = (".png", ".jpg", ".jpeg")
+#: Spreads of the two images (square roots of the traces of their second moments) that differ by more than this
+#: fraction give the global driver a similarity start (:func:`_trusted_starts`).
+SIMILAR_SPREAD = 0.1
 
 
 @dataclass(frozen=True)
@@ -207,14 +210,19 @@ def _moments(image: SplineImage) -> tuple[torch.Tensor, torch.Tensor] | None:
 def _trusted_starts(objective: SSDObjective, w0: torch.Tensor) -> torch.Tensor:
     r"""The global driver's extra starts on files: the physical identity ``w0`` (:math:`y_0(u) = A_0 u + b_0`), and
     the similarity that takes the reference's centroid to the template's, scaled by the ratio :math:`s` of their
-    spreads (square roots of the traces of the second moments), :math:`y(u) = c_T + s A_0 (u - c_R)`: a template of
-    another size (a resized copy, other pixels) that no rotation start reaches."""
+    spreads (square roots of the traces of the second moments), :math:`y(u) = c_T + s A_0 (u - c_R)`, where
+    :math:`s` differs from 1 by more than :data:`SIMILAR_SPREAD`: a template of another size (a resized copy, other
+    pixels) that no rotation start reaches. (Where the sizes agree the similarity adds a continuation, not a
+    start that the others miss.)"""
     d = objective.grid.dim
     mr, mt = _moments(objective.reference), _moments(objective.template)
     if mr is None or mt is None or not mr[1] > 0:
         return w0[None]
     (c_r, var_r), (c_t, var_t) = mr, mt
-    A = torch.sqrt(var_t / var_r) * w0[: d * d].reshape(d, d)
+    s = torch.sqrt(var_t / var_r)
+    if abs(float(s) - 1.0) <= SIMILAR_SPREAD:
+        return w0[None]
+    A = s * w0[: d * d].reshape(d, d)
     return torch.stack([w0, torch.cat([A.reshape(-1), c_t - A @ c_r])])
 
 
