@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None], suffix:
     from it), then rename it to ``path``, so that ``path`` is never half-written; the file gets the permissions of
     a plainly created one (not mkstemp's 0600). Returns ``path``."""
     path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=suffix, dir=path.parent)  # short: a long
+    # name stays within the file system's limit
     os.close(fd)
     tmp = Path(name)
     try:
@@ -49,3 +51,24 @@ def itk_header(path: str | os.PathLike, dim: int = 2,
     if reader.GetDimension() != dim:
         return default
     return tuple(reader.GetOrigin()), tuple(reader.GetSpacing()), tuple(reader.GetDirection())
+
+
+def write_atomic_files(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` with ``tmp`` a path of ``path``'s name in a new temporary folder beside ``path``, then
+    move every file the writer made there into ``path``'s folder, ``path`` itself last, and remove the temporary
+    folder (also on failure). For writers that make companion files named after the main one (MetaImage's ``.mhd``
+    and ``.raw``, Analyze's ``.hdr`` and ``.img``): each file is renamed whole, and the header points at its data
+    under the final name. Returns ``path``."""
+    path = Path(path)
+    folder = Path(tempfile.mkdtemp(prefix=".imreg-", dir=path.parent))
+    try:
+        write(folder / path.name)
+        mask = os.umask(0)
+        os.umask(mask)
+        made = sorted(folder.iterdir(), key=lambda p: p.name == path.name)  # the main file last
+        for p in made:
+            os.chmod(p, 0o666 & ~mask)
+            os.replace(p, path.parent / p.name)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return path

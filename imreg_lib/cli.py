@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 from . import _checks
-from ._files import itk_header, write_atomic
+from ._files import itk_header, write_atomic_files
 from .device import resolve_device
 from .globalreg import THETA_SEARCH, global_register
 from .grid import Grid
@@ -315,7 +316,7 @@ def _writable_folder(option: str, path: Path) -> None:
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{option}: the folder {str(path.parent)!r} does not exist")
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=".imreg-", dir=path.parent)
     except OSError as err:
         raise ValueError(f"{option}: cannot write in the folder {str(path.parent)!r} ({err.strerror})") from None
     os.close(fd)
@@ -365,16 +366,16 @@ def check_warped_path(path: str | os.PathLike, template: FileImage, option: str 
     except ImportError:
         raise ValueError(f"{option}: writing {suffix or 'a file without an ending'} needs SimpleITK (pip install "
                          "SimpleITK); .png and .jpg do not") from None
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix="".join(path.suffixes), dir=path.parent)
-    os.close(fd)
+    folder = tempfile.mkdtemp(prefix=".imreg-", dir=path.parent)  # the trial and any companion file it makes
     try:
-        sitk.WriteImage(sitk.GetImageFromArray(np.zeros((2,) * d, dtype=dtype)), name)
+        sitk.WriteImage(sitk.GetImageFromArray(np.zeros((2,) * d, dtype=dtype)),
+                        os.path.join(folder, "trial" + "".join(path.suffixes)))
     except RuntimeError as err:
         last = str(err).strip().splitlines()[-1] if str(err).strip() else "unknown error"
         raise ValueError(f"{option}: SimpleITK cannot write a {d}D {dtype.name} image as {str(path)!r} "
                          f"({last.strip()})") from None
     finally:
-        Path(name).unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
     return path
 
 
@@ -410,7 +411,7 @@ def write_warped(path: str | os.PathLike, result: FileRegistration, reference: F
         img.SetDirection(reference.direction)
         sitk.WriteImage(img, str(tmp))
 
-    write_atomic(path, write, "".join(path.suffixes) or ".tmp")
+    write_atomic_files(path, write)  # a header and its data file (.mhd and .raw) move together, under their names
     return path
 
 
@@ -475,6 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    written = []
     try:
         _check_options(args)
         reference = read_image_file(args.reference, "REFERENCE")
@@ -493,12 +495,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             + reference.to_physical()[1])
         if args.warped is not None:
             write_warped(args.warped, result, reference, template)
+            written.append(args.warped)
         write_itk_transform(args.out, result.w_physical, center)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError) as err:  # OSError: FileNotFoundError, and a write that fails
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
+        print("interrupted: " + (f"wrote {written[0]} but no transform" if written else "nothing was written"),
+              file=sys.stderr)
         return 130
     wrote = f"wrote {args.out}" + (f" and {args.warped}" if args.warped else "")
     if result.identity_loss > 0:

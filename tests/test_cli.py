@@ -257,3 +257,30 @@ def test_greyscale_pngs_in_other_modes_are_read_as_their_grey_values(png_pair, t
     Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / "C.png")
     with pytest.raises(ValueError, match="REFERENCE: .* is a colour image"):
         cli.read_image_file(tmp_path / "C.png", "REFERENCE")
+
+
+@pytest.mark.parametrize("name", ["W.mhd", "W.hdr", "W.tif", "W" * 236 + ".nii.gz"])
+def test_the_warped_image_is_written_whole_in_any_format_with_nothing_left_over(png_pair, tmp_path, name):
+    # MetaImage (.mhd) and Analyze (.hdr) write a header and a data file: both arrive under their own names; a name
+    # near the file system's limit works; no temporary file or folder is left behind
+    out, warped = tmp_path / ("T" * 240 + ".tfm"), tmp_path / name
+    assert cli.main(["register", str(png_pair / "R.png"), str(png_pair / "T.png"), "--out", str(out), "--warped",
+                     str(warped), "--m", "16", "--quiet"]) == 0
+    W = sitk.ReadImage(str(warped))
+    assert W.GetSize() == (96, 80) and W.GetPixelID() == sitk.sitkUInt8
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]
+    if name == "W.mhd":
+        assert "ElementDataFile = W.raw" in warped.read_text()
+        assert sorted(os.listdir(tmp_path)) == sorted([out.name, "W.mhd", "W.raw"])
+
+
+def test_an_interrupt_after_the_warped_image_says_what_was_written(png_pair, tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "write_itk_transform", interrupted)
+    out, warped = tmp_path / "x.tfm", tmp_path / "w.png"
+    assert cli.main(["register", str(png_pair / "R.png"), str(png_pair / "T.png"), "--out", str(out), "--warped",
+                     str(warped), "--m", "16", "--quiet"]) == 130
+    assert capsys.readouterr().err.strip() == f"interrupted: wrote {warped} but no transform"
+    assert os.listdir(tmp_path) == ["w.png"]
