@@ -53,6 +53,10 @@ _PILLOW = (".png", ".jpg", ".jpeg")
 #: Spreads of the two images (square roots of the traces of their second moments) that differ by more than this
 #: fraction give the global driver a similarity start (:func:`_trusted_starts`).
 SIMILAR_SPREAD = 0.1
+#: The intensity range to which :func:`register_files` scales both images (by one factor, the reference's range
+#: to this), so that ``gtol`` means the same on every intensity scale: an 8-bit image's, on which the default
+#: was chosen.
+INTENSITY_RANGE = 255.0
 
 
 @dataclass(frozen=True)
@@ -235,7 +239,8 @@ def physical_transform(w: torch.Tensor, reference: FileImage, template: FileImag
 
 @dataclass(frozen=True)
 class FileRegistration:
-    """The outcome of :func:`register_files`: internal and physical parameters, losses, time."""
+    """The outcome of :func:`register_files`: internal and physical parameters, the losses at ``theta_min`` on the
+    files' intensities, the time; ``objective`` works on both images' intensities times ``intensity_scale``."""
 
     w: torch.Tensor
     w_physical: torch.Tensor
@@ -243,17 +248,25 @@ class FileRegistration:
     identity_loss: float
     seconds: float
     objective: SSDObjective
+    intensity_scale: float = 1.0
 
 
 def register_files(reference: FileImage, template: FileImage, *, method: str = "global", m: int | None = 64,
                    theta_max: float = 1e3, theta_min: float = 1e-3, n_scales: int = 30, gtol: float = 1e-4,
                    device: str = "auto", progress=None, names: tuple[str, str] = ("reference", "template"),
                    ) -> FileRegistration:
-    """Register ``template`` to ``reference`` (both :class:`FileImage`) with ``method`` (:data:`METHODS`), from the
+    r"""Register ``template`` to ``reference`` (both :class:`FileImage`) with ``method`` (:data:`METHODS`), from the
     identity in the files' physical space (:func:`physical_identity`).
 
     ``progress(line)`` receives one line per scale. The global driver uses ``theta_min`` and ``gtol``; the others
     the schedule ``theta_max``, ``theta_min``, ``n_scales``. ``names`` are how messages call the two images.
+
+    Both images are multiplied by one factor :math:`s`, the reference's intensity range to
+    :data:`INTENSITY_RANGE`, before they are registered. The SSD is then :math:`s^2` times the files', and Newton's
+    iterates do not depend on it (each step is invariant to the factor, up to round-off); what changes is the test
+    :math:`\|\nabla J\| <` ``gtol``, which is thereby the same on every intensity scale: a file of values near
+    1e-9 is registered as its 8-bit copy would be (with the absolute test, it stopped at the identity). The losses
+    reported (progress, result) are the files'.
     """
     _checks.one_of("method", method, METHODS)
     if reference.dim != template.dim:
@@ -269,8 +282,10 @@ def register_files(reference: FileImage, template: FileImage, *, method: str = "
     dev = resolve_device(device)
     size = tuple(min(min(a, b), m) if m is not None else min(a, b)
                  for a, b in zip(reference.values.shape, template.values.shape, strict=True))
-    R = _resampled(reference, max(size)).to(dev)
-    T = _resampled(template, max(size)).to(dev)
+    spread = float(reference.values.max() - reference.values.min())
+    scale = INTENSITY_RANGE / spread if spread > 0 else 1.0
+    R = _resampled(reference, max(size)).to(dev) * scale
+    T = _resampled(template, max(size)).to(dev) * scale
     if R.shape != T.shape:  # different sizes: both to the smaller one per dimension
         pool = torch.nn.functional.adaptive_avg_pool2d if R.dim() == 2 else torch.nn.functional.adaptive_avg_pool3d
         R, T = (pool(v[None, None], size)[0, 0] for v in (R, T))
@@ -285,12 +300,12 @@ def register_files(reference: FileImage, template: FileImage, *, method: str = "
                               orientation=w0[: d * d].reshape(d, d), extra_starts=_trusted_starts(objective, w0),
                               select="final", score=lambda w: float(objective.loss(w, theta_min)),
                               callback=lambda s: report(
-            ("" if s.path == 0 else f"start {s.path + 1}, ") + f"θ = {s.theta:9.3g}: J = {s.loss:.6g}, "
-            f"|∇J| = {s.grad_norm:.2e}, {s.iterations} Newton iterations"))
+            ("" if s.path == 0 else f"start {s.path + 1}, ") + f"θ = {s.theta:9.3g}: J = {s.loss / scale**2:.6g}, "
+            f"|∇J| = {s.grad_norm / scale**2:.2e}, {s.iterations} Newton iterations"))
         w = res.w
     else:
         def each(r):
-            report(f"θ = {r.theta:9.3g}: J = {r.final_loss:.6g}, |∇J| = {r.final_grad_norm:.2e}, "
+            report(f"θ = {r.theta:9.3g}: J = {r.final_loss / scale**2:.6g}, |∇J| = {r.final_grad_norm / scale**2:.2e}, "
                    f"{r.iterations} Newton iterations")
         if method == "single_scale":
             run = single_scale(objective, theta_min, w0, gtol=gtol)
@@ -301,9 +316,9 @@ def register_files(reference: FileImage, template: FileImage, *, method: str = "
             run = predictor_corrector(objective, thetas, w0, gtol=gtol, callback=each, record_start=False)
         w = run.w
     seconds = time.perf_counter() - t0
-    loss = float(objective.loss(w, theta_min))
-    identity = float(objective.loss(w0, theta_min))
-    return FileRegistration(w, physical_transform(w, reference, template), loss, identity, seconds, objective)
+    loss = float(objective.loss(w, theta_min)) / scale**2
+    identity = float(objective.loss(w0, theta_min)) / scale**2
+    return FileRegistration(w, physical_transform(w, reference, template), loss, identity, seconds, objective, scale)
 
 
 _TRANSFORM_SUFFIXES = (".tfm", ".txt")
@@ -437,7 +452,9 @@ def _parser() -> argparse.ArgumentParser:
                      "the global driver)")
     reg.add_argument("--n-scales", type=int, default=30, help="scales of the schedule (default 30; the global "
                      "driver uses its own short one)")
-    reg.add_argument("--gtol", type=float, default=1e-4, help="gradient tolerance at the finest scale")
+    reg.add_argument("--gtol", type=float, default=1e-4,
+                     help="gradient tolerance at the finest scale, on both images scaled by one factor so that the "
+                     "reference's intensities span 255 (the same on any intensity scale)")
     reg.add_argument("--device", default="auto", help="auto, cpu or cuda")
     reg.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
