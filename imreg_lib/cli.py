@@ -45,7 +45,7 @@ from .spline import SplineImage
 from .transformations import Affine, affine
 
 __all__ = ["FileImage", "METHODS", "main", "physical_identity", "physical_transform", "read_image_file",
-           "register_files"]
+           "register_files", "slice_axis"]
 
 #: The methods of ``--method``: the global driver (default) and the paper's three.
 METHODS = ("global", "predictor_corrector", "traditional", "single_scale")
@@ -200,6 +200,61 @@ def physical_identity(reference: FileImage, template: FileImage) -> torch.Tensor
     return torch.from_numpy(np.concatenate([(DTinv @ DR).reshape(-1), DTinv @ (eR - eT)]))
 
 
+def slice_axis(reference: FileImage, template: FileImage, names: tuple[str, str] = ("reference", "template"),
+               ) -> int | None:
+    """The axis along which two 3D files are both one pixel thick (2D images stored as 3D: a DICOM slice, a
+    one-slice NIfTI), which :func:`register_files` registers in the plane of the slices; ``None`` where neither
+    is one pixel thick.
+
+    Raises
+    ------
+    ValueError
+        If only one of them is one slice, they are one slice along different axes, one is a line (one pixel thick
+        along two axes), or their slices lie in different planes (the physical identity mixes the slice axis with
+        the others).
+    """
+    if reference.dim != 3 or template.dim != 3:
+        return None
+    flat = [tuple(k for k, n in enumerate(img.values.shape) if n == 1) for img in (reference, template)]
+    if not flat[0] and not flat[1]:
+        return None
+    if len(flat[0]) != 1 or flat[0] != flat[1]:
+        raise ValueError(f"{names[0]} is {tuple(reference.values.shape)} and {names[1]} "
+                         f"{tuple(template.values.shape)} pixels: 3D files one pixel thick are registered in their "
+                         "plane when both are one slice thick along the same axis")
+    k = flat[0][0]
+    A0 = physical_identity(reference, template)[:9].reshape(3, 3).numpy()
+    off = np.concatenate([np.delete(A0[k], k), np.delete(A0[:, k], k)])
+    if np.abs(off).max() > 1e-6:
+        raise ValueError(f"{names[0]}'s and {names[1]}'s slices lie in different planes (their direction matrices "
+                         "turn one slice's normal away from the other's); resample one into the other's plane first")
+    return k
+
+
+def _in_plane(image: FileImage, k: int) -> FileImage:
+    """A one-slice 3D file as the 2D image of its slice, on its internal in-plane axes (the geometry that
+    :func:`register_files` uses: values, origin and spacing of the other two axes; physical maps stay 3D)."""
+    keep = [j for j in range(3) if j != k]
+    return FileImage(image.values.squeeze(k), tuple(image.origin[j] for j in keep),
+                     tuple(image.spacing[j] for j in keep), (1.0, 0.0, 0.0, 1.0), image.path, image.dtype)
+
+
+def _embedded(w: torch.Tensor, reference: FileImage, template: FileImage, k: int) -> torch.Tensor:
+    r"""The 3D internal map of a registration in the plane of one-slice files (:func:`slice_axis` ``k``): the
+    in-plane map :math:`w` on the other axes, and along ``k`` the physical identity's direction with the shift that
+    takes the reference's slice onto the template's (a one-slice template has nothing to sample off its slice)."""
+    A0 = physical_identity(reference, template)[:9].reshape(3, 3)
+    keep = [j for j in range(3) if j != k]
+    A = torch.zeros(3, 3, dtype=torch.float64)
+    b = torch.zeros(3, dtype=torch.float64)
+    w = w.detach().cpu().double()
+    A[np.ix_(keep, keep)] = w[:4].reshape(2, 2)
+    b[keep] = w[4:]
+    A[k, k] = A0[k, k]
+    b[k] = template.origin[k] - A0[k, k] * reference.origin[k]
+    return torch.cat([A.reshape(-1), b])
+
+
 def _moments(image: SplineImage) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Centroid and second central moment (trace) of an image's values above its minimum, in its domain's units;
     ``None`` for a constant image."""
@@ -240,7 +295,9 @@ def physical_transform(w: torch.Tensor, reference: FileImage, template: FileImag
 @dataclass(frozen=True)
 class FileRegistration:
     """The outcome of :func:`register_files`: internal and physical parameters, the losses at ``theta_min`` on the
-    files' intensities, the time; ``objective`` works on both images' intensities times ``intensity_scale``."""
+    files' intensities, the time; ``objective`` works on both images' intensities times ``intensity_scale``. For
+    one-slice 3D files (:func:`slice_axis`) ``w`` and ``objective`` are those of the slices' plane, ``w_physical``
+    the files' 3D map."""
 
     w: torch.Tensor
     w_physical: torch.Tensor
@@ -249,6 +306,7 @@ class FileRegistration:
     seconds: float
     objective: SSDObjective
     intensity_scale: float = 1.0
+    slice_axis: int | None = None
 
 
 def register_files(reference: FileImage, template: FileImage, *, method: str = "global", m: int | None = 64,
@@ -274,6 +332,10 @@ def register_files(reference: FileImage, template: FileImage, *, method: str = "
                          f"({reference.path}) and {template.dim}D ({template.path})")
     if m is not None:
         _checks.integer("m", m, 4)
+    files = (reference, template)
+    k = slice_axis(reference, template, names)
+    if k is not None:  # 2D images stored as 3D: registered in their plane
+        reference, template = _in_plane(reference, k), _in_plane(template, k)
     for name, img in zip(names, (reference, template), strict=True):
         if min(img.values.shape) < 4:
             raise ValueError(f"{name}: {img.path!r} is {tuple(img.values.shape)} pixels; at least 4 per dimension")
@@ -291,8 +353,12 @@ def register_files(reference: FileImage, template: FileImage, *, method: str = "
         R, T = (pool(v[None, None], size)[0, 0] for v in (R, T))
     objective = SSDObjective(SplineImage(T, Grid(template.omega, tuple(T.shape))),
                              SplineImage(R, Grid(reference.omega, tuple(R.shape))), Affine(reference.dim))
-    w0 = physical_identity(reference, template).to(device=R.device, dtype=R.dtype)
     d = reference.dim
+    w0 = physical_identity(*files)
+    if k is not None:  # the in-plane part of the files' physical identity (slice_axis checked it has no other)
+        keep = [j for j in range(3) if j != k]
+        w0 = torch.cat([w0[:9].reshape(3, 3)[np.ix_(keep, keep)].reshape(-1), w0[9:][keep]])
+    w0 = w0.to(device=R.device, dtype=R.dtype)
     report = progress or (lambda line: None)
     t0 = time.perf_counter()
     if method == "global":
@@ -318,7 +384,8 @@ def register_files(reference: FileImage, template: FileImage, *, method: str = "
     seconds = time.perf_counter() - t0
     loss = float(objective.loss(w, theta_min)) / scale**2
     identity = float(objective.loss(w0, theta_min)) / scale**2
-    return FileRegistration(w, physical_transform(w, reference, template), loss, identity, seconds, objective, scale)
+    w_files = w if k is None else _embedded(w, *files, k)
+    return FileRegistration(w, physical_transform(w_files, *files), loss, identity, seconds, objective, scale, k)
 
 
 _TRANSFORM_SUFFIXES = (".tfm", ".txt")
@@ -402,10 +469,15 @@ def write_warped(path: str | os.PathLike, result: FileRegistration, reference: F
     (PNG and JPEG hold no origin or direction: a PNG written by SimpleITK keeps the spacing)."""
     path = check_warped_path(path, template)
     d = reference.dim
+    geometry = reference
+    if result.slice_axis is not None:  # sampled in the slices' plane, written as one slice
+        reference, template = _in_plane(reference, result.slice_axis), _in_plane(template, result.slice_axis)
     ref_grid = Grid(reference.omega, tuple(reference.values.shape))
     spline = SplineImage(template.values.double(), Grid(template.omega, tuple(template.values.shape)))
     u = ref_grid.cell_centers(dtype=torch.float64)
     values = spline(affine(result.w.detach().cpu().double(), u)).reshape(ref_grid.m).numpy()
+    if result.slice_axis is not None:
+        values = np.expand_dims(values, result.slice_axis)
     dtype = _warped_dtype(template)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
@@ -421,9 +493,9 @@ def write_warped(path: str | os.PathLike, result: FileRegistration, reference: F
             Image.fromarray(values.T).save(tmp, format="PNG" if path.suffix.lower() == ".png" else "JPEG")
             return
         img = sitk.GetImageFromArray(values.transpose(tuple(reversed(range(d)))))
-        img.SetOrigin(reference.origin)
-        img.SetSpacing(reference.spacing)
-        img.SetDirection(reference.direction)
+        img.SetOrigin(geometry.origin)
+        img.SetSpacing(geometry.spacing)
+        img.SetDirection(geometry.direction)
         sitk.WriteImage(img, str(tmp))
 
     write_atomic_files(path, write)  # a header and its data file (.mhd and .raw) move together, under their names
@@ -526,6 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fit = f"J / J(identity) = {result.loss / result.identity_loss:.4g}"
     else:
         fit = "J = 0 at the identity already (the images agree, or hold no contrast)"
-    print(f"registered {template.path} to {reference.path} ({d}D, {args.method}): {fit}, {result.seconds:.2f} s; "
+    kind = f"{d}D" if result.slice_axis is None else "2D slices of 3D files"
+    print(f"registered {template.path} to {reference.path} ({kind}, {args.method}): {fit}, {result.seconds:.2f} s; "
           f"{wrote}")
     return 0

@@ -306,3 +306,61 @@ def test_the_result_does_not_depend_on_the_intensity_scale(png_pair, tmp_path, m
     # (global) from the 8-bit values' (measured on this pair); the absolute test's 1e-9 copy was off by 0.3
     for scale in (1e-9, 1e6):
         assert np.allclose(params[scale], params[1.0], rtol=0, atol=5e-9)
+
+
+def _one_slice(png, path, z, direction, flip=False):
+    """A PNG as a one-slice 3D NIfTI (a 2D image stored as 3D, as a DICOM slice is read) at slice position ``z``;
+    ``flip`` stores the rows in reverse with the origin at the other end, so that the image lies where the unflipped
+    one does under a direction whose second axis is reversed."""
+    a = sitk.GetArrayFromImage(sitk.ReadImage(str(png), sitk.sitkFloat32))[None]
+    if flip:
+        a = np.ascontiguousarray(a[:, ::-1])
+    image = sitk.GetImageFromArray(a)
+    image.SetSpacing((0.9, 0.9, 5.0))
+    image.SetOrigin((-40.0, 30.0 + (0.9 * (a.shape[1] - 1) if flip else 0.0), z))
+    image.SetDirection(direction)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+@pytest.mark.parametrize("case", ["same slice", "other slice position", "reversed axes"])
+def test_one_slice_3d_files_are_registered_in_their_plane(png_pair, tmp_path, case):
+    # a DICOM slice or a one-slice NIfTI is 3D to ITK: registered in the plane, written as a 3D transform and a
+    # one-slice warped image (these were refused: "at least 4 pixels per dimension")
+    eye = (1, 0, 0, 0, 1, 0, 0, 0, 1)
+    z, direction, flip = {"same slice": (12.0, eye, False), "other slice position": (17.5, eye, False),
+                          "reversed axes": (3.0, (1, 0, 0, 0, -1, 0, 0, 0, -1), True)}[case]
+    ref = _one_slice(png_pair / "R.png", tmp_path / "R.nii.gz", 12.0, eye)
+    tmpl = _one_slice(png_pair / "T.png", tmp_path / "T.nii.gz", z, direction, flip)
+    out, warped = tmp_path / "out.tfm", tmp_path / "W.nii.gz"
+    assert cli.main(["register", str(ref), str(tmpl), "--out", str(out), "--warped", str(warped), "--quiet"]) == 0
+    R = sitk.ReadImage(str(ref), sitk.sitkFloat64)
+    T = sitk.ReadImage(str(tmpl), sitk.sitkFloat64)
+    r = sitk.GetArrayFromImage(R)[0, 12:-12, 12:-12]
+    t = sitk.GetArrayFromImage(sitk.ReadImage(str(png_pair / "T.png"), sitk.sitkFloat64))[12:-12, 12:-12]
+    before = float(np.mean((t - r) ** 2))
+    transform = sitk.ReadTransform(str(out))
+    assert transform.GetDimension() == 3
+    w = sitk.GetArrayFromImage(sitk.Resample(T, R, transform, sitk.sitkLinear, 0.0))[0, 12:-12, 12:-12]
+    assert np.mean((w - r) ** 2) < 0.03 * before
+    W = sitk.ReadImage(str(warped), sitk.sitkFloat64)
+    assert W.GetSize() == R.GetSize() and W.GetOrigin() == R.GetOrigin() and W.GetSpacing() == R.GetSpacing()
+    assert np.mean((sitk.GetArrayFromImage(W)[0, 12:-12, 12:-12] - r) ** 2) < 0.03 * before
+
+
+@pytest.mark.parametrize("case, message", [
+    ("volume", "both are one slice thick along the same axis"),
+    ("other plane", "slices lie in different planes"),
+])
+def test_one_slice_files_that_cannot_be_registered_in_a_plane_are_refused(png_pair, tmp_path, capsys, case, message):
+    eye = (1, 0, 0, 0, 1, 0, 0, 0, 1)
+    ref = _one_slice(png_pair / "R.png", tmp_path / "R.nii.gz", 12.0, eye)
+    if case == "volume":
+        tmpl = tmp_path / "T.nii.gz"
+        sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(0).random((6, 80, 96))), str(tmpl))
+    else:  # the template's slice is sagittal: its normal is the reference's first axis
+        tmpl = _one_slice(png_pair / "T.png", tmp_path / "T.nii.gz", 12.0, (0, 0, 1, 0, 1, 0, -1, 0, 0))
+    assert cli.main(["register", str(ref), str(tmpl), "--out", str(tmp_path / "o.tfm")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "o.tfm").exists()
