@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,16 @@ def test_make_exports_what_python_applies():
                          capture_output=True, text=True).stdout
     made = dict(line.split("=", 1) for line in out.split())
     assert made == numerics.apply_defaults({"OMP_NUM_THREADS": "3"}) and made["MKL_NUM_THREADS"] == "3"
+
+
+def test_simpleitk_runs_with_the_pinned_thread_count():
+    # page 05's SimpleITK registrations change with ITK's global thread count (their pyramid's filters follow it),
+    # so a run must not take it from the machine's cores
+    pytest.importorskip("SimpleITK")
+    pinned = numerics.defaults()["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"]
+    env = {k: v for k, v in os.environ.items() if k != "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"}
+    numerics.apply_defaults(env)
+    out = subprocess.run([sys.executable, "-c", "import SimpleITK as s; "
+                          "print(s.ProcessObject.GetGlobalDefaultNumberOfThreads())"],
+                         env=env, check=True, capture_output=True, text=True).stdout
+    assert pinned == "2" and out.strip() == pinned

@@ -8,9 +8,11 @@
 # MKL_CBWR=COMPATIBLE (below) on a busy 2-core machine it made the Diff All Jacobian four times slower.
 OMP_NUM_THREADS ?= 1
 MKL_NUM_THREADS ?= $(OMP_NUM_THREADS)
-# ITK's threads (SimpleITK: the comparison page, the transforms' checks, the command line's warped image): ITK
-# starts one per core by default, which on a many-core machine shared with others oversubscribes it.
-ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS ?= $(OMP_NUM_THREADS)
+# ITK's threads (SimpleITK). ITK starts one per core by default, and page 05's SimpleITK registrations, whose own
+# threads are set to 1, still change with it (their pyramid's filters follow this default): with 1, 2, 3, 4 and 8
+# threads the same pairs ended at five different results, parameter errors up to 6% apart, enough to move a stored
+# digit. Fixed at 2, the count the references were written with, whatever the machine's cores.
+ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS ?= 2
 # MKL's conditional numerical reproducibility: one code path on every x86-64 CPU, Intel or AMD, AVX2 or AVX-512.
 MKL_CBWR ?= COMPATIBLE
 # SciPy's OpenBLAS (the small LAPACK calls of trust-exact and the pre-registration): one thread.

@@ -88,7 +88,8 @@ class SimpleITKSettings(Record):
     rotation_search_steps: int | None = None
     search_shrink: int = 2
     search_sigma: float = 2.0
-    #: ITK threads (1: the same result on every run).
+    #: Threads of the registration itself (1: the same result on every run). The pyramid's filters follow ITK's
+    #: global default instead, which moves the result too: ``tools/numerics.mk`` pins it for the book's runs.
     threads: int = 1
 
     def __post_init__(self) -> None:
