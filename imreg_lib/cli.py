@@ -21,6 +21,7 @@ resample the template file onto the reference file with it.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import sys
@@ -57,6 +58,10 @@ SIMILAR_SPREAD = 0.1
 #: to this), so that ``gtol`` means the same on every intensity scale: an 8-bit image's, on which the default
 #: was chosen.
 INTENSITY_RANGE = 255.0
+#: Problems of more cells than this (3D at ``--m`` above 32) give the global driver a coarse grid, half as fine per
+#: dimension, for its scales above :data:`THETA_FINE` (``global_register``'s ``coarse_objective``).
+COARSE_CELLS = 2**15
+THETA_FINE = 0.05
 
 
 @dataclass(frozen=True)
@@ -362,7 +367,15 @@ def register_files(reference: FileImage, template: FileImage, *, method: str = "
     report = progress or (lambda line: None)
     t0 = time.perf_counter()
     if method == "global":
+        coarse = None
+        if math.prod(R.shape) > COARSE_CELLS and theta_min <= THETA_FINE:  # the smooth scales on half the cells
+            half = tuple(max(4, (n + 1) // 2) for n in R.shape)
+            pool = torch.nn.functional.adaptive_avg_pool2d if d == 2 else torch.nn.functional.adaptive_avg_pool3d
+            Rc, Tc = (pool(v[None, None], half)[0, 0] for v in (R, T))
+            coarse = SSDObjective(SplineImage(Tc, Grid(template.omega, half)),
+                                  SplineImage(Rc, Grid(reference.omega, half)), Affine(d)).with_overlap()
         res = global_register(objective.with_overlap(), theta_min=theta_min, gtol=gtol,
+                              coarse_objective=coarse, theta_fine=THETA_FINE,
                               orientation=w0[: d * d].reshape(d, d), extra_starts=_trusted_starts(objective, w0),
                               select="final", score=lambda w: float(objective.loss(w, theta_min)),
                               callback=lambda s: report(

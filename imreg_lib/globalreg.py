@@ -331,6 +331,7 @@ def global_register(objective: SSDObjective, *, theta_search: float = THETA_SEAR
                     gtol: float = 1e-4, gtol_path: float = 0.3, max_iter: int = 100,
                     orientation: torch.Tensor | None = None, extra_starts: torch.Tensor | None = None,
                     select: str = "refined", score: Callable[[torch.Tensor], float] | None = None,
+                    coarse_objective: SSDObjective | None = None, theta_fine: float = 0.05,
                     callback: Callable[[GlobalScale], None] | None = None) -> GlobalResult:
     r"""Register globally: rotation search at ``theta_search``, exact Newton from the best starts, then
     continuation down to ``theta_min`` (see the module notes).
@@ -369,6 +370,11 @@ def global_register(objective: SSDObjective, *, theta_search: float = THETA_SEAR
         How ``select="final"`` ranks the continuations' results ``w`` (lower is better); default
         :math:`J(w; \theta_{\min})` of ``objective``. On the overlap a result that leaves almost no overlap can
         score near zero; the command line ranks by the SSD with the template's zero extension instead.
+    coarse_objective, theta_fine
+        Optionally the same problem on a coarser grid of the same domain (the images averaged over larger cells),
+        used for the search, the refinement and every scale above ``theta_fine``, where the images are smooth;
+        ``objective`` takes the scales at or below ``theta_fine`` (>= ``theta_min``). Large 3D images: each coarse
+        Newton iteration costs a fraction of a fine one. Default: ``objective`` at every scale.
     callback
         Called with each scale's :class:`GlobalScale` when it is done (progress reports).
     """
@@ -388,19 +394,32 @@ def global_register(objective: SSDObjective, *, theta_search: float = THETA_SEAR
     _checks.one_of("select", select, ("refined", "final"))
     if score is not None and not callable(score):
         raise ValueError(f"score must be None or a function of w, got {score!r}")
+    if coarse_objective is not None:
+        _checks.positive_number("theta_fine", theta_fine)
+        if not theta_fine >= theta_min:
+            raise ValueError(f"theta_fine must be at least theta_min (the finest scale uses objective), got "
+                             f"theta_fine={theta_fine!r}, theta_min={theta_min!r}")
+        if (coarse_objective.grid.omega != objective.grid.omega or coarse_objective.overlap != objective.overlap
+                or type(coarse_objective.transformation) is not type(objective.transformation)):
+            raise ValueError("coarse_objective must be objective's problem on another grid of the same domain "
+                             f"(omega {objective.grid.omega}), with the same transformation and overlap setting")
+
+    def at(theta: float) -> SSDObjective:  # the objective of one scale
+        return objective if coarse_objective is None or theta <= theta_fine else coarse_objective
+
     extra = [] if extra_starts is None else list(torch.atleast_2d(torch.as_tensor(extra_starts)))
     for w in extra:
         objective.transformation.check(w)
     starts = rotation_starts(objective, n_angles, tilts_deg, orientation)
-    losses = _search_losses(objective, theta_search, starts)
+    losses = _search_losses(at(theta_search), theta_search, starts)
     candidates = [starts[k] for k in torch.argsort(losses)[:keep].tolist()]
     candidates += [w.to(device=starts.device, dtype=starts.dtype) for w in extra]
-    coarse = objective.at_scale(theta_search)
+    searched = at(theta_search).at_scale(theta_search)
     n_eval, iters, runs = 0, 0, []
     for start in candidates:
-        first = coarse.derivatives(start, "exact")
+        first = searched.derivatives(start, "exact")
         tol = max(gtol, gtol_path * float(torch.linalg.vector_norm(first[1])))
-        res = newton_exact(coarse.derivatives, start, gtol=tol, max_iter=max_iter, first=first)
+        res = newton_exact(searched.derivatives, start, gtol=tol, max_iter=max_iter, first=first)
         n_eval, iters = n_eval + res.n_evaluations + 1, iters + res.iterations
         runs.append((res.loss, start, res))
     runs.sort(key=lambda r: r[0])  # stable: among equal minima the first start wins
@@ -416,7 +435,7 @@ def global_register(objective: SSDObjective, *, theta_search: float = THETA_SEAR
             float(theta_search), res.iterations, res.n_evaluations, res.loss, res.grad_norm, path)]})
     for n, theta in enumerate(thetas):
         if n > 0:
-            scale = objective.at_scale(theta)
+            scale = at(theta).at_scale(theta)
             for p in paths:
                 first = scale.derivatives(p["w"], "exact")
                 last = n == len(thetas) - 1
@@ -429,7 +448,7 @@ def global_register(objective: SSDObjective, *, theta_search: float = THETA_SEAR
                                                res.grad_norm, p["scales"][0].path))
         kept = []
         for p in sorted(paths, key=lambda p: p["scales"][-1].loss):
-            if not any(_same_motion(p["w"], q["w"], objective.grid) for q in kept):
+            if not any(_same_motion(p["w"], q["w"], at(theta).grid) for q in kept):
                 kept.append(p)
         paths = sorted(kept, key=lambda p: p["scales"][0].path)
         if callback is not None:

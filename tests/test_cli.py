@@ -364,3 +364,34 @@ def test_one_slice_files_that_cannot_be_registered_in_a_plane_are_refused(png_pa
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err and err.count("\n") == 1
     assert not (tmp_path / "o.tfm").exists()
+
+
+def test_a_large_volume_takes_the_smooth_scales_on_half_the_cells(tmp_path, monkeypatch):
+    # 36³ cells (more than cli.COARSE_CELLS): the global driver gets an 18³ objective for its scales above
+    # cli.THETA_FINE, and the map found registers the files
+    from imreg_lib.data import volume_phantom
+
+    n = (36, 36, 36)
+    grid_points = torch.stack(torch.meshgrid(*[torch.linspace(0, 1, k, dtype=torch.float64) for k in n],
+                                             indexing="ij"), -1).reshape(-1, 3) * torch.tensor([20.0, 25.0, 15.0])
+    R = sitk.GetImageFromArray(volume_phantom(grid_points).reshape(n).numpy().transpose(2, 1, 0))
+    R.SetSpacing((0.6, 0.7, 0.45))
+    center = R.TransformContinuousIndexToPhysicalPoint([(k - 1) / 2 for k in n])
+    a = math.radians(130.0)
+    T, _ = _moved(R, (math.cos(a), -math.sin(a), 0.0, math.sin(a), math.cos(a), 0.0, 0.0, 0.0, 1.0),
+                  (0.5, -0.8, 0.3), center)
+    sitk.WriteImage(R, str(tmp_path / "R.mha"))
+    sitk.WriteImage(T, str(tmp_path / "T.mha"))
+    seen = {}
+    driver = cli.global_register
+
+    def spy(objective, **options):
+        seen.update(options)
+        return driver(objective, **options)
+
+    monkeypatch.setattr(cli, "global_register", spy)
+    out = tmp_path / "out.tfm"
+    assert cli.main(["register", str(tmp_path / "R.mha"), str(tmp_path / "T.mha"), "--out", str(out), "--quiet"]) == 0
+    assert seen["coarse_objective"].grid.m == (18, 18, 18) and seen["theta_fine"] == cli.THETA_FINE
+    before, after = _mse_through(out, tmp_path / "R.mha", tmp_path / "T.mha", 4)
+    assert after < 0.03 * before
