@@ -395,3 +395,36 @@ def test_a_large_volume_takes_the_smooth_scales_on_half_the_cells(tmp_path, monk
     assert seen["coarse_objective"].grid.m == (18, 18, 18) and seen["theta_fine"] == cli.THETA_FINE
     before, after = _mse_through(out, tmp_path / "R.mha", tmp_path / "T.mha", 4)
     assert after < 0.03 * before
+
+
+def test_a_cropped_template_is_registered_on_the_references_own_cells(png_pair, tmp_path):
+    # the template a 48 × 40 crop of the moved 96 × 80 image, at its place (origin): the SSD is summed over the
+    # reference's cells (averaged to --m = 64 per dimension; the template interpolated onto as many), and the
+    # residual is SimpleITK's within 4 % (measured 1.036; with both on the crop's 48 × 40 cells it was 1.26)
+    from imreg_lib.paper.peers import SimpleITKSettings, _sitk_method
+
+    R = sitk.ReadImage(str(png_pair / "R.png"), sitk.sitkFloat64)
+    T = sitk.ReadImage(str(png_pair / "T.png"), sitk.sitkFloat64)[20:68, 20:60]
+    sitk.WriteImage(R, str(tmp_path / "R.mha"))
+    sitk.WriteImage(T, str(tmp_path / "T.mha"))
+    reference, template = cli.read_image_file(tmp_path / "R.mha"), cli.read_image_file(tmp_path / "T.mha")
+    assert cli.register_files(reference, template).objective.grid.m == (64, 64)  # --m, not the crop's 48 × 40
+    out = tmp_path / "out.tfm"
+    assert cli.main(["register", str(tmp_path / "R.mha"), str(tmp_path / "T.mha"), "--out", str(out), "--quiet"]) == 0
+
+    def residual(transform):
+        W = sitk.Resample(T, R, transform, sitk.sitkLinear, 0.0)
+        inside = sitk.GetArrayFromImage(sitk.Resample(T * 0 + 1, R, transform, sitk.sitkNearestNeighbor, 0.0)) > 0
+        return float(np.mean((sitk.GetArrayFromImage(W) - sitk.GetArrayFromImage(R))[inside] ** 2))
+
+    settings = SimpleITKSettings()
+    reg = _sitk_method(settings, settings.shrink_factors, settings.smoothing_sigmas)
+    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=settings.learning_rate, minStep=settings.min_step,
+                                                 numberOfIterations=settings.iterations,
+                                                 gradientMagnitudeTolerance=settings.gradient_tolerance)
+    reg.SetOptimizerScalesFromPhysicalShift()
+    reg.SetInitialTransform(sitk.CenteredTransformInitializer(R, T, sitk.AffineTransform(2),
+                                                              sitk.CenteredTransformInitializerFilter.GEOMETRY))
+    theirs = residual(reg.Execute(R, T))
+    ours = residual(sitk.ReadTransform(str(out)))
+    assert ours < 1.1 * theirs
