@@ -53,6 +53,12 @@ THETA_SEARCH = 10.0
 #: centre per axis of a 32 × 32 image ranks the starts of the book's 2D and 3D capture sweeps as all of them do.
 SEARCH_POINTS = 256
 
+#: Below this many times :math:`\epsilon |J|` a predicted decrease is not resolved by the computed :math:`J`
+#: (:func:`newton_exact` then lets the gradient norm decide). At the last Newton steps on a 64 × 56 × 48 volume the
+#: computed decreases scattered by up to 23 :math:`\epsilon |J|`, of either sign, for predicted ones of 0.01-4.
+RESOLVED_DECREASE = 1e3
+_EPS = float(np.finfo(np.float64).eps)
+
 Derivatives = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
@@ -136,6 +142,11 @@ def newton_exact(derivatives: Derivatives, w0: torch.Tensor, *, gtol: float = 1e
     the predicted one (:math:`\rho > 0.15`); the radius shrinks by 4 when :math:`\rho < 1/4` and doubles when
     :math:`\rho > 3/4` at the boundary (Nocedal and Wright, Algorithm 4.1).
 
+    Near the minimum the predicted decrease can fall below the round-off of :math:`J` itself (a sum over every
+    cell), where the computed :math:`\rho` is noise and a good Newton step is rejected again and again while the
+    radius shrinks. Where the predicted decrease is below ``RESOLVED_DECREASE`` :math:`\cdot \epsilon\,|J|`, a step
+    that :math:`\rho` rejects is accepted (as with :math:`\rho = 1`) when it lowers :math:`\|\nabla J\|`.
+
     Parameters
     ----------
     derivatives
@@ -178,6 +189,9 @@ def newton_exact(derivatives: Derivatives, w0: torch.Tensor, *, gtol: float = 1e
         Jt, gt, Ht = derivatives(wt)
         n_eval += 1
         rho = (Jf - float(Jt)) / predicted
+        if (rho <= 0.15 and predicted < RESOLVED_DECREASE * _EPS * abs(Jf)
+                and float(torch.linalg.vector_norm(gt)) < gnorm):
+            rho = 1.0  # J cannot tell this decrease from its round-off: the gradient decides
         if rho < 0.25:
             radius = 0.25 * pn
         elif rho > 0.75 and pn >= 0.99 * radius:

@@ -59,6 +59,36 @@ def test_newton_exact_finds_scipys_minimiser():
     assert ours.n_evaluations <= scipy_run.n_hessians + 5
 
 
+def test_newton_exact_lets_the_gradient_decide_where_j_cannot_resolve_the_decrease():
+    # J = 1e12 + |w|^2 / 2: from |g| = 1e-3 the Newton step predicts a decrease of 5e-7, below J's spacing (1.2e-4),
+    # so the computed decrease is 0 and rho = 0. Rejecting on rho alone shrinks the radius to nothing and stops at
+    # |g| = 1e-3; the step lowers |g| to 0, which decides
+    def derivatives(w):
+        return 1e12 + 0.5 * (w @ w), w.clone(), torch.eye(2, dtype=w.dtype)
+
+    res = newton_exact(derivatives, torch.tensor([6e-4, 8e-4], dtype=torch.float64), gtol=1e-6)
+    assert res.converged and res.grad_norm < 1e-6 and res.n_evaluations == 2
+    # a step that J resolves still goes by rho: a trial that raises J is rejected though |g| falls
+    def bumpy(w):
+        J = 0.5 * (w @ w) + 1e3 * float(torch.all(w.abs() < 1e-5))  # a jump up at the minimum
+        return J, w.clone(), torch.eye(2, dtype=w.dtype)
+
+    res = newton_exact(bumpy, torch.tensor([0.6, 0.8], dtype=torch.float64), gtol=1e-6)
+    assert not res.converged and res.w.abs().max() > 1e-5
+
+
+def test_newton_exact_converges_on_a_real_image_below_the_round_off_of_j():
+    # the MRI slice turned 30 degrees: from the global driver's result (|g| ~ 1e-4) one Newton step predicts a
+    # decrease below the round-off of J (~ 1e4, a sum over 1,024 cells) and reaches |g| ~ 1e-8; judged by rho alone
+    # it was rejected at random and the run stopped above gtol
+    pair = moved_pair(sample_image("mri", device="cpu"), (0.0, 20.0, 0.0, 20.0), 32, motion={"angle_deg": 30.0},
+                      device="cpu")
+    objective = il.SSDObjective.from_pair(pair)
+    w = global_register(objective).w
+    res = newton_exact(objective.at_scale(1e-3).derivatives, w, gtol=1e-6)
+    assert res.converged and res.grad_norm < 1e-6
+
+
 def test_newton_exact_checks_its_options():
     scale = il.SSDObjective.from_pair(il.synthetic_hand_pair(8)).at_scale(1.0)
     with pytest.raises(ValueError, match="gtol"):
