@@ -10,6 +10,8 @@
   Target: the predictor-corrector no slower where it needs fewer Hessians. Separately instrumented runs record
   where the time goes (``in_situ``): the corrector time the predictor saves per step (``break_even_step_ms``)
   against the step's cost inside the run (``step_ms``: θ-tangents, right-hand side, solve).
+  ``corrector_stops`` splits each method's Hessians between the scales its corrector converged on and those it left
+  above ``gtol``, and marks the stall on the spline's cut (ξ = m), which takes about 50 Hessians in either method.
 * The same balance on every pair of the 2D and 3D sweeps (``balance_2d``, ``balance_3d``): Hessians saved and the
   ratio of median times per pair, the break-even (Hessians the predictor must save to pay for its steps) fitted
   over the pairs and predicted from the Fig. 2 accounting, and how the pairs fall on either side of it.
@@ -156,6 +158,48 @@ def _predictor_accounting(pair, repeats: int) -> dict:
             "step_ms": sum(predictor.values()) / steps, "break_even_step_ms": saved / steps, "repeats": repeats}
 
 
+def _corrector_stops(pair, gtol: float = 1e-4) -> dict:
+    """Where the Fig. 2 runs' Hessians go: for each method, the Hessians of the scales whose corrector reached
+    ``gtol`` and of those it left above it (SciPy's trust-exact stops when no step predicts a decrease), with each
+    of the latter's θ, Hessians, message and the distance (cells) from the nearest cell centre to the spline's cut
+    at ξ = m (the authors' window, -2 < ξ < m, ends where the spline is not zero: J jumps there, and a minimiser on
+    the cut stalls the corrector until its radius vanishes)."""
+    from imreg_lib import multiscale, spline
+
+    thetas = il.theta_schedule(1e3, 1e-3, 30)
+    stops, out = [], {}
+    saved = multiscale.newton_trust_region
+
+    def recorded(*args, **kwargs):
+        res = saved(*args, **kwargs)
+        stops.append((res.success, res.message))
+        return res
+
+    multiscale.newton_trust_region = recorded
+    try:
+        for method, driver in (("traditional", il.traditional), ("predictor_corrector", il.predictor_corrector)):
+            stops.clear()
+            objective = il.SSDObjective.from_pair(pair)
+            run = driver(objective, thetas, gtol=gtol)
+            lay = spline._layout(objective.template.grid, "cpu", torch.float64)
+            unconverged = []
+            for rec, (success, message) in zip(run.history, stops, strict=True):
+                if not success:
+                    xi = (objective.transformation(rec.w, objective.x) - lay.lower) / lay.h - 0.5
+                    unconverged.append({"theta": rec.theta, "n_hessians": rec.n_hessians, "message": message,
+                                        "final_grad_norm": rec.final_grad_norm,
+                                        "cut_distance_cells": float((xi - lay.upper_index).abs().min())})
+            out[method] = {"n_hessians": run.n_hessians,
+                           "converged_scales_hessians": run.n_hessians - sum(u["n_hessians"] for u in unconverged),
+                           "unconverged_scales_hessians": sum(u["n_hessians"] for u in unconverged),
+                           "at_the_cut_hessians": sum(u["n_hessians"] for u in unconverged
+                                                      if u["cut_distance_cells"] < 1e-6),
+                           "unconverged": unconverged}
+    finally:
+        multiscale.newton_trust_region = saved
+    return out
+
+
 def _predictor_balance(pairs, repeats: int) -> list[dict]:
     """Traditional against predictor-corrector on every pair of a sweep: Hessians of each, and the median time of
     ``repeats`` interleaved runs with fresh objectives (as for Fig. 2)."""
@@ -243,6 +287,7 @@ def main() -> None:
     fewer = hessians["predictor_corrector"] < hessians["traditional"]
     costs = _unit_costs(pair, args.repeats)
     accounting = _predictor_accounting(pair, args.repeats)
+    stops = _corrector_stops(pair)
     # the same balance over every pair of the sweeps above (fewer repeats: the ratios far from 1 matter here), with
     # the accounting of the page's 3D pair for 3D
     balance2 = _predictor_balance(_pairs_2d(32), args.balance_repeats)
@@ -273,6 +318,8 @@ def main() -> None:
                 "unit_costs_ms": costs,
                 # measured inside instrumented runs (separate from the timed ones above)
                 "in_situ": accounting,
+                # where the Hessians go: the scales the corrector left above gtol, one of them on the spline's cut
+                "corrector_stops": stops,
                 "met": (not fewer) or fig2_med["predictor_corrector"] <= fig2_med["traditional"]},
             "predictor_corrector_vs_traditional_2d": _balance_summary(balance2, accounting),
             "predictor_corrector_vs_traditional_3d": _balance_summary(balance3, accounting3),

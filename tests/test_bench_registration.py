@@ -60,3 +60,16 @@ def test_no_line_through_few_pairs(bench):
     assert summary["fit"] is None and summary["break_even_hessians"]["fitted"] is None
     assert summary["break_even_hessians"]["in_situ"] == pytest.approx(113.0 / 10.2)
     assert summary["above_break_even"] == {"pairs": 2, "no_slower": 2} and summary["met"] is True
+
+
+def test_corrector_stops_account_for_every_hessian_of_fig2(bench):
+    import imreg_lib as il
+
+    stops = bench._corrector_stops(il.synthetic_hand_pair(32, device="cpu"))
+    for method in ("traditional", "predictor_corrector"):
+        s = stops[method]
+        assert s["converged_scales_hessians"] + s["unconverged_scales_hessians"] == s["n_hessians"] > 100
+        assert s["at_the_cut_hessians"] <= s["unconverged_scales_hessians"]
+        for u in s["unconverged"]:  # left above gtol, each with the trust-region's reason
+            assert u["final_grad_norm"] >= 1e-4 and u["n_hessians"] >= 1 and u["message"]
+            assert 1e-3 <= u["theta"] <= 1e3 and u["cut_distance_cells"] >= 0.0
