@@ -54,8 +54,9 @@ THETA_SEARCH = 10.0
 SEARCH_POINTS = 256
 
 #: Below this many times :math:`\epsilon |J|` a predicted decrease is not resolved by the computed :math:`J`
-#: (:func:`newton_exact` then lets the gradient norm decide). At the last Newton steps on a 64 × 56 × 48 volume the
-#: computed decreases scattered by up to 23 :math:`\epsilon |J|`, of either sign, for predicted ones of 0.01-4.
+#: (:func:`newton_exact` then lets the gradient norm decide). At the last Newton steps on a 64 × 56 × 48 volume,
+#: where 0.01-4 :math:`\epsilon |J|` was predicted, the computed decreases scattered by up to 23 :math:`\epsilon |J|`,
+#: of either sign.
 RESOLVED_DECREASE = 1e3
 _EPS = float(np.finfo(np.float64).eps)
 
