@@ -268,7 +268,7 @@ class _Model:
 
 
 def minimize(evaluate: Evaluate, x0: np.ndarray, *, gtol: float = 1e-4, maxiter: int | None = None,
-             ) -> TrustExactResult:
+             accepted: Callable[[], None] | None = None) -> TrustExactResult:
     r"""Minimise with SciPy's ``trust-exact`` from ``x0`` until :math:`\|\nabla J\| <` ``gtol``.
 
     Parameters
@@ -282,11 +282,17 @@ def minimize(evaluate: Evaluate, x0: np.ndarray, *, gtol: float = 1e-4, maxiter:
         Gradient-norm tolerance.
     maxiter
         Iteration limit (SciPy's default ``200 * len(x0)`` if ``None``).
+    accepted
+        Called without arguments whenever the point evaluated last becomes the iterate: after the first evaluation
+        (at ``x0``) and after each accepted step. A caller that keeps the values of that evaluation has those of
+        the result when the run ends, also on a rejected trial point.
     """
     x = np.asarray(x0, dtype=float).flatten()
     maxiter = len(x) * 200 if maxiter is None else maxiter
     trust_radius = INITIAL_TRUST_RADIUS
     m = _Model(x, *evaluate(x))
+    if accepted is not None:
+        accepted()
     k = warnflag = 0
     while m.jac_mag >= gtol:
         try:
@@ -309,6 +315,8 @@ def minimize(evaluate: Evaluate, x0: np.ndarray, *, gtol: float = 1e-4, maxiter:
             trust_radius = min(2 * trust_radius, MAX_TRUST_RADIUS)
         if rho > ETA:
             x, m = x_proposed, m_proposed
+            if accepted is not None:
+                accepted()
         k += 1
         if m.jac_mag < gtol:
             warnflag = 0

@@ -189,7 +189,8 @@ def _minimise(objective: SSDObjective, theta: float, w: torch.Tensor, hessian: P
     own evaluations (``None`` for Levenberg-Marquardt, whose norms are of :math:`J_r^\top r`)."""
     scale = objective.at_scale(theta)
     if hessian == "exact":
-        res = newton_trust_region(scale.derivatives, w, gtol=gtol, maxiter=max_iter, method=newton_method)
+        res = newton_trust_region(scale.derivatives, w, gtol=gtol, maxiter=max_iter, method=newton_method,
+                                  on_accept=scale.keep if newton_method == "trust-exact" else None)
         return (res.w, res.iterations, res.n_hessians, res.hessian, (res.initial_loss, res.initial_grad_norm),
                 (res.loss, res.grad_norm))
     res = levenberg_marquardt(scale.residual, scale.residual_jacobian, w, gtol=gtol,

@@ -96,6 +96,11 @@ class SSDObjective:
     overlap: bool = False
     _scales: dict = field(default_factory=dict, repr=False, compare=False)
     _tangents: dict = field(default_factory=dict, repr=False, compare=False)
+    #: What :meth:`ScaleObjective.derivatives` with a Hessian computed at a point, ``(scale, w, version, ∂D/∂r,
+    #: ∇T, points)`` with the points located on the template's grid and weighed, at two points at most, whatever
+    #: the number of scales: ``"last"``, the last point it saw, and ``"kept"``, a corrector's iterate
+    #: (:meth:`ScaleObjective.keep`). The predictor's right-hand side at a corrector's result reuses them.
+    _seen: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_transformation(self.transformation)
@@ -252,10 +257,6 @@ class ScaleObjective:
     theta: float
     template_coefficients: torch.Tensor
     reference_values: torch.Tensor  # R_θ(x_c), shape (N,)
-    #: What :meth:`derivatives` with a Hessian computed at the last point it saw, ``(w, version, ∂D/∂r, ∇T,
-    #: points)`` with the points located on the template's grid and weighed: the predictor's right-hand side at a
-    #: corrector's accepted iterate reuses them (only the gather of dc/dθ is new).
-    _last: list = field(default_factory=list, repr=False, compare=False)
 
     @property
     def x(self) -> torch.Tensor:
@@ -275,13 +276,23 @@ class ScaleObjective:
         cache (which a driver fills for its whole schedule at once)."""
         return self.problem._tangent(self.theta)
 
+    def keep(self, w: torch.Tensor) -> None:
+        """Keep what :meth:`derivatives` computed at ``w``, if it was the last point it saw, for the predictor's
+        right-hand side there, while a corrector evaluates trial points (the ``on_accept`` of
+        :func:`~imreg_lib.newton_trust_region`). One such point is kept per problem; a later one replaces it."""
+        seen = self.problem._seen
+        last = seen.get("last")
+        if last is not None and last[0] is self and last[1] is w and last[2] == w._version:
+            seen["kept"] = last
+
     def _at(self, w: torch.Tensor) -> tuple[Linearization, torch.Tensor, torch.Tensor, _Points]:
         """``(linearization, ∂D/∂r, ∇T, points)`` at ``w``: those :meth:`derivatives` computed if it last saw this
-        very tensor, unchanged (a corrector's accepted iterate), else computed here."""
-        last, pb = self._last, self.problem
-        if last and last[0] is w and last[1] == w._version:
-            lin = pb._fixed_linearization if pb.transformation.is_linear else pb.transformation.linearize(w, self.x)
-            return lin, *last[2:]
+        very tensor, unchanged, or kept it (a corrector's iterate), else computed here."""
+        pb = self.problem
+        for entry in pb._seen.values():
+            if entry[0] is self and entry[1] is w and entry[2] == w._version:
+                lin = pb._fixed_linearization if pb.transformation.is_linear else pb.transformation.linearize(w, self.x)
+                return lin, *entry[3:]
         y, lin = self._linearize(w)
         tmpl = pb.template
         points = _points(y, tmpl.grid, tmpl.window, 1)
@@ -386,7 +397,7 @@ class ScaleObjective:
         T, dT, *d2T = _derivatives_at(self.template_coefficients, points, orders)
         J, dD, d2D = ssd_block(T - self.reference_values, pb.grid.cell_volume)  # the distance block
         if hessian_kind != "none" and not is_traced(w):  # a corrector's iterate (not a diagnostic's value)
-            self._last[:] = (w, w._version, dD, dT, points)
+            pb._seen["last"] = (self, w, w._version, dD, dT, points)
         lam = dD[:, None] * dT  # dJ/dy
         if hessian_kind == "none":  # reverse mode: no transformation Jacobian needed
             dJ, H = lin.vjp(lam), None

@@ -14,6 +14,7 @@ r"""Optimizers that see only functions of the parameters (FAIR's design: no imag
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ class _Cache:
         self.key: bytes | None = None
         self.value: tuple | None = None
         self.first: tuple | None = None
+        self.accepted: tuple | None = None
         self.n_evaluations = 0
 
     def __call__(self, w: np.ndarray):
@@ -83,6 +85,12 @@ class _Cache:
             if self.first is None:
                 self.first = self.value
         return self.value
+
+    def accept(self, on_accept: Callable[[torch.Tensor], None] | None = None) -> None:
+        """The point evaluated last is the optimizer's iterate now: keep its values (and tell ``on_accept``)."""
+        self.accepted = self.value
+        if on_accept is not None:
+            on_accept(self.value[0])
 
     def fun(self, w):
         _, J, dJ, _ = self(w)
@@ -104,7 +112,8 @@ def _check_positive(name: str, value: float) -> None:
 
 
 def newton_trust_region(derivatives: Derivatives, w0: torch.Tensor, *, gtol: float = 1e-4,
-                        maxiter: int | None = None, method: TrustMethod = "trust-exact") -> NewtonResult:
+                        maxiter: int | None = None, method: TrustMethod = "trust-exact",
+                        on_accept: Callable[[torch.Tensor], None] | None = None) -> NewtonResult:
     """Minimise with a SciPy trust-region Newton method from ``w0`` until ``||∇J|| < gtol``.
 
     Parameters
@@ -119,9 +128,16 @@ def newton_trust_region(derivatives: Derivatives, w0: torch.Tensor, *, gtol: flo
         Iteration limit (SciPy's default ``200 * n`` if ``None``).
     method
         ``"trust-exact"`` (the paper) or ``"trust-ncg"`` (the authors' Fig. 3 script).
+    on_accept
+        ``trust-exact`` only: called with the new iterate (the very tensor given to ``derivatives``, whose
+        evaluation was the last one) at the start and after each accepted step, before any other point is
+        evaluated. :func:`~imreg_lib.multiscale.predictor_corrector` keeps there what the predictor reuses.
     """
     _check_positive("gtol", gtol)
     _checks.one_of("method", method, ("trust-exact", "trust-ncg"), words=True)
+    if on_accept is not None and (method != "trust-exact" or not callable(on_accept)):
+        raise ValueError(f"on_accept must be None or, with method 'trust-exact', a function of the iterate; got "
+                         f"{on_accept!r} with method {method!r}")
     if maxiter is not None and not (isinstance(maxiter, int) and maxiter >= 1):
         raise ValueError(f"maxiter must be a positive integer or None, got {maxiter!r}")
     cache = _Cache(derivatives, w0)
@@ -129,11 +145,13 @@ def newton_trust_region(derivatives: Derivatives, w0: torch.Tensor, *, gtol: flo
     if maxiter is not None:
         options["maxiter"] = maxiter
     if method == "trust-exact":  # SciPy's algorithm and arithmetic, without its per-iteration overhead
-        res = _trust_exact.minimize(cache.all, w0.detach().cpu().numpy(), gtol=gtol, maxiter=maxiter)
+        res = _trust_exact.minimize(cache.all, w0.detach().cpu().numpy(), gtol=gtol, maxiter=maxiter,
+                                    accepted=functools.partial(cache.accept, on_accept))
+        wt, J, dJ, H = cache.accepted  # the iterate's own evaluation: none again where the run ends on a rejection
     else:
         res = scipy.optimize.minimize(cache.fun, w0.detach().cpu().numpy(), jac=True, hess=cache.hess,
                                       method=method, options=options)
-    wt, J, dJ, H = cache(res.x)
+        wt, J, dJ, H = cache(res.x)
     _, J0, dJ0, _ = cache.first
     return NewtonResult(w=wt, loss=float(J), grad_norm=float(torch.linalg.vector_norm(dJ)),
                         initial_loss=float(J0), initial_grad_norm=float(torch.linalg.vector_norm(dJ0)),

@@ -123,25 +123,54 @@ def test_the_right_hand_side_reuses_the_correctors_last_evaluation_only(objectiv
     """At the tensor the corrector last evaluated with its Hessian, the predictor's right-hand side reuses that
     evaluation's points and values (one gather of dc/dθ); anywhere else, or after a change in place, it computes
     them."""
-    scale = objective32.at_scale(0.5)
-    ad = objective32.theta_derivative_of_gradient(W0, 0.5, method="ad")
+    problem = il.SSDObjective(objective32.template, objective32.reference)
+    scale = problem.at_scale(0.5)
+    ad = problem.theta_derivative_of_gradient(W0, 0.5, method="ad")
     w = W0.clone()
     fresh = scale.theta_derivative_of_gradient(w)
-    assert _rel(fresh, ad) < 1e-10 and not scale._last
+    assert _rel(fresh, ad) < 1e-10 and not problem._seen
     scale.derivatives(w)
-    assert scale._last[0] is w
+    assert problem._seen["last"][1] is w
     reused = scale.theta_derivative_of_gradient(w)
     assert _rel(reused, ad) < 1e-10 and _rel(reused, fresh) < 1e-13
     scale.derivatives(W0 + 0.1, "none")  # a value without a Hessian (a diagnostic) leaves the record alone
-    assert scale._last[0] is w
+    assert problem._seen["last"][1] is w
     # the reuse is real: stale values planted in the record move the result; a new tensor or one changed in place
-    # is not taken for the recorded one
-    planted = list(scale._last)
-    scale._last[2] = planted[2] + 1.0  # ∂D/∂r
+    # is not taken for the recorded one, nor is the record taken at another scale
+    planted = problem._seen["last"]
+    problem._seen["last"] = (*planted[:3], planted[3] + 1.0, *planted[4:])  # ∂D/∂r
     assert _rel(scale.theta_derivative_of_gradient(w), ad) > 1e-3
     assert _rel(scale.theta_derivative_of_gradient(w.clone()), ad) < 1e-10
+    other = problem.at_scale(0.25)
+    assert _rel(other.theta_derivative_of_gradient(w),
+                problem.theta_derivative_of_gradient(W0, 0.25, method="ad")) < 1e-10
     w[4] += 0.0
     assert _rel(scale.theta_derivative_of_gradient(w), ad) < 1e-10
+
+
+def test_a_kept_iterate_outlives_later_trial_points_and_two_points_at_most_are_held(objective32):
+    """A corrector's iterate kept with ``keep`` is reused after trial points were evaluated; one record replaces
+    another, so that a run over many scales holds the located points of two points at most (not one per scale)."""
+    problem = il.SSDObjective(objective32.template, objective32.reference)
+    scale = problem.at_scale(0.5)
+    w, trial = W0.clone(), W0 + 0.05
+    scale.derivatives(w)
+    scale.keep(trial)  # not the point evaluated last: nothing is kept
+    assert "kept" not in problem._seen
+    scale.keep(w)
+    planted = problem._seen["kept"]
+    problem._seen["kept"] = (*planted[:3], planted[3] + 1.0, *planted[4:])  # stale ∂D/∂r: visible if reused
+    scale.derivatives(trial)  # a trial point evaluated after the iterate
+    ad = problem.theta_derivative_of_gradient(W0, 0.5, method="ad")
+    assert _rel(scale.theta_derivative_of_gradient(w), ad) > 1e-3  # the kept record, not a recomputation
+    assert _rel(scale.theta_derivative_of_gradient(trial),
+                problem.theta_derivative_of_gradient(trial, 0.5, method="ad")) < 1e-10
+    for theta in (2.0, 1.0, 0.25, 0.125):
+        v = W0.clone()
+        problem.at_scale(theta).derivatives(v)
+        problem.at_scale(theta).keep(v)
+    assert set(problem._seen) == {"last", "kept"}
+    assert all(entry[0] is problem.at_scale(0.125) for entry in problem._seen.values())
 
 
 def test_theta_tangents_of_a_schedule_are_computed_once_and_equal_one_at_a_time(objective32):

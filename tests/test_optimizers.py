@@ -87,3 +87,22 @@ def test_newton_bad_method():
         il.newton_trust_region(_rosenbrock, torch.zeros(2, dtype=torch.float64), method="bfgs")
     with pytest.raises(ValueError, match="maxiter"):
         il.newton_trust_region(_rosenbrock, torch.zeros(2, dtype=torch.float64), maxiter=0)
+
+
+def test_newton_evaluates_no_point_twice_when_the_run_ends_on_a_rejected_trial():
+    # J = 1e12 + |w|^2 / 2 from |g| = 1e-3: the model's decrease (5e-7) is below J's spacing (1.2e-4), so SciPy's rule
+    # stops at the first trial point with "a bad approximation". The result is the start, whose values the run has.
+    points = []
+
+    def derivatives(w):
+        points.append(w.clone())
+        return 1e12 + 0.5 * (w @ w), w.clone(), 2.0 * torch.eye(2, dtype=w.dtype)
+
+    w0 = torch.tensor([1e-3, 0.0], dtype=torch.float64)
+    res = il.newton_trust_region(derivatives, w0, gtol=1e-9)
+    assert not res.success and "bad approximation" in res.message
+    assert len(points) == 2 and not torch.equal(points[0], points[1])  # the start and one rejected trial
+    assert res.n_hessians == 2  # not 3: the start is not evaluated again for the result
+    assert torch.equal(res.w, w0) and res.loss == 1e12 + 0.5e-6 and res.grad_norm == 1e-3
+    torch.testing.assert_close(res.hessian, 2.0 * torch.eye(2, dtype=torch.float64), rtol=0, atol=0)
+    assert res.w.dtype == w0.dtype and res.hessian.dtype == w0.dtype
