@@ -60,11 +60,11 @@ def multiscale(pair12):
     settings = paper.MultiscaleSettings(
         theta_max=1e2, theta_min=1e-3, n_scales=5, n_scales_prediction=4, gtol=1e-4, gtol_single=1e-7,
         gtol_prediction=1e-6, gtol_gn=1e-5, gtol_gn_first=1e-4, newton_method="trust-exact",
-        scale_space_thetas=[1.0])
+        scale_space_thetas=[1.0], timing_repeats=3)
     thetas, thetas_prediction = settings.thetas, settings.thetas_prediction
     objective = il.SSDObjective(il.SplineImage(pair12.template, pair12.grid),
                                 il.SplineImage(pair12.reference, pair12.grid))
-    fig2 = paper.compare_methods(objective, thetas)
+    fig2 = paper.compare_methods(objective, thetas, timing_repeats=settings.timing_repeats)
     results = paper.MultiscaleResults.from_runs(pair12, fig2, settings, m=12, device="cpu")
     fig3 = paper.compare_predictors(objective, thetas_prediction, gtol_newton=1e-6)
     prediction = paper.PredictionResults.from_runs(fig3, thetas=thetas_prediction, newton_method="trust-exact")

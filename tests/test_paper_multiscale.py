@@ -123,3 +123,14 @@ def test_bad_schedule(objective32, thetas, match):
         il.predictor_corrector(objective32, thetas)
     with pytest.raises(ValueError, match=match):
         paper.compare_methods(objective32, thetas)
+
+
+def test_the_timing_repeats_are_pairs_run_after_the_page_runs(pair12):
+    objective12 = il.SSDObjective.from_pair(pair12)
+    thetas = il.theta_schedule(1e2, 1e-2, 4)
+    fig2 = paper.compare_methods(objective12, thetas, timing_repeats=3)
+    assert len(fig2.timing) == 3 and fig2.timing[0] == (fig2.traditional.seconds, fig2.predictor_corrector.seconds)
+    assert all(t > 0 and p > 0 for t, p in fig2.timing)
+    assert fig2.paired_ratio == sorted(p / t for t, p in fig2.timing)[1]
+    with pytest.raises(ValueError, match="timing_repeats"):
+        paper.compare_methods(objective12, thetas, timing_repeats=0)

@@ -22,12 +22,14 @@ from imreg_lib.paper.fullscale import (
     FullScaleSettings,
     FullScaleStart,
 )
+from imreg_lib.paper.multiscale_runs import MethodComparison
 from imreg_lib.paper.peers import CaptureSweep, PeerResult, PeerScore, PeersResults
 from imreg_lib.paper.recorded import PAPER_FACTORS, PAPER_SR, PAPER_TABLE1
 from imreg_lib.paper.results import (
     PREDICTION_VARIANTS,
     ADCostsResults,
     DataResults,
+    Fig2Timing,
     MultiscaleResults,
     PredictionCurve,
     PredictionResults,
@@ -595,3 +597,29 @@ def test_the_predictors_work_against_the_traditional_method():
         ms = _work(ms, "predictor_corrector", seconds=seconds)
         ours = _by_id(report.build_claims({"02_multiscale": ms}))["fig2.predictor_pays_in_time"].ours
         assert ours.startswith("breaks even (within 5%)"), ours
+
+
+def _timed(ms: MultiscaleResults, pairs) -> MultiscaleResults:
+    comparison = MethodComparison(ms.initial_loss, None, ms.traditional, ms.predictor_corrector, tuple(pairs))
+    return replace(ms, fig2_timing=Fig2Timing.from_comparison(comparison))
+
+
+def test_the_time_verdict_rests_on_the_paired_runs_not_on_one_pair():
+    # one lucky pair (0.40 against 0.50 s) among pairs that break even: the median of the paired ratios decides
+    ms = _work(_work(_multiscale(), "predictor_corrector", seconds=0.40), "traditional", seconds=0.50)
+    pairs = [(0.50, 0.40), (0.50, 0.51), (0.52, 0.52), (0.49, 0.50), (0.50, 0.49)]
+    timed = _timed(ms, pairs)
+    assert timed.fig2_timing.repeats == 5 and timed.fig2_timing.paired_ratio == 1.0
+    assert timed.fig2_timing.median_seconds == {"traditional": 0.50, "predictor_corrector": 0.50}
+    ours = _by_id(report.build_claims({"02_multiscale": timed}))["fig2.predictor_pays_in_time"].ours
+    assert ours.startswith("breaks even (within 5%)") and "medians of 5 runs" in ours, ours
+    assert _by_id(report.build_claims({"02_multiscale": ms}))["fig2.predictor_pays_in_time"].ours.startswith("pays off")
+    # a predictor that is 10 % slower on every pair does not pay off, one 10 % faster on the median pair does
+    slower = _timed(ms, [(t, 1.1 * t) for t, _ in pairs])
+    assert _by_id(report.build_claims({"02_multiscale": slower}))["fig2.predictor_pays_in_time"].ours.startswith(
+        "does not pay off")
+    faster = _timed(ms, [(0.5, 0.45), (0.5, 0.44), (0.5, 0.52), (0.5, 0.46), (0.5, 0.6)])
+    assert _by_id(report.build_claims({"02_multiscale": faster}))["fig2.predictor_pays_in_time"].ours.startswith(
+        "pays off")
+    # the record reads back from its JSON
+    assert MultiscaleResults.from_json(timed.to_json()) == timed

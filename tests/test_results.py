@@ -60,8 +60,17 @@ def test_data_results(pair12):
 def test_multiscale_results(multiscale):
     data = _round_trip(multiscale.full)
     assert list(data) == ["data", "settings", "m", "h", "device", "thetas", "initial_loss", "w_true", "single_scale",
-                          "traditional", "predictor_corrector", "prediction", "peak_memory_mb"]
+                          "traditional", "predictor_corrector", "prediction", "peak_memory_mb", "fig2_timing"]
     assert data["settings"]["n_scales"] == 5 and data["thetas"] == list(multiscale.full.settings.thetas)
+    assert data["settings"]["timing_repeats"] == 3
+    timing = data["fig2_timing"]  # the page's runs first, then two more pairs
+    assert list(timing) == ["repeats", "traditional_seconds", "predictor_corrector_seconds", "median_seconds",
+                            "paired_ratio"] and timing["repeats"] == 3
+    assert timing["traditional_seconds"][0] == multiscale.fig2.traditional.seconds
+    assert timing["predictor_corrector_seconds"][0] == multiscale.fig2.predictor_corrector.seconds
+    assert timing["paired_ratio"] == sorted(p / t for t, p in zip(timing["traditional_seconds"],
+                                                                  timing["predictor_corrector_seconds"],
+                                                                  strict=True))[1]
     pc = data["predictor_corrector"]
     assert list(pc) == ["final_loss", "w", "n_hessians", "iterations", "seconds", "history", "parameter_error"]
     assert list(pc["history"][0]) == ["theta", "start_loss", "start_grad_norm", "predicted_loss",

@@ -21,7 +21,9 @@ def _round_trip(settings):
 @pytest.mark.parametrize(("change", "match"), [({"n_scales": 1}, "n_scales"), ({"theta_min": 0.0}, "theta_min"),
                                                ({"theta_max": 1e-4}, "theta_max"), ({"gtol_gn": 0}, "gtol_gn"),
                                                ({"newton_method": "bfgs"}, "newton_method"),
-                                               ({"scale_space_thetas": [1.0, -1.0]}, "scale_space_thetas")])
+                                               ({"scale_space_thetas": [1.0, -1.0]}, "scale_space_thetas"),
+                                               ({"timing_repeats": 0}, "timing_repeats"),
+                                               ({"timing_repeats": 2.5}, "timing_repeats")])
 def test_check_multiscale_parameters(change, match):
     settings = paper.MultiscaleSettings(**_MS)
     thetas, thetas_prediction = settings.thetas, settings.thetas_prediction

@@ -33,8 +33,9 @@ def test_multiscale_text(multiscale):
     assert tables.fig2_work(multiscale.fig2).splitlines()[0].split() == ["method", "Newton", "iterations",
                                                                          "Hessians", "time"]
     work = tables.fig2_work_phrases(multiscale.fig2, fig2_verdict)
-    assert set(work) == {"fig2_hess_pc", "fig2_hess_trad", "fig2_time_pc", "fig2_time_trad", "fig2_pays",
-                         "fig2_saves"}
+    assert set(work) == {"fig2_hess_pc", "fig2_hess_trad", "fig2_time_pc", "fig2_time_trad", "fig2_timing_pairs",
+                         "fig2_timing_ratio", "fig2_pays", "fig2_saves"}
+    assert work["fig2_timing_pairs"] == str(len(multiscale.fig2.timing))
     assert work["fig2_pays"] in ("pays off", "does not pay off", "breaks even (within 5%)")
     assert work["fig2_saves"] == fig2_verdict["fig2.predictor_saves_hessians"].status
     verdict = {c.id: c for c in report.fig3_claims(multiscale.full)}

@@ -7,9 +7,11 @@ Fig. 2 is :func:`compare_methods`, Fig. 3 :func:`compare_predictors` (each predi
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .. import _checks
 from ..multiscale import (
     MultiscaleResult,
     _check_options,
@@ -76,34 +78,62 @@ def prediction_quality(objective: SSDObjective, result: MultiscaleResult, *, as_
 
 @dataclass(frozen=True)
 class MethodComparison:
-    """Single scale vs traditional multi-scale vs predictor-corrector on one problem (paper Fig. 2)."""
+    """Single scale vs traditional multi-scale vs predictor-corrector on one problem (paper Fig. 2).
+
+    ``timing`` holds the seconds ``(traditional, predictor-corrector)`` of pairs of runs made one after the other:
+    first the two runs here, then any repeats (:func:`compare_methods`' ``timing_repeats``).
+    """
 
     initial_loss: float
     single_scale: MultiscaleResult
     traditional: MultiscaleResult
     predictor_corrector: MultiscaleResult
+    timing: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def paired_ratio(self) -> float:
+        """The median over the pairs of ``timing`` of the predictor-corrector's time over the traditional
+        method's (one pair: the ratio of the runs here)."""
+        pairs = self.timing or ((self.traditional.seconds, self.predictor_corrector.seconds),)
+        return statistics.median(p / t for t, p in pairs)
 
 
 def compare_methods(objective: SSDObjective, thetas: Sequence[float], *, gtol: float = 1e-4,
-                    gtol_single: float = 1e-7, newton_method: TrustMethod = "trust-exact") -> MethodComparison:
+                    gtol_single: float = 1e-7, newton_method: TrustMethod = "trust-exact",
+                    timing_repeats: int = 1) -> MethodComparison:
     """Run the three methods of Fig. 2 from the identity; the single-scale run is at ``thetas[-1]``.
 
     Everything is validated before the first minimisation starts, and the schedule's scales are built before the
     first method is timed: the methods share the objective, so that otherwise the first multi-scale method would pay
     for building the scales that the second finds ready.
+
+    Parameters
+    ----------
+    timing_repeats
+        Pairs of traditional and predictor-corrector runs to time (at least 1, the runs returned). Each further
+        pair runs, one method after the other, on a copy of ``objective`` without its per-scale caches, its
+        scales built first as for the first pair: a single pair's ratio moves by several per cent from run to run.
     """
     thetas = check_schedule(thetas)
     _check_options(gtol, "exact", newton_method)
     _check_options(gtol_single, "exact", newton_method)
+    _checks.integer("timing_repeats", timing_repeats, 1)
     for theta in thetas:
         objective.at_scale(theta)
     initial = float(objective.loss(objective.identity(), thetas[-1]))
-    return MethodComparison(
-        initial_loss=initial,
-        single_scale=single_scale(objective, thetas[-1], gtol=gtol_single, newton_method=newton_method),
-        traditional=traditional(objective, thetas, gtol=gtol, newton_method=newton_method),
-        predictor_corrector=predictor_corrector(objective, thetas, gtol=gtol, newton_method=newton_method),
-    )
+    single = single_scale(objective, thetas[-1], gtol=gtol_single, newton_method=newton_method)
+    trad = traditional(objective, thetas, gtol=gtol, newton_method=newton_method)
+    pc = predictor_corrector(objective, thetas, gtol=gtol, newton_method=newton_method)
+    timing = [(trad.seconds, pc.seconds)]
+    for _ in range(timing_repeats - 1):
+        copy = objective.with_overlap(objective.overlap)  # the same images and splines, no per-scale caches
+        for theta in thetas:
+            copy.at_scale(theta)
+        timing.append((traditional(copy, thetas, gtol=gtol, newton_method=newton_method).seconds,
+                       predictor_corrector(copy, thetas, gtol=gtol, newton_method=newton_method,
+                                           record_start=False).seconds))
+    return MethodComparison(initial_loss=initial, single_scale=single, traditional=trad, predictor_corrector=pc,
+                            timing=tuple(timing))
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from .recorded import PAPER_SR
 from .settings import ADCostsSettings, MultiscaleSettings, SuperresolutionSettings
 from .superres_runs import ProjectionCost, parameter_error
 
-__all__ = ["PREDICTION_VARIANTS", "ADCostsResults", "DataResults", "MultiscaleResults", "OtherSolverRun",
+__all__ = ["PREDICTION_VARIANTS", "ADCostsResults", "DataResults", "Fig2Timing", "MultiscaleResults", "OtherSolverRun",
            "PaperSRNumbers", "PeersResults", "PredictionCurve", "PredictionResults", "PredictionSummary",
            "PredictorRun", "RegistrationRun", "ReproductionResults", "ScaleStep", "StartRecord",
            "SuperresolutionResults", "SuperresolutionTimings", "TaylorCurve", "VarProSummary"]
@@ -159,6 +159,26 @@ class RegistrationRun(Record):
         error = None if w_true is None else (run.w - w_true).abs().max().item()
         return cls(run.final_loss, tuple(run.w.tolist()), run.n_hessians, run.iterations, run.seconds,
                    tuple(ScaleStep.from_record(r) for r in run.history), error)
+
+
+@dataclass(frozen=True)
+class Fig2Timing(Record):
+    """Fig. 2's traditional and predictor-corrector runs timed in pairs, one method after the other
+    (:attr:`~imreg_lib.paper.multiscale_runs.MethodComparison.timing`): the seconds of each run, their medians and
+    the median of the paired ratios (predictor-corrector over traditional)."""
+
+    repeats: int
+    traditional_seconds: tuple[float, ...]
+    predictor_corrector_seconds: tuple[float, ...]
+    median_seconds: Mapping[str, float]
+    paired_ratio: float
+
+    @classmethod
+    def from_comparison(cls, comparison: MethodComparison) -> Fig2Timing:
+        pairs = comparison.timing or ((comparison.traditional.seconds, comparison.predictor_corrector.seconds),)
+        trad, pc = (tuple(p[k] for p in pairs) for k in (0, 1))
+        return cls(len(pairs), trad, pc, {"traditional": float(np.median(trad)),
+                                          "predictor_corrector": float(np.median(pc))}, comparison.paired_ratio)
 
 
 def _none_for_nan(values: Sequence[float]) -> tuple[float | None, ...]:
@@ -285,6 +305,9 @@ class MultiscaleResults(Record):
     #: Fig. 3 (``None`` until it has run; the report's Fig. 2 claims need only the rest).
     prediction: PredictionResults | None = None
     peak_memory_mb: float | None = None
+    #: The traditional and predictor-corrector runs timed in pairs (``None`` in results written before it existed:
+    #: the report then compares the single runs above).
+    fig2_timing: Fig2Timing | None = None
 
     @classmethod
     def from_runs(cls, pair: ImagePair, comparison: MethodComparison, settings: MultiscaleSettings, *, m: int,
@@ -294,7 +317,8 @@ class MultiscaleResults(Record):
         runs = (comparison.single_scale, comparison.traditional, comparison.predictor_corrector)
         return cls(pair.source, settings, m, tuple(pair.grid.h), str(device), settings.thetas,
                    comparison.initial_loss, None if w_true is None else tuple(w_true.tolist()),
-                   *(RegistrationRun.from_result(r, w_true) for r in runs))
+                   *(RegistrationRun.from_result(r, w_true) for r in runs),
+                   fig2_timing=Fig2Timing.from_comparison(comparison))
 
 
 # ---- 03_superresolution -----------------------------------------------------------------------------------------

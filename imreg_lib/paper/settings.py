@@ -91,10 +91,14 @@ class MultiscaleSettings(Record):
     newton_method: str
     scale_space_thetas: tuple[float, ...] = ()
     m_scale_space: int | None = None
+    #: Pairs of Fig. 2's traditional and predictor-corrector runs timed one after the other (the page's runs and
+    #: ``timing_repeats - 1`` more): whether the predictor pays in time is judged on their paired ratios.
+    timing_repeats: int = 1
 
     def __post_init__(self) -> None:
         theta_schedule(self.theta_max, self.theta_min, self.n_scales)
         _checks.integer("n_scales_prediction", self.n_scales_prediction, 2)
+        _checks.integer("timing_repeats", self.timing_repeats, 1)
         for name in ("gtol", "gtol_single", "gtol_prediction", "gtol_gn", "gtol_gn_first"):
             self._set(name, _checks.positive_number(name, getattr(self, name)))
         _checks.one_of("newton_method", self.newton_method, NEWTON_METHODS, words=True)
