@@ -77,3 +77,16 @@ def test_every_citation_is_in_the_bibliography():
     cited = {k.strip() for s in sources for group in re.findall(r"\{cite:[pt]\}`([^`]+)`", s)
              for k in group.split(",")}
     assert cited and cited <= keys, sorted(cited - keys)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_reads_every_parameter(path):
+    """Papermill's own reading of the parameters cell (``papermill --help-notebook``, and the types it gives
+    ``-p`` values) finds every name the cell assigns: a line it cannot parse (a colon in the comment) is skipped
+    with a mere warning."""
+    from papermill.translators import PythonTranslator
+
+    cell = next(c for c in _read(path).cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [m.group(1) for line in cell.source.splitlines() if (m := re.match(r"(\w+)\s*=", line))]
+    found = [p.name for p in PythonTranslator.inspect(cell)]
+    assert assigned and found == assigned
