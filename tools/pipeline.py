@@ -120,23 +120,32 @@ def _kernel_manager_class(started: list | None = None):
     return IPCKernelManager
 
 
-#: How long (seconds) a kernel may use no CPU time at all, its own or its children's, while papermill waits on it,
-#: before :func:`execute_notebook` takes the run as lost and runs the notebook once more. Every cell of the book
-#: computes; an idle kernel under a cell that papermill still waits for is the lost-message hang between nbclient
-#: and ipykernel around widget cells (jupyter/nbclient#312), in which nbclient's own per-cell limit may never fire.
+#: How long (seconds) a kernel may stay idle, its own CPU time and its children's growing by less than
+#: :data:`IDLE_CPU_FRACTION` of the time that passed, while papermill waits on it, before :func:`execute_notebook`
+#: takes the run as lost and runs the notebook once more. Every cell of the book computes; an idle kernel under a
+#: cell that papermill still waits for is the lost-message hang between nbclient and ipykernel around widget cells
+#: (jupyter/nbclient#312), in which nbclient's own per-cell limit may never fire.
 STALL_TIMEOUT = 120.0
+#: Below this share of one core a kernel counts as idle. A kernel in the lost-message hang is not at zero: its
+#: threads (heartbeat, I/O) add a clock tick of system time every few seconds (measured: 0.01 s in 5 to 20 s), which
+#: kept a watch for CPU time that does not move at all from firing for 15 minutes; a cell that computes uses a
+#: whole core.
+IDLE_CPU_FRACTION = 0.05
 
 
 class _Watchdog:
     """Watches the CPU time of the kernel the current papermill run started (and of its child processes); kills
-    the kernel when that has not moved for ``stall_timeout`` seconds, so that nbclient, which polls the kernel
-    every second, stops with a dead-kernel error. If the run still has not returned ``grace`` seconds later and
-    runs in the main thread, the main thread is interrupted (``KeyboardInterrupt``) as a last resort."""
+    the kernel when, over the last ``stall_timeout`` seconds, that grew by less than ``idle_fraction`` of them
+    (:data:`IDLE_CPU_FRACTION`), so that nbclient, which polls the kernel every second, stops with a dead-kernel
+    error. If the run still has not returned ``grace`` seconds later and runs in the main thread, the main thread is
+    interrupted (``KeyboardInterrupt``) as a last resort."""
 
-    def __init__(self, started: list, stall_timeout: float, poll: float = 1.0, grace: float = 30.0) -> None:
+    def __init__(self, started: list, stall_timeout: float, poll: float = 1.0, grace: float = 30.0,
+                 idle_fraction: float = IDLE_CPU_FRACTION) -> None:
         import threading
 
         self.started, self.stall_timeout, self.poll, self.grace = started, stall_timeout, poll, grace
+        self.idle_fraction = idle_fraction
         self.fired = False
         self.idle_seconds = 0.0
         self._done = threading.Event()
@@ -161,18 +170,23 @@ class _Watchdog:
             return None
 
     def _run(self) -> None:
+        import collections
         import time
 
-        last, since = None, time.monotonic()
+        samples: collections.deque = collections.deque()  # (time, CPU time), the oldest at or before the window
         while not self._done.wait(self.poll):
             process = getattr(getattr(self.started[-1], "provisioner", None), "process", None) if self.started else None
             cpu = None if process is None else self._cpu(process.pid)
             now = time.monotonic()
-            if cpu is None or cpu != last:
-                last, since = cpu, now
+            if cpu is None:  # no kernel yet, or it is gone: nothing to judge
+                samples.clear()
                 continue
-            if now - since >= self.stall_timeout:
-                self.fired, self.idle_seconds = True, now - since
+            samples.append((now, cpu))
+            while len(samples) > 1 and samples[1][0] <= now - self.stall_timeout:
+                samples.popleft()
+            start, cpu_then = samples[0]
+            if now - start >= self.stall_timeout and cpu - cpu_then < self.idle_fraction * (now - start):
+                self.fired, self.idle_seconds = True, now - start
                 try:
                     process.kill()
                 except OSError:
@@ -200,7 +214,7 @@ def execute_notebook(src: Path, dst: Path, params_file: str | Sequence[str] | No
     cell. The numeric settings of ``tools/numerics.mk`` are applied to the kernel's environment where the
     environment does not set them.
 
-    A kernel that uses no CPU time for ``stall_timeout`` seconds while papermill waits on it (:data:`STALL_TIMEOUT`;
+    A kernel that stays idle for ``stall_timeout`` seconds while papermill waits on it (:data:`STALL_TIMEOUT`;
     ``None``: no watch) is killed and the notebook run once more from the start, with a warning on stderr; a second
     stall stops with a ``RuntimeError`` naming the notebook and the cell.
     """
@@ -248,7 +262,8 @@ def execute_notebook(src: Path, dst: Path, params_file: str | Sequence[str] | No
             index, first = _running_cell(tmp) if tmp.is_file() else (-1, "")
             if record is not None and tmp.is_file():
                 write_execution_record(tmp, src, params, record, status="stalled")
-            where = (f"{src}: the kernel used no CPU time for {watchdog.idle_seconds:.0f} s while cell {index} "
+            where = (f"{src}: the kernel was idle (below {watchdog.idle_fraction:.0%} of a core) for "
+                     f"{watchdog.idle_seconds:.0f} s while cell {index} "
                      f"({first!r}) ran")
             if attempt == 2:
                 raise RuntimeError(f"{where}, in both runs: killed (stall_timeout {stall_timeout} s)") from exc
