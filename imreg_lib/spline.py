@@ -229,30 +229,59 @@ def _piece_derivatives(max_order: int, device: str, dtype: torch.dtype) -> torch
 
 @functools.lru_cache(maxsize=64)
 @untraced_function
-def _selection(dim: int, order: int, table: int, device: str, dtype: torch.dtype) -> torch.Tensor:
-    """One-hot map from the table of mixed partials (orders 0..table-1 per axis) to the order-k tensor."""
-    multi = list(itertools.product(range(dim), repeat=order))
-    S = torch.zeros(table**dim, len(multi), dtype=dtype)
-    for col, alpha in enumerate(multi):
-        counts = [alpha.count(j) for j in range(dim)]
-        S[sum(c * table ** (dim - 1 - j) for j, c in enumerate(counts)), col] = 1.0
-    return S.to(device)
+def _order_rows(dim: int, order: int, table: int, device: str) -> torch.Tensor:
+    """Where the entries of the order-``order`` derivative tensor (``dim**order`` multi-indices, row-major) sit
+    among the ``table**dim`` mixed partials of :func:`_contract` (orders 0..table-1 per axis, axis 0 the most
+    significant)."""
+    rows = []
+    for alpha in itertools.product(range(dim), repeat=order):
+        rows.append(sum(alpha.count(j) * table ** (dim - 1 - j) for j in range(dim)))
+    return torch.tensor(rows, device=device)
 
 
-def _kernel(G: torch.Tensor, W: torch.Tensor, orders: tuple[int, ...]) -> list[torch.Tensor]:
-    """Derivatives in index units of the spline from gathered coefficients ``G`` (N, 4^d) and the per-axis
-    weights ``W`` (N, d, K, 4) of :class:`_Points`, ``K = max(orders) + 1``.
+#: The contraction of :func:`_contract` runs over blocks of points whose largest temporary holds about this many
+#: numbers (8 MiB in float64): it stays in cache, where one pass over millions of 3D points would not.
+_BLOCK_NUMBERS = 2**20
 
-    Returns one tensor per requested order k, of shape ``(N,) + (d,) * k``.
+
+def _contract(G: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    r"""The mixed partials of the spline at located points from their gathered neighbouring coefficients.
+
+    With :math:`G_{a_0 \dots a_{d-1}, n}` the coefficient of neighbour :math:`a` of point :math:`n` and
+    :math:`W_{j, p, a, n} = \beta^{(p)}(t_{n,j} - a)` (:class:`_Points`),
+
+    .. math::
+        D_{p_0 \dots p_{d-1}, n} = \sum_{a_0} W_{0, p_0, a_0, n} \cdots \sum_{a_{d-1}} W_{d-1, p_{d-1}, a_{d-1}, n}\,
+        G_{a_0 \dots a_{d-1}, n},
+
+    the last axis first. The points run along the innermost axis, so every step is one elementwise product and
+    one sum over a neighbour axis, vectorised over the points (a batched matrix product of one tiny matrix per
+    point costs several times more here).
+
+    Parameters
+    ----------
+    G
+        ``lead + (4^d, N)``: the neighbours of each point, ``lead`` any batch shape (several coefficient arrays).
+    W
+        ``(d, K, 4, N)``: the per-axis weights and their derivatives up to order ``K - 1``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``lead + (K^d, N)``, the partial of orders :math:`(p_0, \dots, p_{d-1})` at row
+        :math:`\sum_j p_j K^{d-1-j}`, in index units.
     """
-    n, d, K = W.shape[:3]
-    D = G.reshape((n,) + (4,) * d)
-    for j in range(d):  # contract the leading neighbour axis, append the derivative-order axis
-        D = torch.einsum("na...,npa->n...p", D, W[:, j])
-    D = D.reshape(n, K**d)
-    if orders == (0,):
-        return [D[:, 0]]
-    return [(D @ _selection(d, k, K, str(W.device), W.dtype)).reshape((n,) + (d,) * k) for k in orders]
+    d, K, _, n = W.shape
+    block = max(1, _BLOCK_NUMBERS // (4**d * K))
+    if n > block:
+        return torch.cat([_contract(G[..., i:i + block], W[..., i:i + block]) for i in range(0, n, block)], dim=-1)
+    lead = G.shape[:-2]
+    D = G.reshape(lead + (4 ** (d - 1), 4, 1, n))  # (neighbours a_0 .. a_{d-2}, a_{d-1}, orders so far, N)
+    for j in range(d - 1, -1, -1):  # a_j -> p_j: (4^j, 4, R, N) -> (4^j, K, R, N), R = K^(d-1-j)
+        D = (D.unsqueeze(-4) * W[j][:, :, None, :]).sum(-3)
+        if j:
+            D = D.reshape(lead + (4 ** (j - 1), 4, K ** (d - j), n))
+    return D.reshape(lead + (K**d, n))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -281,27 +310,29 @@ def _layout(grid: Grid, device: str, dtype: torch.dtype) -> _Layout:
 
 
 def _locate(x: torch.Tensor, grid: Grid, window: str):
-    """Where the points ``x`` sit among the cells: ``(layout, valid, t, index)`` with ``valid`` the window mask,
-    ``t`` the local coordinates in [0, 1) per dimension and ``index`` the flat indices of the 4^d neighbouring
-    coefficients in the coefficient array padded by (3, 2) per dimension."""
+    """Where the points ``x`` sit among the cells: ``(layout, valid, t, corner)`` with ``valid`` the window mask,
+    ``t`` the local coordinates in [0, 1) per dimension and ``corner`` the flat index of each point's first
+    neighbour in the coefficient array padded by (3, 2) per dimension (its 4^d neighbours are ``corner +
+    layout.offsets``)."""
     lay = _layout(grid, str(x.device), x.dtype)
     xi = (x - lay.lower) / lay.h - 0.5
     valid = ((xi > WINDOWS[window]) & (xi < lay.upper_index)).all(dim=-1)
     base = torch.minimum(torch.floor(xi).clamp_min(-2.0), lay.upper_index - 1.0)
     t = xi - base
-    index = ((base.long() + 2) * lay.strides).sum(-1, keepdim=True) + lay.offsets
-    return lay, valid, t, index
+    corner = ((base.long() + 2) * lay.strides).sum(-1)
+    return lay, valid, t, corner
 
 
 @dataclass(frozen=True, eq=False)
 class _Points:
     """Points located among a grid's cells with their per-axis kernel weights: all that evaluations of any
-    coefficients at the same points share (:func:`_points`)."""
+    coefficients at the same points share (:func:`_points`). The points run along the last axis of each tensor
+    (:func:`_contract`)."""
 
     grid: Grid
     mask: torch.Tensor  #: (N,): 1 inside the valid window, 0 outside
-    index: torch.Tensor  #: (N, 4^d): the neighbours in the flattened coefficients padded by (3, 2) per axis
-    weights: torch.Tensor  #: (N, d, K, 4): the p-th derivative (p < K) of neighbour a's weight along axis j
+    index: torch.Tensor  #: (4^d, N): the neighbours in the flattened coefficients padded by (3, 2) per axis
+    weights: torch.Tensor  #: (d, K, 4, N): the p-th derivative (p < K) of neighbour a's weight along axis j
     h: torch.Tensor  #: (d,) cell widths, for derivatives in physical units
 
 
@@ -310,11 +341,12 @@ def _points(x: torch.Tensor, grid: Grid, window: str, max_order: int) -> _Points
     _checks.one_of("window", window, WINDOWS)
     if x.dim() != 2 or x.shape[-1] != grid.dim:
         raise ValueError(f"x must have shape (N, {grid.dim}), got {tuple(x.shape)}")
-    lay, valid, t, index = _locate(x, grid, window)
-    C = _piece_derivatives(max_order, str(t.device), t.dtype)
-    tpow = torch.stack([torch.ones_like(t), t, t * t, t * t * t], dim=-1)  # (N, d, 4)
-    W = torch.einsum("njq,paq->njpa", tpow, C)  # (N, d, K, 4): p-th derivative of neighbour a's weight
-    return _Points(grid, valid.to(x.dtype), index, W, lay.h)
+    lay, valid, t, corner = _locate(x, grid, window)
+    C = _piece_derivatives(max_order, str(t.device), t.dtype)  # (K, 4 neighbours, 4 powers)
+    t = t.T  # (d, N)
+    tpow = torch.stack([torch.ones_like(t), t, t * t, t * t * t], dim=1)  # (d, 4 powers, N)
+    W = torch.matmul(C.reshape(-1, 4), tpow).reshape(grid.dim, C.shape[0], 4, -1)  # (d, K, 4, N)
+    return _Points(grid, valid.to(x.dtype), lay.offsets[:, None] + corner, W, lay.h)
 
 
 def _derivatives_at(coefficients: torch.Tensor, points: _Points, orders: tuple[int, ...]) -> list[torch.Tensor]:
@@ -323,11 +355,14 @@ def _derivatives_at(coefficients: torch.Tensor, points: _Points, orders: tuple[i
     if tuple(coefficients.shape) != grid.m:
         raise ValueError(f"coefficients must have shape {grid.m}, got {tuple(coefficients.shape)}")
     padded = torch.nn.functional.pad(coefficients, (3, 2) * grid.dim)
-    G = padded.reshape(-1)[points.index]  # (N, 4^d) neighbouring coefficients
+    G = padded.reshape(-1)[points.index]  # (4^d, N) neighbouring coefficients
     W = points.weights
     K = max(orders) + 1
+    D = _contract(G, W if W.shape[1] == K else W[:, :K]).T  # (N, K^d) mixed partials
+    n, d = D.shape[0], grid.dim
     outs = []
-    for k, out in zip(orders, _kernel(G, W if W.shape[2] == K else W[:, :, :K], orders), strict=True):
+    for k in orders:
+        out = D[:, 0] if k == 0 else D.index_select(1, _order_rows(d, k, K, str(D.device))).reshape((n,) + (d,) * k)
         out = out * points.mask.reshape((-1,) + (1,) * k)
         for j in range(k):  # index units -> physical units: one factor 1/h per derivative axis
             shape = [1] * (k + 1)
@@ -411,7 +446,7 @@ def spline_gradients(coefficients: torch.Tensor, x: torch.Tensor, grid: Grid, *,
 
 def _gradients_at(coefficients: torch.Tensor, points: _Points) -> tuple[torch.Tensor, torch.Tensor]:
     r""":func:`spline_gradients` at located points: one gather of the ``S`` coefficient arrays, then the
-    neighbours' axes contracted one at a time, last axis first, each by a batched product with the value and
+    neighbours' axes contracted one at a time, last axis first (:func:`_contract`), with the value and
     first-derivative weights along that axis: the :math:`2^d` mixed partials of order at most one per axis, of which
     the value and the gradient are kept."""
     return _padded_gradients_at(_pad(coefficients, points.grid.dim).reshape(-1), coefficients.shape[0], points)
@@ -427,16 +462,11 @@ def _padded_gradients_at(padded: torch.Tensor, S: int, points: _Points) -> tuple
     """:func:`_gradients_at` of ``S`` coefficient arrays already padded (:func:`_pad`) and flattened into one
     vector ``padded``: a caller that evaluates the same coefficients often pads them once."""
     W, grid = points.weights, points.grid
-    n, d = W.shape[:2]
+    d = W.shape[0]
     device = str(W.device)
     index = points.index[None] if S == 1 else points.index + _set_offsets(S, padded.numel() // S, device)
-    W1 = W[:, :, :2]  # (N, d, 2, 4): value and first derivative of each neighbour's weight along each axis
-    D = padded.take(index).reshape(S, n, 4 ** (d - 1), 4)  # (S, N, neighbours a_0 .. a_{d-2}, a_{d-1})
-    D = torch.matmul(D, W1[:, d - 1].transpose(-1, -2))  # a_{d-1} -> order p_{d-1}: (S, N, 4^(d-1), 2)
-    for j in range(d - 2, 0, -1):  # a_j -> p_j: (S, N, 4^j, 4, 2^(d-1-j)) -> (S, N, 4^j, 2, 2^(d-1-j))
-        D = torch.matmul(W1[:, j, None], D.reshape(S, n, 4**j, 4, 2 ** (d - 1 - j)))
-    D = torch.matmul(W1[:, 0], D.reshape(S, n, 4, 2 ** (d - 1)))  # a_0 -> p_0: (S, N, 2, 2^(d-1))
-    out = D.reshape(S, n, 2**d).index_select(2, _gradient_channels(d, device))
+    D = _contract(padded.take(index), W[:, :2])  # (S, 2^d, N): orders 0 or 1 per axis
+    out = D.index_select(1, _gradient_channels(d, device)).transpose(1, 2)  # (S, N, 1 + d)
     out = out * (points.mask[:, None] * _gradient_scale(grid, device, W.dtype))
     return out[..., 0], out[..., 1:]  # (S, N), (S, N, d)
 
@@ -683,7 +713,8 @@ def spline_weights(x: torch.Tensor, grid: Grid, *, window: str = "paper", gradie
     _checks.one_of("window", window, WINDOWS)
     if x.dim() != 2 or x.shape[-1] != grid.dim:
         raise ValueError(f"x must have shape (N, {grid.dim}), got {tuple(x.shape)}")
-    lay, valid, t, index = _locate(x, grid, window)
+    lay, valid, t, corner = _locate(x, grid, window)
+    index = corner[:, None] + lay.offsets
     C = _piece_derivatives(1 if gradient else 0, str(x.device), x.dtype)  # (order, 4 neighbours, 4 powers)
     tpow = torch.stack([torch.ones_like(t), t, t * t, t * t * t], dim=-1)  # (N, d, 4)
     per_dim = torch.einsum("njq,paq->pnja", tpow, C)  # (order, N, d, 4): weight of neighbour a along dim j
