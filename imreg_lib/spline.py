@@ -239,8 +239,9 @@ def _order_rows(dim: int, order: int, table: int, device: str) -> torch.Tensor:
     return torch.tensor(rows, device=device)
 
 
-#: The contraction of :func:`_contract` runs over blocks of points whose largest temporary holds about this many
-#: numbers (8 MiB in float64): it stays in cache, where one pass over millions of 3D points would not.
+#: On the CPU the contraction of :func:`_contract` runs over blocks of points whose largest temporary holds about
+#: this many numbers (8 MiB in float64): it stays in cache, where one pass over a 3D image's points would not
+#: (3.6 times slower at 172,032 points). A GPU takes all points at once.
 _BLOCK_NUMBERS = 2**20
 
 
@@ -273,7 +274,7 @@ def _contract(G: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     """
     d, K, _, n = W.shape
     block = max(1, _BLOCK_NUMBERS // (4**d * K))
-    if n > block:
+    if n > block and G.device.type == "cpu":
         return torch.cat([_contract(G[..., i:i + block], W[..., i:i + block]) for i in range(0, n, block)], dim=-1)
     lead = G.shape[:-2]
     D = G.reshape(lead + (4 ** (d - 1), 4, 1, n))  # (neighbours a_0 .. a_{d-2}, a_{d-1}, orders so far, N)

@@ -1,4 +1,5 @@
 """Spline image model: definition (the paper's eq. 2), exactness, smoothing, derivatives under every transform."""
+import itertools
 import math
 
 import numpy as np
@@ -215,6 +216,31 @@ def test_stacked_values_and_gradients_match_one_spline_at_a_time(omega, m, windo
         torch.testing.assert_close(gradients[s], dT, rtol=0, atol=1e-13 * float(dT.abs().max()))
     with pytest.raises(ValueError, match="coefficients"):
         il.spline.spline_gradients(c[0], x, grid)
+
+
+@pytest.mark.parametrize("omega, m", [((0, 20, 0, 25), (8, 10)), ((0, 4, 0, 5, 0, 6), (5, 6, 7))])
+def test_contraction_in_blocks_of_points_is_the_one_pass_and_the_explicit_sum(omega, m, monkeypatch, rng):
+    """The neighbours' contraction runs over blocks of points on the CPU (a 3D image's points would not stay in
+    cache): every block size gives the same bits as one pass, and both are the explicit sum over the 4^d
+    neighbours of the coefficient times the product of the per-axis weights (here of orders 0..2)."""
+    grid = il.Grid(omega, m)
+    d = grid.dim
+    x = grid.cell_centers("cpu", F64)
+    x = x + 0.9 * torch.as_tensor(grid.h, dtype=F64) * torch.randn(x.shape, dtype=F64, generator=rng)
+    c = torch.randn(m, dtype=F64, generator=rng)
+    points = spline._points(x, grid, "paper", 2)
+    G = spline._pad(c, d).reshape(-1)[points.index]
+    whole = spline._contract(G, points.weights)
+    for numbers in (4**d * 3 * 7, 4**d * 3 * 64 + 5):  # 7 points a block; 64 and a remainder
+        monkeypatch.setattr(spline, "_BLOCK_NUMBERS", numbers)
+        assert torch.equal(spline._contract(G, points.weights), whole)
+    W = points.weights  # (d, K, 4, N)
+    for orders in itertools.product(range(3), repeat=d):
+        row = sum(p * 3 ** (d - 1 - j) for j, p in enumerate(orders))
+        explicit = sum(G[sum(a * 4 ** (d - 1 - j) for j, a in enumerate(nb))]
+                       * math.prod(W[j, orders[j], nb[j]] for j in range(d))
+                       for nb in itertools.product(range(4), repeat=d))
+        torch.testing.assert_close(whole[row], explicit, rtol=0, atol=1e-13 * float(explicit.abs().max()))
 
 
 def test_closed_form_theta_derivative_of_the_values_at_cell_centres(hand32):
