@@ -42,8 +42,10 @@ Implementation
   (mode products), and the coefficients at any :math:`\theta` are two small matrix products,
   exactly differentiable in :math:`\theta` to any order (:math:`dc/d\theta` included) and linear in the data.
 * **Evaluation** gathers the :math:`4^d` neighbouring coefficients of each point and weights them with the
-  four cubic pieces (fixed polynomials of the fractional index :math:`t \in [0, 1)`). It is written in pure
-  tensor operations, so ``grad``, ``jacrev``, ``jacfwd``, ``hessian``, ``jvp``, ``vmap`` and all their
+  four cubic pieces (fixed polynomials of the fractional index :math:`t \in [0, 1)`), one axis at a time with the
+  points along the last axis, so that each step is an elementwise product and a sum vectorised over the points
+  (:func:`_contract`; a batched product of one 4 × 4 matrix per point took three to four times longer). It is
+  written in pure tensor operations, so ``grad``, ``jacrev``, ``jacfwd``, ``hessian``, ``jvp``, ``vmap`` and all their
   compositions work (no ``grid_sample``, which has neither forward-mode AD nor a double backward).
   :func:`spline_derivatives` returns :math:`T`, :math:`\nabla T` and :math:`\nabla^2 T` from **one** gather
   (FAIR's ``[Tc, dT]``, continued to second order), which the objective composes with AD derivatives of
