@@ -251,7 +251,8 @@ def _contract(G: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     r"""The mixed partials of the spline at located points from their gathered neighbouring coefficients.
 
     With :math:`G_{a_0 \dots a_{d-1}, n}` the coefficient of neighbour :math:`a` of point :math:`n` and
-    :math:`W_{j, p, a, n} = \beta^{(p)}(t_{n,j} - a)` (:class:`_Points`),
+    :math:`W_{j, p, a, n}` the :math:`p`-th derivative of neighbour :math:`a`'s cubic weight along axis :math:`j` at
+    that point (:class:`_Points`),
 
     .. math::
         D_{p_0 \dots p_{d-1}, n} = \sum_{a_0} W_{0, p_0, a_0, n} \cdots \sum_{a_{d-1}} W_{d-1, p_{d-1}, a_{d-1}, n}\,
