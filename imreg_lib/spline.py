@@ -296,6 +296,7 @@ class _Layout:
     lower: torch.Tensor
     h: torch.Tensor
     upper_index: torch.Tensor  # m as a tensor
+    last_cell: torch.Tensor  # m - 1, the highest cell a point is based in (the upper end of the window)
     offsets: torch.Tensor  # flat offsets of the 4^d neighbours in the padded array
     strides: torch.Tensor
     padded_shape: tuple[int, ...]
@@ -310,7 +311,8 @@ def _layout(grid: Grid, device: str, dtype: torch.dtype) -> _Layout:
                for nb in itertools.product(range(4), repeat=grid.dim)]
     as_t = functools.partial(torch.tensor, device=device)
     return _Layout(as_t(grid.lower, dtype=dtype), as_t(grid.h, dtype=dtype), as_t(grid.m, dtype=dtype),
-                   as_t(offsets, dtype=torch.long), as_t(strides, dtype=torch.long), padded)
+                   as_t([k - 1.0 for k in grid.m], dtype=dtype), as_t(offsets, dtype=torch.long),
+                   as_t(strides, dtype=torch.long), padded)
 
 
 def _locate(x: torch.Tensor, grid: Grid, window: str):
@@ -321,7 +323,7 @@ def _locate(x: torch.Tensor, grid: Grid, window: str):
     lay = _layout(grid, str(x.device), x.dtype)
     xi = (x - lay.lower) / lay.h - 0.5
     valid = ((xi > WINDOWS[window]) & (xi < lay.upper_index)).all(dim=-1)
-    base = torch.minimum(torch.floor(xi).clamp_min(-2.0), lay.upper_index - 1.0)
+    base = torch.minimum(torch.floor(xi).clamp_min(-2.0), lay.last_cell)
     t = xi - base
     corner = ((base.long() + 2) * lay.strides).sum(-1)
     return lay, valid, t, corner
@@ -348,7 +350,8 @@ def _points(x: torch.Tensor, grid: Grid, window: str, max_order: int) -> _Points
     lay, valid, t, corner = _locate(x, grid, window)
     C = _piece_derivatives(max_order, str(t.device), t.dtype)  # (K, 4 neighbours, 4 powers)
     t = t.T  # (d, N)
-    tpow = torch.stack([torch.ones_like(t), t, t * t, t * t * t], dim=1)  # (d, 4 powers, N)
+    t2 = t * t
+    tpow = torch.stack([torch.ones_like(t), t, t2, t2 * t], dim=1)  # (d, 4 powers, N)
     W = torch.matmul(C.reshape(-1, 4), tpow).reshape(grid.dim, C.shape[0], 4, -1)  # (d, K, 4, N)
     return _Points(grid, valid.to(x.dtype), lay.offsets[:, None] + corner, W, lay.h)
 
@@ -358,15 +361,17 @@ def _derivatives_at(coefficients: torch.Tensor, points: _Points, orders: tuple[i
     grid = points.grid
     if tuple(coefficients.shape) != grid.m:
         raise ValueError(f"coefficients must have shape {grid.m}, got {tuple(coefficients.shape)}")
-    padded = torch.nn.functional.pad(coefficients, (3, 2) * grid.dim)
-    G = padded.reshape(-1)[points.index]  # (4^d, N) neighbouring coefficients
+    flat = torch.nn.functional.pad(coefficients, (3, 2) * grid.dim).reshape(-1)
+    index = points.index
+    # (4^d, N) neighbouring coefficients; ``take`` is faster, but has no batching rule for ``vmap``
+    G = flat[index] if is_traced(flat) or is_traced(index) else flat.take(index)
     W = points.weights
     K = max(orders) + 1
-    D = _contract(G, W if W.shape[1] == K else W[:, :K]).T  # (N, K^d) mixed partials
-    n, d = D.shape[0], grid.dim
+    D = _contract(G, W if W.shape[1] == K else W[:, :K])  # (K^d, N) mixed partials
+    n, d = D.shape[-1], grid.dim
     outs = []
     for k in orders:
-        out = D[:, 0] if k == 0 else D.index_select(1, _order_rows(d, k, K, str(D.device))).reshape((n,) + (d,) * k)
+        out = D[0] if k == 0 else D.index_select(0, _order_rows(d, k, K, str(D.device))).T.reshape((n,) + (d,) * k)
         out = out * points.mask.reshape((-1,) + (1,) * k)
         for j in range(k):  # index units -> physical units: one factor 1/h per derivative axis
             shape = [1] * (k + 1)
